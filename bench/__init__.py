@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench cpu|gpu|agent` (run from the repository root)."""

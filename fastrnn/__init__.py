@@ -1,0 +1,8 @@
+"""fastrnn: drop-in torch.nn.LSTM / LSTMCell on fused kernels (C++ on CPU, Triton on GPU)."""
+
+from fastrnn.backends import BACKEND_NAMES, available_backends, resolve_backend
+from fastrnn.convert import convert
+from fastrnn.modules import LSTM, LSTMCell
+
+__all__ = ["LSTM", "LSTMCell", "convert", "available_backends", "resolve_backend", "BACKEND_NAMES"]
+__version__ = "0.1.0"

@@ -1,0 +1,67 @@
+"""Stacked and bidirectional LSTMs composed from one backend's single-layer recurrence.
+
+Everything here is backend-agnostic PyTorch: the input projection of every step is one GEMM
+(``F.linear`` over the whole sequence), reverse directions run the forward recurrence on
+inputs reversed within each row's length, and dropout sits between layers as in nn.LSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastrnn.backends import Backend
+
+
+def reverse_within_lengths(seq: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each row of a (T, B, ...) sequence over its first lengths[b] steps only."""
+    if lengths is None:
+        return seq.flip(0)
+    steps = seq.shape[0]
+    t = torch.arange(steps, device=seq.device).unsqueeze(1)
+    lengths = lengths.to(seq.device).unsqueeze(0)
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    index = index.view(steps, -1, *([1] * (seq.dim() - 2))).expand_as(seq)
+    return seq.gather(0, index)
+
+
+def run_layers(
+    backend: Backend,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weights: list[list[Tensor | None]],
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float,
+    training: bool,
+    resets: Tensor | None = None,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run a stacked LSTM over x (T, B, I).
+
+    weights[layer * directions + direction] = [w_ih, w_hh, b_ih, b_hh, w_hr] (None where the
+    module has no such parameter). h0, c0: (layers * directions, B, R / H).
+    resets (T, B) apply to unidirectional stacks only (the caller checks).
+    Returns y (T, B, directions * R), h_n, c_n stacked like h0, c0.
+    """
+    directions = 2 if bidirectional else 1
+    layer_input = x
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            w_ih, w_hh, b_ih, b_hh, w_hr = weights[index]
+            seq = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
+            bias = None if b_ih is None else b_ih + b_hh
+            xproj = F.linear(seq, w_ih, bias)
+            y, h, c = backend.recurrence(xproj, w_hh, w_hr, h0[index], c0[index], resets, lengths)
+            outputs.append(y if direction == 0 else reverse_within_lengths(y, lengths))
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, p=dropout, training=True)
+    return layer_input, torch.stack(h_n), torch.stack(c_n)

@@ -1,0 +1,251 @@
+"""fastrnn.LSTM and fastrnn.LSTMCell: subclasses of torch's modules with fused backends.
+
+They keep torch's constructor arguments, parameters, initialization, state_dict keys,
+argument checks and error messages (they call torch's own check methods), and add one
+constructor keyword, ``backend``, and one LSTM.forward keyword, ``resets``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from fastrnn.backends import Backend, check_backend_name, resolve_backend
+from fastrnn.layers import run_layers
+from fastrnn.packing import pack_padded_output, unpack_to_padded
+
+
+def _needs_grad(tensors) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+class _BackendChoice:
+    """Mixin: the `backend` keyword, its resolution per input, and the name of what ran."""
+
+    backend: str
+    last_backend: str | None
+
+    def _init_backend(self, backend: str) -> None:
+        self.backend = check_backend_name(backend)
+        self.last_backend = None
+
+    def _pick_backend(self, tensor: Tensor) -> Backend:
+        chosen = resolve_backend(self.backend, tensor.device, tensor.dtype)
+        self.last_backend = chosen.name
+        return chosen
+
+    def _backend_repr(self) -> str:
+        return "" if self.backend == "auto" else f", backend={self.backend!r}"
+
+
+class LSTM(_BackendChoice, nn.LSTM):
+    """Drop-in ``torch.nn.LSTM`` running on a fastrnn backend.
+
+    Extra keyword arguments:
+        backend: "auto" (default: the fastest backend that supports the input), "cpp",
+            "triton" or "reference". ``module.last_backend`` names the one that ran last.
+        resets (forward): bool tensor shaped like the input without its feature dimension,
+            (T, B), or (B, T) with ``batch_first``, or (T,) unbatched. ``True`` at step t
+            returns that row's state to zero before step t, so concatenated episodes run as
+            one sequence with no state or gradient crossing their boundaries.
+            Unidirectional LSTMs and tensor (not packed) input only.
+    """
+
+    def __init__(self, *args, backend: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_backend(backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._backend_repr()
+
+    def _weights_by_layer(self) -> list[list[Tensor | None]]:
+        per_direction = len(self._flat_weights) // (self.num_layers * (2 if self.bidirectional else 1))
+        groups = []
+        for start in range(0, len(self._flat_weights), per_direction):
+            group = self._flat_weights[start : start + per_direction]
+            w_ih, w_hh = group[0], group[1]
+            b_ih, b_hh = (group[2], group[3]) if self.bias else (None, None)
+            w_hr = group[-1] if self.proj_size > 0 else None
+            groups.append([w_ih, w_hh, b_ih, b_hh, w_hr])
+        return groups
+
+    def forward(self, input, hx=None, *, resets: Tensor | None = None):
+        self._update_flat_weights()
+        directions = 2 if self.bidirectional else 1
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if resets is not None:
+                raise ValueError("resets: not supported with PackedSequence input; pass a padded tensor")
+            data, batch_sizes, sorted_indices, unsorted_indices = input
+            batch = int(batch_sizes[0])
+            is_batched = True
+            if hx is not None:
+                hx = self.permute_hidden(hx, sorted_indices)
+            probe = data
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            batch_sizes = None
+            is_batched = input.dim() == 3
+            batch_dim = 0 if self.batch_first else 1
+            if not is_batched:
+                input = input.unsqueeze(batch_dim)
+            batch = input.size(batch_dim)
+            if hx is not None:
+                if is_batched and (hx[0].dim() != 3 or hx[1].dim() != 3):
+                    raise RuntimeError(
+                        "For batched 3-D input, hx and cx should also be 3-D but got "
+                        f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                    )
+                if not is_batched:
+                    if hx[0].dim() != 2 or hx[1].dim() != 2:
+                        raise RuntimeError(
+                            "For unbatched 2-D input, hx and cx should also be 2-D but got "
+                            f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                        )
+                    hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+            probe = input
+        if hx is None:
+            shape = (self.num_layers * directions, batch)
+            hx = (
+                torch.zeros(*shape, real_hidden, dtype=probe.dtype, device=probe.device),
+                torch.zeros(*shape, self.hidden_size, dtype=probe.dtype, device=probe.device),
+            )
+        self.check_forward_args(probe if packed else input, hx, batch_sizes)
+        if resets is not None:
+            resets = self._check_resets(resets, input, is_batched)
+        backend = self._pick_backend(probe)
+
+        if packed:
+            x, lengths = unpack_to_padded(data, batch_sizes)
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input
+            lengths = None
+        weights = self._weights_by_layer()
+        if x.shape[0] == 1 and lengths is None and directions == 1 and not _needs_grad(
+            [x, *hx, *self._flat_weights]
+        ):
+            y, h_n, c_n = self._rollout_step(backend, x, hx, weights, resets)
+        else:
+            y, h_n, c_n = run_layers(
+                backend, x, hx[0], hx[1], weights, self.num_layers, self.bidirectional,
+                self.dropout, self.training, resets, lengths,
+            )
+        if packed:
+            output = PackedSequence(pack_padded_output(y, batch_sizes), batch_sizes, sorted_indices, unsorted_indices)
+            return output, self.permute_hidden((h_n, c_n), unsorted_indices)
+        if self.batch_first:
+            y = y.transpose(0, 1)
+        if not is_batched:
+            y = y.squeeze(0 if self.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return y, (h_n, c_n)
+
+    def _rollout_step(self, backend: Backend, x, hx, weights, resets):
+        """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""
+        layer_input = x[0]
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh, w_hr = weights[layer]
+            h, c = hx[0][layer], hx[1][layer]
+            if resets is not None:
+                keep = (~resets[0]).unsqueeze(1).to(h.dtype)
+                h, c = h * keep, c * keep
+            h, c = backend.cell(layer_input, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+            h_n.append(h)
+            c_n.append(c)
+            layer_input = h
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, p=self.dropout, training=True)
+        return layer_input.unsqueeze(0), torch.stack(h_n), torch.stack(c_n)
+
+    def _check_resets(self, resets: Tensor, input: Tensor, is_batched: bool) -> Tensor:
+        """Validate resets and return them time-major (T, B)."""
+        if self.bidirectional:
+            raise ValueError("resets: only unidirectional LSTMs take resets (bidirectional=True here)")
+        if not isinstance(resets, Tensor) or resets.dtype != torch.bool:
+            raise TypeError(f"resets: expected a bool tensor, got {type(resets).__name__}"
+                            + (f" of dtype {resets.dtype}" if isinstance(resets, Tensor) else ""))
+        if not is_batched:
+            resets = resets.unsqueeze(0 if self.batch_first else 1)
+        expected = tuple(input.shape[:2])
+        if tuple(resets.shape) != expected:
+            layout = "(B, T)" if self.batch_first else "(T, B)"
+            raise ValueError(
+                f"resets: expected shape {layout} = {expected} matching the input, got {tuple(resets.shape)}"
+            )
+        if resets.device != input.device:
+            raise ValueError(f"resets: expected a tensor on {input.device}, got one on {resets.device}")
+        return resets.transpose(0, 1).contiguous() if self.batch_first else resets
+
+
+class LSTMCell(_BackendChoice, nn.LSTMCell):
+    """Drop-in ``torch.nn.LSTMCell`` running on a fastrnn backend (see LSTM for `backend`)."""
+
+    def __init__(self, *args, backend: str = "auto", **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_backend(backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._backend_repr()
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if input.dim() not in (1, 2):
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for idx, value in enumerate(hx):
+                if value.dim() not in (1, 2):
+                    raise ValueError(
+                        f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead"
+                    )
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+            hx = (zeros, zeros)
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        self._check_cell_args(input, hx)
+        backend = self._pick_backend(input)
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if _needs_grad([input, *hx, *weights]):
+            bias = None if self.bias_ih is None else self.bias_ih + self.bias_hh
+            xproj = F.linear(input, self.weight_ih, bias).unsqueeze(0)
+            _, h, c = backend.recurrence(xproj, self.weight_hh, None, hx[0], hx[1], None, None)
+        else:
+            h, c = backend.cell(input, hx[0], hx[1], *weights, None)
+        if not is_batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, c
+
+    def _check_cell_args(self, input: Tensor, hx: tuple[Tensor, Tensor]) -> None:
+        """The checks torch's lstm_cell makes in C++, with the same messages, before any work."""
+        if input.size(1) != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}"
+            )
+        for idx, value in enumerate(hx):
+            if value.size(0) != input.size(0):
+                raise RuntimeError(
+                    f"Input batch size {input.size(0)} doesn't match hidden{idx} batch size {value.size(0)}"
+                )
+            if value.size(1) != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{idx} has inconsistent hidden_size: got {value.size(1)}, expected {self.hidden_size}"
+                )
+        for name, value in (("input", input), ("hx", hx[0]), ("cx", hx[1])):
+            if value.dtype != self.weight_ih.dtype:
+                raise RuntimeError(
+                    f"LSTMCell: {name} must have dtype {self.weight_ih.dtype} like the weights, got {value.dtype}"
+                )
+            if value.device != self.weight_ih.device:
+                raise RuntimeError(
+                    f"LSTMCell: {name} must be on {self.weight_ih.device} like the weights, got {value.device}"
+                )

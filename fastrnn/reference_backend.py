@@ -1,0 +1,28 @@
+"""The reference backend as a registry entry: any device, any dtype, autograd for gradients."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fastrnn.backends import Backend
+from fastrnn.reference import lstm_recurrence
+
+
+def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+    bias = None if b_ih is None else b_ih + b_hh
+    xproj = F.linear(x, w_ih, bias).unsqueeze(0)
+    _, h_next, c_next = lstm_recurrence(xproj, w_hh, w_hr, h, c)
+    return h_next, c_next
+
+
+def _supports_everything(device: torch.device, dtype: torch.dtype) -> str | None:
+    return None
+
+
+BACKEND = Backend(
+    name="reference",
+    unsupported_reason=_supports_everything,
+    recurrence=lstm_recurrence,
+    cell=cell,
+)
