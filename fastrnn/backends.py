@@ -30,13 +30,17 @@ class Backend:
     cell: Callable
 
 
-# name -> module that defines BACKEND; the order is auto's preference.
+# name -> module that defines BACKEND.
 _BACKEND_MODULES = {
-    "triton": "fastrnn.triton_backend",
     "cpp": "fastrnn.cpp_backend",
+    "triton": "fastrnn.triton_backend",
     "reference": "fastrnn.reference_backend",
 }
 BACKEND_NAMES = ("auto", *_BACKEND_MODULES)
+
+# auto's preference per device type. Triton also takes CPU tensors under TRITON_INTERPRET=1,
+# but only to test its kernels: on the CPU, auto never imports it.
+_AUTO_ORDER = {"cpu": ("cpp", "reference"), "cuda": ("triton", "reference")}
 
 _loaded: dict[str, Backend] = {}
 _load_errors: dict[str, str] = {}
@@ -79,11 +83,11 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
     A named backend that cannot take the input raises ValueError saying why, before any work.
     """
     key = (requested, device, dtype)
-    backend = _resolved.get(key)
+    backend = _resolved.get(key)  # the common case: one dict lookup per call
     if backend is not None:
         return backend
     if requested == "auto":
-        for name in _BACKEND_MODULES:
+        for name in _AUTO_ORDER.get(device.type, ("reference",)):
             try:
                 candidate = get_backend(name)
             except RuntimeError:

@@ -39,6 +39,12 @@ class _BackendChoice:
         self.last_backend = chosen.name
         return chosen
 
+    def __setattr__(self, name, value):
+        # A new backend name must be checked here too: resolve_backend trusts it.
+        if name == "backend":
+            value = check_backend_name(value)
+        super().__setattr__(name, value)
+
     def _backend_repr(self) -> str:
         return "" if self.backend == "auto" else f", backend={self.backend!r}"
 
@@ -186,7 +192,11 @@ class LSTM(_BackendChoice, nn.LSTM):
 
 
 class LSTMCell(_BackendChoice, nn.LSTMCell):
-    """Drop-in ``torch.nn.LSTMCell`` running on a fastrnn backend (see LSTM for `backend`)."""
+    """Drop-in ``torch.nn.LSTMCell`` running on a fastrnn backend (see LSTM for `backend`).
+
+    Without gradients (an RL rollout step) a call is one fused kernel launch; the Python
+    around it is kept to plain attribute reads, since at small sizes it is most of the cost.
+    """
 
     def __init__(self, *args, backend: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -196,56 +206,53 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         return super().extra_repr() + self._backend_repr()
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        if input.dim() not in (1, 2):
-            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        dims = input.dim()
+        if dims not in (1, 2):
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {dims}D instead")
         if hx is not None:
             for idx, value in enumerate(hx):
                 if value.dim() not in (1, 2):
                     raise ValueError(
                         f"LSTMCell: Expected hx[{idx}] to be 1D or 2D, got {value.dim()}D instead"
                     )
-        is_batched = input.dim() == 2
+        is_batched = dims == 2
         if not is_batched:
             input = input.unsqueeze(0)
         if hx is None:
-            zeros = torch.zeros(input.size(0), self.hidden_size, dtype=input.dtype, device=input.device)
+            zeros = torch.zeros(input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
             hx = (zeros, zeros)
         elif not is_batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-        self._check_cell_args(input, hx)
+        params = self._parameters
+        w_ih, w_hh, b_ih, b_hh = params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
+        self._check_cell_args(input, hx, w_ih)
         backend = self._pick_backend(input)
-        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        if _needs_grad([input, *hx, *weights]):
-            bias = None if self.bias_ih is None else self.bias_ih + self.bias_hh
-            xproj = F.linear(input, self.weight_ih, bias).unsqueeze(0)
-            _, h, c = backend.recurrence(xproj, self.weight_hh, None, hx[0], hx[1], None, None)
+        if _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)):
+            bias = None if b_ih is None else b_ih + b_hh
+            xproj = F.linear(input, w_ih, bias).unsqueeze(0)
+            _, h, c = backend.recurrence(xproj, w_hh, None, hx[0], hx[1], None, None)
         else:
-            h, c = backend.cell(input, hx[0], hx[1], *weights, None)
+            h, c = backend.cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
 
-    def _check_cell_args(self, input: Tensor, hx: tuple[Tensor, Tensor]) -> None:
+    def _check_cell_args(self, input: Tensor, hx: tuple[Tensor, Tensor], weight: Tensor) -> None:
         """The checks torch's lstm_cell makes in C++, with the same messages, before any work."""
-        if input.size(1) != self.input_size:
-            raise RuntimeError(
-                f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}"
-            )
+        batch, features = input.shape
+        if features != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {features} expected {self.input_size}")
         for idx, value in enumerate(hx):
-            if value.size(0) != input.size(0):
+            rows, width = value.shape
+            if rows != batch:
+                raise RuntimeError(f"Input batch size {batch} doesn't match hidden{idx} batch size {rows}")
+            if width != self.hidden_size:
                 raise RuntimeError(
-                    f"Input batch size {input.size(0)} doesn't match hidden{idx} batch size {value.size(0)}"
+                    f"hidden{idx} has inconsistent hidden_size: got {width}, expected {self.hidden_size}"
                 )
-            if value.size(1) != self.hidden_size:
-                raise RuntimeError(
-                    f"hidden{idx} has inconsistent hidden_size: got {value.size(1)}, expected {self.hidden_size}"
-                )
+        dtype, device = weight.dtype, weight.device
         for name, value in (("input", input), ("hx", hx[0]), ("cx", hx[1])):
-            if value.dtype != self.weight_ih.dtype:
-                raise RuntimeError(
-                    f"LSTMCell: {name} must have dtype {self.weight_ih.dtype} like the weights, got {value.dtype}"
-                )
-            if value.device != self.weight_ih.device:
-                raise RuntimeError(
-                    f"LSTMCell: {name} must be on {self.weight_ih.device} like the weights, got {value.device}"
-                )
+            if value.dtype != dtype:
+                raise RuntimeError(f"LSTMCell: {name} must have dtype {dtype} like the weights, got {value.dtype}")
+            if value.device != device:
+                raise RuntimeError(f"LSTMCell: {name} must be on {device} like the weights, got {value.device}")

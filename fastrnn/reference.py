@@ -12,7 +12,8 @@ Inputs, for a sequence of T steps and a batch of B rows:
 - ``w_hr``   (P, H) or None: the output projection (``proj_size`` > 0).
 - ``h0``     (B, R), ``c0`` (B, H): the state before step 0.
 - ``resets`` (T, B) bool or None: ``resets[t, b]`` means row b's state returns to zero (the
-  state an episode starts from) just before step t. No gradient crosses a reset.
+  state an episode starts from) just before step t. No gradient crosses a reset. Resets
+  after a row's last valid step have no effect.
 - ``lengths`` (B,) int64 or None: row b has ``lengths[b]`` valid steps. From step
   ``lengths[b]`` on, the row's state is frozen and its output is zero (PackedSequence
   semantics); ``h_n``/``c_n`` are then the state after its last valid step.
@@ -47,7 +48,8 @@ def lstm_recurrence(
     outputs = []
     for t in range(steps):
         if resets is not None:
-            keep = (~resets[t]).unsqueeze(1).to(xproj.dtype)
+            reset = resets[t] if lengths is None else resets[t] & (lengths > t)
+            keep = (~reset).unsqueeze(1).to(xproj.dtype)
             h, c = h * keep, c * keep
         gates = xproj[t] + h @ w_hh.t()
         i, f, g, o = gates.chunk(4, dim=1)

@@ -1,0 +1,54 @@
+"""A2C's two computations: n-step discounted returns and the actor-critic loss.
+
+Loss (Wang et al. 2018; Mnih et al. 2016):
+    L = L_policy + value_coef * L_value - entropy_coef * H
+    L_policy = -mean(log pi(a_t | s_t) * A_t),  A_t = G_t - V(s_t) (no gradient through A_t)
+    L_value  = mean(0.5 * (G_t - V(s_t))^2)
+    H        = mean entropy of pi(. | s_t)
+Means run over every step of every row in the unroll; RMSProp is nearly invariant to the
+overall scale, so mean versus sum only changes the balance against rmsprop_eps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def discounted_returns(rewards: Tensor, dones: Tensor, bootstrap_value: Tensor, gamma: float) -> Tensor:
+    """G_t = r_t + gamma * G_{t+1}, cut where dones[t] (the episode ended at step t), and
+    G_T = bootstrap_value (the value of the state after the unroll) for unfinished episodes.
+
+    rewards (T, B) float, dones (T, B) bool, bootstrap_value (B,) -> (T, B).
+    """
+    returns = torch.empty_like(rewards)
+    running = bootstrap_value
+    continues = (~dones).to(rewards.dtype) * gamma
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + continues[t] * running
+        returns[t] = running
+    return returns
+
+
+@dataclass
+class A2CLoss:
+    total: Tensor
+    policy: Tensor
+    value: Tensor
+    entropy: Tensor
+
+
+def a2c_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Tensor,
+             value_coef: float, entropy_coef: float) -> A2CLoss:
+    """logits (T, B, A), values (T, B), actions (T, B) long, returns (T, B) (no gradient)."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    advantages = (returns - values).detach()
+    policy_loss = -(chosen * advantages).mean()
+    value_loss = 0.5 * (returns - values).pow(2).mean()
+    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+    total = policy_loss + value_coef * value_loss - entropy_coef * entropy
+    return A2CLoss(total, policy_loss, value_loss, entropy)

@@ -1,0 +1,209 @@
+"""Command line: python -m agent {train,eval,verify,tasks,demo} (run from the repository root).
+
+Every argument is checked (type, range, existence of paths, known task) before any work, and
+an error names the argument (argparse exits with status 2 and a usage line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from agent.config import TrainConfig, resolve_config
+
+# train options the issue names explicitly; every other TrainConfig field is an option too.
+_PRIMARY = ("task", "seed", "device", "core", "episodes", "num_envs")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _task_name(text: str) -> str:
+    from agent.tasks import task_names
+
+    names = task_names()
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose from {', '.join(names)}")
+    return text
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
+        if f.name == "task":
+            parser.add_argument(flag, required=True, type=_task_name, **kwargs)
+        elif f.name == "device":
+            parser.add_argument(flag, choices=["cpu", "cuda"], **kwargs)
+        elif f.name == "core":
+            parser.add_argument(flag, choices=["fast", "reference", "torch"], **kwargs)
+        elif f.name == "seed":
+            parser.add_argument(flag, type=_nonnegative_int, **kwargs)
+        elif f.type in (int, "int"):
+            parser.add_argument(flag, type=_positive_int, **kwargs)
+        else:
+            parser.add_argument(flag, type=float, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent", description="Meta-RL agent (Wang et al. 2018) "
+                                     "on fastrnn cores.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an agent on a task (resumes an interrupted run in --out)")
+    _add_config_options(train)
+    train.add_argument("--out", required=True, type=Path, help="run directory (RUN_DIR)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run with frozen weights, write trials.csv, "
+                        "metrics.json and figures")
+    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ev.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
+    ev.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed (default: 2018)")
+    ev.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ev.add_argument("--core", choices=["fast", "reference", "torch"], default="fast")
+    ev.add_argument("--out", required=True, type=Path, help="evaluation directory (EVAL_DIR)")
+
+    ver = sub.add_parser("verify", help="fast core vs reference core: one rollout and one update per task")
+    ver.add_argument("--task", default="all", type=lambda t: t if t == "all" else _task_name(t),
+                     help="a task name or all (default)")
+    ver.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+    sub.add_parser("tasks", help="list the registered tasks")
+
+    demo = sub.add_parser("demo", help="train two_step on the CPU with the fast core, evaluate it, write "
+                          "its figure (the README's main command)")
+    demo.add_argument("--out", required=True, type=Path, help="directory for run/ and eval/")
+    demo.add_argument("--seed", type=_nonnegative_int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _check_device(parser, device: str, flag: str = "--device") -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"argument {flag}: cuda requested but CUDA is not available on this machine")
+
+
+def cmd_train(parser, args) -> int:
+    from agent.train import check_run_dir, train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    try:
+        config = resolve_config(overrides)
+        check_run_dir(config, args.out)
+    except ValueError as error:
+        parser.error(str(error))
+    _check_device(parser, config.device)
+    trainer = train(config, args.out, progress=not args.quiet)
+    print(f"trained {trainer.episodes} episodes ({trainer.env_steps} env steps) in "
+          f"{trainer.train_seconds:.1f} s; core {config.core} ran backend {trainer.agent.core.last_backend}; "
+          f"checkpoint in {args.out}")
+    return 0
+
+
+def cmd_eval(parser, args) -> int:
+    from agent.checkpoint import checkpoint_path
+    from agent.evaluate import evaluate
+
+    if not checkpoint_path(args.run_dir).is_file():
+        parser.error(f"argument RUN_DIR: no checkpoint at {checkpoint_path(args.run_dir)}")
+    if args.out.resolve() == args.run_dir.resolve():
+        parser.error("argument --out: must differ from RUN_DIR (the run directory is never modified)")
+    _check_device(parser, args.device)
+    metrics = evaluate(args.run_dir, args.out, episodes=args.episodes, seed=args.seed, device=args.device,
+                       core=args.core)
+    print(summarize(metrics))
+    print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
+    return 0
+
+
+def summarize(metrics: dict) -> str:
+    lines = [f"{metrics['task']}: {metrics['episodes']} test episodes, mean reward per trial "
+             f"{metrics['mean_reward_per_trial']:.3f}"]
+    if "stay_probability" in metrics:
+        stay = metrics["stay_probability"]
+        inter = metrics["stay_regression"]["reward_x_transition"]
+        lines.append("stay probability: " + ", ".join(f"{k} {v:.3f}" for k, v in stay.items()))
+        lines.append(f"reward x transition interaction: coef {inter['coef']:.3f}, p = {inter['p']:.3g}")
+    if "regret_at_last_trial" in metrics:
+        lines.append("cumulative regret at last trial: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in metrics["regret_at_last_trial"].items()))
+    if "matching_slope" in metrics:
+        kernel = metrics["lagged_regression"]["reward_kernel"]
+        lines.append(f"matching slope {metrics['matching_slope']:.2f}; reward kernel (lags 1..) "
+                     + ", ".join(f"{v:.2f}" for v in kernel))
+    return "\n".join(lines)
+
+
+def cmd_verify(parser, args) -> int:
+    from agent.verify import verify
+
+    _check_device(parser, args.device)
+    results = verify(args.task, args.device)
+    for result in results:
+        print(("PASS " if result.ok else "FAIL ") + result.message)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_tasks(parser, args) -> int:
+    from agent.tasks import get_task_class, task_names
+
+    for name in task_names():
+        print(f"{name:24s} {get_task_class(name).description}")
+    return 0
+
+
+def cmd_demo(parser, args) -> int:
+    from agent.evaluate import evaluate
+    from agent.train import check_run_dir, train
+
+    start = time.perf_counter()
+    config = resolve_config({"task": "two_step", "seed": args.seed, "device": "cpu", "core": "fast"})
+    run_dir, eval_dir = args.out / "run", args.out / "eval"
+    try:
+        check_run_dir(config, run_dir)
+    except ValueError as error:
+        parser.error(str(error))
+    train(config, run_dir, progress=not args.quiet)
+    metrics = evaluate(run_dir, eval_dir, device="cpu", core="fast")
+    print(summarize(metrics))
+    print(f"figure: {metrics['figures'][0]}; total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sub = parser._subparsers._group_actions[0].choices[args.command]
+    return COMMANDS[args.command](sub, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Training settings: one dataclass whose fields document themselves (CleanRL style).
+
+Precedence: the field defaults below, then the task's `train_defaults`, then the command line
+(every field is a `train` option: `--value-coef 0.1`). "(paper)" marks Wang et al. 2018's
+values (SIMULATIONS.md); "(ours)" a choice made here, with its reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def _doc(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainConfig:
+    task: str = _doc("registered task name (python -m agent tasks)", "two_step")
+    seed: int = _doc("seeds the weights, the task's generator and action sampling", 0)
+    device: str = _doc("cpu or cuda", "cpu")
+    core: str = _doc("LSTM core: fast (fastrnn backend auto), reference (fastrnn reference backend), "
+                     "torch (torch.nn.LSTM stepped in Python, for benchmarks)", "fast")
+    episodes: int = _doc("training episodes (all envs together); training stops at the first update "
+                         "that completes this many", 10_000)
+    num_envs: int = _doc("episodes run side by side, one batch row each (ours: sized for the CPU)", 32)
+    unroll: int = _doc("environment steps per update; the gradient is truncated there and the value "
+                       "bootstraps the rest (ours)", 20)
+    hidden_size: int = _doc("LSTM units (paper)", 48)
+    gamma: float = _doc("discount (paper)", 0.9)
+    value_coef: float = _doc("weight of the value loss (paper)", 0.05)
+    entropy_coef: float = _doc("weight of the entropy bonus (paper)", 0.05)
+    lr: float = _doc("RMSProp learning rate (paper)", 7e-4)
+    rmsprop_alpha: float = _doc("RMSProp squared-gradient decay (torch default)", 0.99)
+    rmsprop_eps: float = _doc("RMSProp epsilon (ours: 1e-5 keeps early steps bounded)", 1e-5)
+    max_grad_norm: float = _doc("clip the gradient norm to this; 0 = no clipping", 0.0)
+    threads: int = _doc("torch CPU threads (ours: 1, the batch is too small to split across cores)", 1)
+    checkpoint_every: int = _doc("updates between checkpoints (a final one is always written)", 200)
+    log_every: int = _doc("updates between metric lines in metrics.jsonl", 20)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending option; called before any work."""
+        positive = ("episodes", "num_envs", "unroll", "hidden_size", "threads", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("value_coef", "entropy_coef", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"--gamma must be in [0, 1], got {self.gamma}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if self.core not in ("fast", "reference", "torch"):
+            raise ValueError(f"--core must be fast, reference or torch, got {self.core!r}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.device.startswith("cuda"):
+            import torch
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
+        from agent.tasks import get_task_class
+        get_task_class(self.task)
+
+
+def resolve_config(overrides: dict) -> TrainConfig:
+    """Defaults, then the task's train_defaults, then the given overrides (None = not given)."""
+    from agent.tasks import get_task_class
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    task = given.get("task", TrainConfig.task)
+    values = {**get_task_class(task).train_defaults, **given}
+    config = TrainConfig.from_dict(values)
+    config.validate()
+    return config

@@ -1,0 +1,118 @@
+"""`python -m agent eval`: run new episodes with the trained weights frozen, write trials.csv,
+metrics.json and the task's figures. The checkpoint is only read.
+
+All test episodes run side by side, one per batch row; each row's first episode is recorded
+and whatever the row does after it ends is ignored (rows may end at different steps).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agent.checkpoint import load_checkpoint
+from agent.config import TrainConfig
+from agent.model import sample_actions
+from agent.rollout import Carry
+from agent.tasks import make_task
+from agent.trainer import make_agent
+
+DEFAULT_TEST_EPISODES = 300
+DEFAULT_TEST_SEED = 2018  # distinct from training seeds, so test episodes are new ones
+
+
+def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.ndarray]:
+    """Play each row's first episode; return trial columns plus `episode`, `trial` and, per
+    trial, the value estimate at its first step (`value`) and at its last step (`value_last`)."""
+    task.recording = True
+    carry = Carry.initial(agent, task.reset())
+    x, starts, state = carry.next_input, carry.next_starts, carry.state
+    active = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
+    trial_start_value = torch.zeros(task.num_envs, device=task.device)
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in ("episode", "trial", *task.trial_columns,
+                                                                  "value", "value_last")}
+    episode_ids = torch.arange(task.num_envs, device=task.device)
+    at_trial_start = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
+    with torch.no_grad():
+        while bool(active.any()):
+            logits, value, _, state = agent.step(x, state, starts)
+            trial_start_value = torch.where(at_trial_start, value, trial_start_value)
+            action = sample_actions(logits, sampler)
+            trial_index = task.trial.clone()
+            result = task.step(action)
+            keep = result.trial_end & active
+            if bool(keep.any()):
+                rows["episode"].append(episode_ids[keep])
+                rows["trial"].append(trial_index[keep])
+                for name in task.trial_columns:
+                    rows[name].append(result.record[name][keep])
+                rows["value"].append(trial_start_value[keep])
+                rows["value_last"].append(value[keep])
+            at_trial_start = result.trial_end
+            active &= ~result.done
+            starts = result.done
+            prev_action = torch.where(starts, agent.num_actions, action)
+            x = agent.make_input(result.obs, prev_action, torch.where(starts, 0.0, result.reward))
+    columns = {name: torch.cat(parts).cpu().numpy() for name, parts in rows.items()}
+    order = np.lexsort((columns["trial"], columns["episode"]))
+    return {name: values[order] for name, values in columns.items()}
+
+
+def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[str]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for i in range(len(trials["episode"])):
+            writer.writerow([_fmt(trials[c][i]) for c in columns])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (np.floating, float)):
+        return f"{float(value):.6g}"
+    return str(int(value))
+
+
+def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: int = DEFAULT_TEST_SEED,
+             device: str = "cpu", core: str = "fast", progress: bool = True) -> dict:
+    start = time.perf_counter()
+    saved = load_checkpoint(run_dir, map_location=device)
+    config = TrainConfig.from_dict(saved["config"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = make_task(config.task, episodes, seed=seed, device=device, mode="test")
+    agent = make_agent(config, type(task), core=core).to(device)
+    agent.load_state_dict(saved["trainer"]["agent"])
+    agent.eval()
+    agent.requires_grad_(False)  # frozen
+    sampler = torch.Generator(device=device)
+    sampler.manual_seed(seed)
+    trials = run_frozen_episodes(agent, task, sampler)
+    columns = ["episode", "trial", *task.trial_columns]
+    write_trials_csv(out_dir / "trials.csv", trials, columns)
+    metrics = {
+        "task": config.task, "run_dir": str(run_dir), "episodes": episodes, "seed": seed,
+        "core": core, "backend": getattr(agent.core, "last_backend", None),
+        "train_episodes": saved["trainer"]["episodes"], "train_seconds": saved["trainer"]["train_seconds"],
+        "mean_reward_per_trial": float(np.mean(trials["reward"])),
+        "mean_reward_per_episode": float(np.sum(trials["reward"]) / episodes),
+    }
+    if task.analysis_module:
+        analysis = importlib.import_module(task.analysis_module)
+        metrics.update(analysis.analyze(trials, out_dir, {"task": task, "config": config, "seed": seed}))
+    metrics["eval_seconds"] = time.perf_counter() - start
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    return metrics
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,110 @@
+"""Collecting an unroll: one fused no-grad core step per environment step, into preallocated
+buffers that the learning pass then replays in sequence mode.
+
+At these sizes (tens of rows, 48 units) every torch op costs microseconds of dispatch no
+matter how small, so the loop is written to issue few of them: the next step's input is
+concatenated straight into its buffer row, the episode-start masks are applied only on steps
+where some row starts an episode (the task reports that as a Python bool it needs anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from agent.model import MetaRLAgent, sample_actions
+from agent.timing import PhaseTimer
+
+
+@dataclass
+class Carry:
+    """What the next step needs, kept across updates: its input, whether it starts an episode
+    (state reset before it), and the core state after the last step."""
+
+    next_input: Tensor  # (B, I)
+    next_starts: Tensor  # (B,) bool
+    state: tuple[Tensor, Tensor]  # (1, B, H) each
+
+    @classmethod
+    def initial(cls, agent: MetaRLAgent, first_obs: Tensor) -> "Carry":
+        batch = first_obs.shape[0]
+        no_action = torch.full((batch,), agent.num_actions, dtype=torch.long, device=first_obs.device)
+        x = agent.make_input(first_obs, no_action, torch.zeros(batch, device=first_obs.device))
+        starts = torch.ones(batch, dtype=torch.bool, device=first_obs.device)
+        return cls(x, starts, agent.initial_state(batch, first_obs.device))
+
+    def state_dict(self) -> dict:
+        return {"next_input": self.next_input, "next_starts": self.next_starts,
+                "h": self.state[0], "c": self.state[1]}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Carry":
+        return cls(state["next_input"], state["next_starts"], (state["h"], state["c"]))
+
+
+class RolloutBuffer:
+    """Row t of inputs/starts belongs to step t; row T holds the input after the unroll (the
+    bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
+
+    def __init__(self, steps: int, batch: int, input_size: int, hidden_size: int, device, keep_hidden=False):
+        self.steps = steps
+        self.all_inputs = torch.zeros(steps + 1, batch, input_size, device=device)
+        self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
+        self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
+        self.rewards = torch.zeros(steps, batch, device=device)
+        # Only verify keeps these: the rollout's hidden and cell states, to compare.
+        self.hidden = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
+        self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
+        self.initial_state: tuple[Tensor, Tensor] | None = None
+        self.bootstrap_value: Tensor | None = None
+
+    @property
+    def inputs(self) -> Tensor:  # (T, B, I)
+        return self.all_inputs[: self.steps]
+
+    @property
+    def starts(self) -> Tensor:  # (T, B) bool: state reset before step t
+        return self.all_starts[: self.steps]
+
+    @property
+    def dones(self) -> Tensor:  # (T, B) bool: the episode ended with step t
+        return self.all_starts[1:]
+
+
+def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffer,
+                    sampler: torch.Generator, timer: PhaseTimer) -> Carry:
+    """Fill buffer with buffer.steps environment steps from carry; return the new carry."""
+    buffer.all_inputs[0].copy_(carry.next_input)
+    buffer.all_starts[0].copy_(carry.next_starts)
+    buffer.initial_state = state = carry.state
+    any_start = bool(carry.next_starts.any())
+    no_action = agent.num_actions
+    keep = buffer.hidden is not None
+    for t in range(buffer.steps):
+        with timer.phase("core step"):
+            hidden, state = agent.core_step(buffer.all_inputs[t], state, buffer.all_starts[t] if any_start else None)
+        with timer.phase("heads + sampling"), torch.no_grad():
+            logits, _ = agent.split_heads(hidden)
+            action = sample_actions(logits, sampler)
+        with timer.phase("env step"):
+            result = task.step(action)
+        with timer.phase("bookkeeping"):
+            buffer.actions[t] = action
+            buffer.rewards[t] = result.reward
+            buffer.all_starts[t + 1] = result.done
+            if keep:
+                buffer.hidden[t] = state[0][0]
+                buffer.cells[t] = state[1][0]
+            any_start = result.any_done
+            prev_action, prev_reward = action, result.reward
+            if any_start:
+                prev_action = torch.where(result.done, no_action, action)
+                prev_reward = torch.where(result.done, 0.0, result.reward)
+            agent.make_input(result.obs, prev_action, prev_reward, out=buffer.all_inputs[t + 1])
+    with timer.phase("core step"):
+        last = buffer.steps
+        _, bootstrap, _, _ = agent.step(buffer.all_inputs[last], state, buffer.all_starts[last] if any_start else None)
+    buffer.bootstrap_value = bootstrap  # the value after the unroll
+    return Carry(buffer.all_inputs[last].clone(), buffer.all_starts[last].clone(), state)

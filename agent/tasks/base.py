@@ -1,0 +1,128 @@
+"""The interface every task implements: a batch of independent episodes stepped as tensors.
+
+A task holds `num_envs` rows; each row plays episodes back to back and starts a new one on
+its own the step after its episode ends (auto-reset), so the trainer never waits for a batch
+to finish. All state lives in tensors on one device and all randomness comes from the task's
+own torch.Generator, so a task is reproducible from its seed and its state_dict restores it
+exactly (crash-resume needs that).
+
+Trials and steps: the agent acts once per *step*; a task may take several steps per *trial*
+(the two-step task takes two). A step that completes a trial sets `trial_end` for that row and,
+when the task is recording, fills `record` with that trial's columns for trials.csv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class StepResult:
+    obs: Tensor  # (B, obs_size) float: the observation for the next step (a new episode's first where done)
+    reward: Tensor  # (B,) float: reward for the action just taken
+    done: Tensor  # (B,) bool: the action just taken ended the row's episode
+    trial_end: Tensor  # (B,) bool: the action just taken completed a trial
+    record: dict[str, Tensor] | None  # trial_columns -> (B,) values, valid where trial_end; None unless recording
+    any_done: bool  # done.any(), which step() needs anyway; callers skip episode-start work without it
+
+
+class BatchedTask:
+    """Base class: subclasses set the class attributes and implement _new_episodes and _advance."""
+
+    name: str = ""
+    description: str = ""  # one line, shown by `python -m agent tasks`
+    obs_size: int = 0
+    num_actions: int = 2
+    steps_per_trial: int = 1
+    # Columns of trials.csv after `episode, trial`; the first two are always action and reward.
+    trial_columns: tuple[str, ...] = ("action", "reward")
+    # Module with analyze(trials, out_dir, context) -> metrics, run by `eval` (imported lazily).
+    analysis_module: str | None = None
+    # Training settings this task needs that differ from TrainConfig's defaults (see config.py).
+    train_defaults: dict = {}
+    # Names of the tensor attributes that make up the task's state (saved in checkpoints).
+    state_tensors: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        mode: str = "train",
+        trials_per_episode: int | None = None,
+    ):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if mode not in ("train", "test"):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.mode = mode
+        # None: the task's own episode length(s); an int shortens episodes (verify, tests).
+        self.trials_override = trials_per_episode
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.recording = False
+        self._empty_obs = torch.zeros(num_envs, 0, device=self.device)
+        # Shared by every task: the trial index within the episode and the episode's length.
+        self.trial = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.episode_trials = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.state_tensors = ("trial", "episode_trials", *type(self).state_tensors)
+
+    # ---- what subclasses implement -------------------------------------------------------
+    def _new_episodes(self, rows: Tensor) -> None:
+        """Draw fresh episode parameters for the rows where the bool mask `rows` is True."""
+        raise NotImplementedError
+
+    def _advance(self, actions: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor] | None]:
+        """Apply actions (B,) long; return (reward (B,), trial_end (B,) bool, record or None).
+
+        Must advance self.trial where a trial ends. Must not reset episodes (step() does).
+        """
+        raise NotImplementedError
+
+    def observe(self) -> Tensor:
+        """The current observation, (B, obs_size)."""
+        return self._empty_obs
+
+    # ---- shared machinery -----------------------------------------------------------------
+    def rand(self, *shape: int) -> Tensor:
+        return torch.rand(*shape, generator=self.generator, device=self.device)
+
+    def draw_episode_lengths(self, low: int, high: int) -> Tensor:
+        """Trials per episode for every row, uniform on [low, high] (or the override)."""
+        if self.trials_override is not None:
+            low = high = self.trials_override
+        if low == high:
+            return torch.full((self.num_envs,), low, dtype=torch.long, device=self.device)
+        return torch.randint(low, high + 1, (self.num_envs,), generator=self.generator, device=self.device)
+
+    def reset(self) -> Tensor:
+        """Start a fresh episode in every row; returns the first observation."""
+        self._new_episodes(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self.trial.zero_()
+        return self.observe()
+
+    def step(self, actions: Tensor) -> StepResult:
+        reward, trial_end, record = self._advance(actions)
+        done = trial_end & (self.trial >= self.episode_trials)
+        # One host sync per step buys skipping the reset ops on the (most) steps with no episode end.
+        any_done = bool(done.any())
+        if any_done:
+            self._new_episodes(done)
+            self.trial.masked_fill_(done, 0)
+        return StepResult(self.observe(), reward, done, trial_end, record, any_done)
+
+    def state_dict(self) -> dict:
+        state = {name: getattr(self, name).clone() for name in self.state_tensors}
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.state_tensors:
+            getattr(self, name).copy_(state[name])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,42 @@
+"""Task registry: name -> task class. A new task registers itself and is then available to
+train/eval/verify, listed by `python -m agent tasks` and covered by the verify test."""
+
+from __future__ import annotations
+
+import importlib
+
+_TASKS: dict[str, type] = {}
+
+# Modules that define tasks; importing one registers its classes.
+_TASK_MODULES = ("agent.tasks.two_step", "agent.tasks.foraging", "agent.tasks.bandits")
+
+
+def register(task_class: type) -> type:
+    name = task_class.name
+    if not name or name in _TASKS:
+        raise ValueError(f"task name {name!r} is empty or registered twice")
+    _TASKS[name] = task_class
+    return task_class
+
+
+def _load_all() -> None:
+    for module in _TASK_MODULES:
+        importlib.import_module(module)
+
+
+def task_names() -> list[str]:
+    _load_all()
+    return list(_TASKS)
+
+
+def get_task_class(name: str) -> type:
+    _load_all()
+    if name not in _TASKS:
+        raise ValueError(f"--task: unknown task {name!r}; known tasks: {', '.join(_TASKS)}")
+    return _TASKS[name]
+
+
+def make_task(name: str, num_envs: int, **kwargs):
+    """A task instance (call reset() before stepping). kwargs: seed, device, mode, trials_per_episode."""
+    task = get_task_class(name)(num_envs, **kwargs)
+    return task

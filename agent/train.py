@@ -1,0 +1,103 @@
+"""`python -m agent train`: the training loop around Trainer, with progress, metrics log,
+periodic and final checkpoints, and resume.
+
+Resume: rerunning the same command with the same --out continues from the last checkpoint.
+The checkpoint holds the whole Trainer state (weights, optimizer, task tensors and generator,
+sampler generator, the agent's carried state), so the resumed run is the uninterrupted run.
+Metric lines logged after that checkpoint (by the killed process) are dropped and rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from agent.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from agent.config import TrainConfig
+from agent.trainer import Trainer
+
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+
+
+def check_run_dir(config: TrainConfig, out_dir: Path) -> None:
+    """Refuse (before any work) to resume a run in out_dir that was started with other settings."""
+    path = out_dir / CONFIG_NAME
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    given = config.to_dict()
+    different = [f"{k}: saved {saved.get(k)!r}, given {given[k]!r}" for k in given if saved.get(k) != given[k]]
+    if different:
+        raise ValueError(f"--out {out_dir} holds a run with other settings ({'; '.join(different)}); "
+                         "use another --out or the same options to resume it")
+
+
+def _truncate_metrics(path: Path, last_update: int) -> None:
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["update"] <= last_update]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_updates: int | None = None,
+          trainer: Trainer | None = None) -> Trainer:
+    """Train (or resume) the run in out_dir. stop_after_updates simulates a kill after that many
+    updates in this call (no final checkpoint), for the resume test."""
+    out_dir = Path(out_dir)
+    check_run_dir(config, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    torch.set_num_threads(config.threads)
+    trainer = trainer or Trainer(config)
+    if checkpoint_path(out_dir).is_file():
+        saved = load_checkpoint(out_dir, map_location=config.device)
+        trainer.load_state_dict(saved["trainer"])
+        if saved.get("finished"):
+            if progress:
+                print(f"{out_dir}: training already finished ({trainer.episodes} episodes)")
+            return trainer
+    metrics_path = out_dir / METRICS_NAME
+    _truncate_metrics(metrics_path, trainer.updates)
+
+    bar = tqdm(total=config.episodes, initial=min(trainer.episodes, config.episodes), unit="ep",
+               disable=not progress, dynamic_ncols=True, desc=config.task)
+    window = {"reward": 0.0, "episodes": 0, "steps": 0, "seconds": 0.0}
+    calls = 0
+    with open(metrics_path, "a") as log:
+        while trainer.episodes < config.episodes:
+            start = time.perf_counter()
+            stats = trainer.update()
+            elapsed = time.perf_counter() - start
+            trainer.train_seconds += elapsed
+            calls += 1
+            window["reward"] += stats["reward"]
+            window["episodes"] += stats["episodes_finished"]
+            window["steps"] += config.unroll * config.num_envs
+            window["seconds"] += elapsed
+            bar.update(min(trainer.episodes, config.episodes) - bar.n)
+            if trainer.updates % config.log_every == 0:
+                line = {
+                    "update": trainer.updates, "episodes": trainer.episodes, "env_steps": trainer.env_steps,
+                    "reward_per_episode": window["reward"] / max(window["episodes"], 1),
+                    "steps_per_second": window["steps"] / max(window["seconds"], 1e-9),
+                    "train_seconds": trainer.train_seconds,
+                    **{k: stats[k] for k in ("loss", "policy_loss", "value_loss", "entropy")},
+                }
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+                bar.set_postfix(reward=f"{line['reward_per_episode']:.1f}", steps_s=f"{line['steps_per_second']:.0f}")
+                window = {"reward": 0.0, "episodes": 0, "steps": 0, "seconds": 0.0}
+            if trainer.updates % config.checkpoint_every == 0:
+                save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(),
+                                          "finished": False})
+            if stop_after_updates is not None and calls >= stop_after_updates:
+                bar.close()
+                return trainer
+    bar.close()
+    save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(), "finished": True})
+    return trainer

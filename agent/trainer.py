@@ -1,0 +1,104 @@
+"""The A2C trainer: owns the task, the agent, the optimizer and every generator, and performs
+one update at a time: collect an unroll (fused rollout steps), replay it in sequence mode
+with resets at episode boundaries, step the optimizer. Its state_dict is everything needed
+to continue bit-for-bit (crash-resume)."""
+
+from __future__ import annotations
+
+import torch
+
+from agent.a2c import a2c_loss, discounted_returns
+from agent.config import TrainConfig
+from agent.model import MetaRLAgent
+from agent.rollout import Carry, RolloutBuffer, collect_rollout
+from agent.tasks import make_task
+from agent.timing import PhaseTimer
+
+# Offsets that keep the task's and the sampler's random streams apart for the same --seed.
+TASK_SEED_OFFSET = 1_000_003
+SAMPLER_SEED_OFFSET = 2_000_029
+
+
+def make_agent(config: TrainConfig, task_class, core: str | None = None) -> MetaRLAgent:
+    return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, timer: PhaseTimer | None = None, keep_hidden: bool = False,
+                 trials_per_episode: int | None = None):
+        self.config = config
+        device = torch.device(config.device)
+        self.timer = timer or PhaseTimer(enabled=False)
+        torch.manual_seed(config.seed)  # the weights' initialization
+        self.task = make_task(config.task, config.num_envs, seed=config.seed + TASK_SEED_OFFSET, device=device,
+                              mode="train", trials_per_episode=trials_per_episode)
+        self.agent = make_agent(config, type(self.task)).to(device)
+        self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
+                                             eps=config.rmsprop_eps)
+        self.sampler = torch.Generator(device=device)
+        self.sampler.manual_seed(config.seed + SAMPLER_SEED_OFFSET)
+        self.carry = Carry.initial(self.agent, self.task.reset())
+        self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.input_size, config.hidden_size,
+                                    device, keep_hidden=keep_hidden)
+        self.updates = 0
+        self.episodes = 0
+        self.env_steps = 0
+        self.train_seconds = 0.0
+
+    def collect(self) -> None:
+        self.agent.eval()
+        self.carry = collect_rollout(self.agent, self.task, self.carry, self.buffer, self.sampler, self.timer)
+
+    def compute_loss(self):
+        """The learning pass over the collected unroll: (loss parts, its hidden states (T, B, H))."""
+        buf, cfg = self.buffer, self.config
+        self.agent.train()
+        with self.timer.phase("learn forward"):
+            logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
+            returns = discounted_returns(buf.rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
+            loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, cfg.entropy_coef)
+        return loss, hidden
+
+    def update(self) -> dict:
+        """One A2C update; returns its statistics as Python numbers."""
+        self.collect()
+        loss, _ = self.compute_loss()
+        with self.timer.phase("learn backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+        with self.timer.phase("optimizer"):
+            if self.config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+        with self.timer.phase("bookkeeping"):
+            finished = int(self.buffer.dones.sum())
+            self.updates += 1
+            self.episodes += finished
+            self.env_steps += self.buffer.steps * self.config.num_envs
+            parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
+            return {"episodes_finished": finished, "reward": float(self.buffer.rewards.sum()),
+                    **dict(zip(("loss", "policy_loss", "value_loss", "entropy"), parts))}
+
+    def state_dict(self) -> dict:
+        return {
+            "agent": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "task": self.task.state_dict(),
+            "sampler": self.sampler.get_state(),
+            "carry": self.carry.state_dict(),
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+            "train_seconds": self.train_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.task.load_state_dict(state["task"])
+        self.sampler.set_state(state["sampler"])
+        self.carry = Carry.from_state_dict(state["carry"])
+        self.updates = state["updates"]
+        self.episodes = state["episodes"]
+        self.env_steps = state["env_steps"]
+        self.train_seconds = state["train_seconds"]

@@ -1,0 +1,119 @@
+#include "cpu_dispatch.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "thread_pool.h"
+
+namespace fastrnn_cpu {
+
+namespace {
+
+bool cpu_has(const std::string& isa) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return isa == "generic";
+}
+
+KernelTable table_for(const std::string& isa) {
+#if defined(__x86_64__)
+  if (isa == "avx512") return kernels_avx512();
+  if (isa == "avx2") return kernels_avx2();
+#endif
+  return kernels_generic();
+}
+
+KernelTable& active_table() {
+  static KernelTable table = [] {
+    const char* forced = std::getenv("FASTRNN_CPU_ISA");
+    if (forced && *forced) {
+      if (!cpu_has(forced))
+        throw std::invalid_argument(std::string("FASTRNN_CPU_ISA=") + forced +
+                                    ": this CPU supports only " + available_isas().front() + " and below");
+      return table_for(forced);
+    }
+    return table_for(available_isas().front());
+  }();
+  return table;
+}
+
+// Below this much work (multiply-adds per row of the batch, summed over a call) a second
+// thread costs more to wake than it saves.
+constexpr double kMinWorkPerThread = 2.0e5;
+
+int threads_for(long rows, double work_per_row, int max_threads, int min_rows_per_thread) {
+  long by_rows = rows / min_rows_per_thread;
+  long by_work = long(rows * work_per_row / kMinWorkPerThread);
+  long n = max_threads;
+  if (by_rows < n) n = by_rows;
+  if (by_work < n) n = by_work;
+  return n < 1 ? 1 : int(n);
+}
+
+// Splits [0, rows) into n contiguous ranges whose sizes are multiples of `tile` where possible.
+template <typename Fn>
+void split_rows(long rows, int n, long tile, Fn&& fn) {
+  if (n <= 1) {
+    fn(0, rows);
+    return;
+  }
+  long tiles = (rows + tile - 1) / tile;
+  ThreadPool::instance().run(n, [&](int i) {
+    long t0 = tiles * i / n, t1 = tiles * (i + 1) / n;
+    long b0 = t0 * tile, b1 = t1 * tile < rows ? t1 * tile : rows;
+    if (b0 < b1) fn(b0, b1);
+  });
+}
+
+constexpr long kRowTile = 6;
+
+}  // namespace
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> isas;
+  for (const char* isa : {"avx512", "avx2", "generic"})
+    if (cpu_has(isa)) isas.push_back(isa);
+  return isas;
+}
+
+std::string current_isa() { return active_table().isa; }
+
+void set_isa(const std::string& name) {
+  if (name != "avx512" && name != "avx2" && name != "generic")
+    throw std::invalid_argument("isa must be one of 'avx512', 'avx2', 'generic', got '" + name + "'");
+  if (!cpu_has(name)) throw std::invalid_argument("this CPU does not support the '" + name + "' kernels");
+  active_table() = table_for(name);
+}
+
+const KernelSet& kernel_set(int dtype) {
+  if (dtype != kFloat32 && dtype != kFloat64) throw std::invalid_argument("dtype code must be 0 (float32) or 1 (float64)");
+  return dtype == kFloat32 ? active_table().f32 : active_table().f64;
+}
+
+void run_forward(int dtype, const ForwardArgs& a, int max_threads) {
+  const KernelSet& k = kernel_set(dtype);
+  double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
+  int n = threads_for(a.B, work, max_threads, int(kRowTile));
+  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
+}
+
+void run_backward(int dtype, const BackwardArgs& a, int max_threads) {
+  const KernelSet& k = kernel_set(dtype);
+  double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
+  int n = threads_for(a.B, work, max_threads, int(kRowTile));
+  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
+}
+
+void run_cell(int dtype, const CellArgs& a, int max_threads) {
+  const KernelSet& k = kernel_set(dtype);
+  double work = 4.0 * a.H * (a.I + a.R) + double(a.P) * a.H;
+  int n = threads_for(a.B, work, max_threads, int(kRowTile));
+  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.cell_rows(a, b0, b1); });
+}
+
+}  // namespace fastrnn_cpu

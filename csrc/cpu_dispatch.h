@@ -1,0 +1,25 @@
+// Chooses the kernels for this CPU at run time and spreads batch rows over threads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "lstm_api.h"
+
+namespace fastrnn_cpu {
+
+enum DType : int { kFloat32 = 0, kFloat64 = 1 };
+
+// The instruction set in use ("avx512", "avx2" or "generic"): the best this CPU has, unless
+// the environment variable FASTRNN_CPU_ISA or set_isa() names another one it supports.
+std::string current_isa();
+std::vector<std::string> available_isas();
+void set_isa(const std::string& name);  // throws std::invalid_argument for an unknown/unsupported one
+
+const KernelSet& kernel_set(int dtype);
+
+void run_forward(int dtype, const ForwardArgs& args, int max_threads);
+void run_backward(int dtype, const BackwardArgs& args, int max_threads);
+void run_cell(int dtype, const CellArgs& args, int max_threads);
+
+}  // namespace fastrnn_cpu

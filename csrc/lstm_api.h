@@ -1,0 +1,80 @@
+// The contract between the dispatcher (cpu_dispatch.cpp) and the per-instruction-set kernels.
+// Plain structs only: this header is shared by translation units compiled for different
+// instruction sets, so it must not define any inline function.
+#pragma once
+
+namespace fastrnn_cpu {
+
+// One layer's recurrence over T steps for batch rows [b0, b1). Shapes follow the contract
+// in fastrnn/reference.py; every tensor is contiguous, row-major, of the kernel's dtype.
+struct ForwardArgs {
+  long T, B, H, R, P;               // P = 0 without projection; R = P ? P : H
+  const void* xproj;                // (T, B, 4H)
+  const void* w_gates;              // W_hh packed by pack_gates
+  const void* w_proj;               // W_hr packed by pack_panels(src_is_nk=1), or null
+  const void* h0;                   // (B, R)
+  const void* c0;                   // (B, H)
+  const unsigned char* resets;      // (T, B) bools, or null
+  const long long* lengths;         // (B,), or null
+  void* y;                          // (T, B, R)
+  void* h_n;                        // (B, R)
+  void* c_n;                        // (B, H)
+  void* gates_out;                  // (T, B, 4H) activated gates for backward, or null
+  void* cells_out;                  // (T, B, H) c_t for backward, or null
+  void* hidden_out;                 // (T, B, H) o*tanh(c_t) before projection, or null
+};
+
+struct BackwardArgs {
+  long T, B, H, R, P;
+  const void* grad_y;               // (T, B, R), or null (zero)
+  const void* grad_h_n;             // (B, R), or null
+  const void* grad_c_n;             // (B, H), or null
+  const void* w_hh_t;               // W_hh packed by pack_panels(src_is_nk=0): dh = dgates W_hh
+  const void* w_hr_t;               // W_hr packed by pack_panels(src_is_nk=0): dhid = dr W_hr
+  const void* c0;                   // (B, H)
+  const unsigned char* resets;
+  const long long* lengths;
+  const void* gates;                // saved by forward
+  const void* cells;                // saved by forward
+  void* dxproj;                     // (T, B, 4H) out: gradient of the gate pre-activations
+  void* dh0;                        // (B, R) out
+  void* dc0;                        // (B, H) out
+  void* dr;                         // (T, B, P) out with projection: total gradient of y_t
+};
+
+// One step with the input projection fused in (the no-grad rollout step).
+struct CellArgs {
+  long B, I, H, R, P;
+  const void* x;                    // (B, I)
+  const void* w_ih_gates;           // W_ih packed by pack_gates
+  const void* h;                    // (B, R)
+  const void* w_hh_gates;           // W_hh packed by pack_gates
+  const void* bias;                 // (4H) b_ih + b_hh, or null
+  const void* c;                    // (B, H)
+  const void* w_proj;               // or null
+  void* h_out;                      // (B, R)
+  void* c_out;                      // (B, H)
+};
+
+struct KernelSet {
+  int width;                        // vector lanes; packed layouts depend on it
+  void (*pack_gates)(const void* w, long H, long K, void* dst);
+  void (*pack_panels)(const void* src, long K, long N, int src_is_nk, void* dst);
+  void (*forward_rows)(const ForwardArgs& a, long b0, long b1);
+  void (*backward_rows)(const BackwardArgs& a, long b0, long b1);
+  void (*cell_rows)(const CellArgs& a, long b0, long b1);
+};
+
+struct KernelTable {
+  const char* isa;
+  KernelSet f32;
+  KernelSet f64;
+};
+
+KernelTable kernels_generic();
+#if defined(__x86_64__)
+KernelTable kernels_avx2();
+KernelTable kernels_avx512();
+#endif
+
+}  // namespace fastrnn_cpu

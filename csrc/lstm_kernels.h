@@ -1,0 +1,363 @@
+// The fused LSTM recurrence, forward and backward, templated on dtype and vector width.
+//
+// Included by one translation unit per instruction set (see simd.h for why it lives in a
+// per-ISA namespace and includes no standard header).
+//
+// Layouts. Small GEMMs run on weights packed once per call so that each k step of the
+// micro-kernel reads contiguous vectors:
+//   pack_gates:  W (4H, K) -> [unit block u][k][gate i,f,g,o][lane]: one k step yields the
+//                four gates of VL units, so the nonlinearities and the state update run on
+//                the accumulators while they are still in registers (no gates round trip).
+//   pack_panels: B (K, N) -> [column panel][k][up to NV*VL lanes]: plain GEMM operand.
+// Batch rows are split across threads; a thread owns its rows for all T steps, so the
+// recurrence needs no barrier between steps.
+#include "lstm_api.h"
+#include "simd.h"
+
+namespace fastrnn_cpu {
+namespace FASTRNN_ISA {
+
+template <typename T, int Bytes, int MaxRows>
+struct LstmKernels {
+  using S = Simd<T, Bytes>;
+  using vec = typename S::vec;
+  static constexpr int VL = S::width;
+  static constexpr int NVMAX = 4;            // vectors per panel of a plain GEMM operand
+  static constexpr int PW = NVMAX * VL;
+
+  static long blocks(long n) { return (n + VL - 1) / VL; }
+  static long lmin(long a, long b) { return a < b ? a : b; }
+
+  // ---------------------------------------------------------------- packing
+  static void pack_gates(const void* src, long H, long K, void* dst_) {
+    const T* w = static_cast<const T*>(src);
+    T* dst = static_cast<T*>(dst_);
+    for (long u = 0; u < blocks(H); ++u)
+      for (long k = 0; k < K; ++k)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < VL; ++l) {
+            long unit = u * VL + l;
+            *dst++ = unit < H ? w[(g * H + unit) * K + k] : T(0);
+          }
+  }
+
+  // Logical B (K, N) taken from src stored (N, K) (src_is_nk) or (K, N), both row-major.
+  static void pack_panels(const void* src_, long K, long N, int src_is_nk, void* dst_) {
+    const T* src = static_cast<const T*>(src_);
+    T* dst = static_cast<T*>(dst_);
+    for (long n0 = 0; n0 < N; n0 += PW) {
+      long width = lmin(PW, blocks(N - n0) * VL);
+      for (long k = 0; k < K; ++k)
+        for (long j = 0; j < width; ++j) {
+          long n = n0 + j;
+          *dst++ = n >= N ? T(0) : src_is_nk ? src[n * K + k] : src[k * N + n];
+        }
+    }
+  }
+
+  // ---------------------------------------------------------------- micro-kernel
+  // acc[r][j] += sum_k a[r * lda + k] * bp[k][j]  for MR rows and NV vectors of columns.
+  template <int MR, int NV>
+  static FASTRNN_INLINE void gemm_tile(const T* a, long lda, const T* bp, long K, vec (&acc)[MaxRows][NVMAX]) {
+    for (long k = 0; k < K; ++k) {
+      vec b[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) b[j] = S::load(bp + (k * NV + j) * VL);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        vec av = S::splat(a[r * lda + k]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[r][j] += av * b[j];
+      }
+    }
+  }
+
+  template <int MR>
+  static FASTRNN_INLINE void gemm_tile_nv(int nv, const T* a, long lda, const T* bp, long K, vec (&acc)[MaxRows][NVMAX]) {
+    switch (nv) {
+      case 1: gemm_tile<MR, 1>(a, lda, bp, K, acc); break;
+      case 2: gemm_tile<MR, 2>(a, lda, bp, K, acc); break;
+      case 3: gemm_tile<MR, 3>(a, lda, bp, K, acc); break;
+      default: gemm_tile<MR, 4>(a, lda, bp, K, acc); break;
+    }
+  }
+
+  // c[r * ldc + n] = (accumulate ? c : 0) + a[r] . B[:, n] for rows where keep[r] (or all).
+  template <int MR>
+  static void gemm_rows(const T* a, long lda, const T* bp, long K, long N, T* c, long ldc,
+                        const bool* keep, bool accumulate) {
+    for (long n0 = 0, panel = 0; n0 < N; n0 += PW, ++panel) {
+      int nv = int(blocks(lmin(PW, N - n0)));
+      vec acc[MaxRows][NVMAX];
+      for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < nv; ++j) {
+          long n = n0 + j * VL;
+          acc[r][j] = accumulate && n < N ? S::load_any(c + r * ldc + n, int(lmin(VL, N - n))) : S::zero();
+        }
+      gemm_tile_nv<MR>(nv, a, lda, bp + panel * K * PW, K, acc);
+      for (int r = 0; r < MR; ++r) {
+        if (keep && !keep[r]) continue;
+        for (int j = 0; j < nv; ++j) {
+          long n = n0 + j * VL;
+          if (n < N) S::store_any(c + r * ldc + n, acc[r][j], int(lmin(VL, N - n)));
+        }
+      }
+    }
+  }
+
+  // Runs fn.template operator()<MR>(row0) over row tiles of [0, rows).
+  template <typename Fn>
+  static FASTRNN_INLINE void for_row_tiles(long rows, Fn&& fn) {
+    long r0 = 0;
+    for (; r0 + MaxRows <= rows; r0 += MaxRows) fn.template operator()<MaxRows>(r0);
+    switch (rows - r0) {
+#define FASTRNN_TAIL(n) case n: if constexpr (n < MaxRows) fn.template operator()<n>(r0); break;
+      FASTRNN_TAIL(1) FASTRNN_TAIL(2) FASTRNN_TAIL(3) FASTRNN_TAIL(4) FASTRNN_TAIL(5)
+      FASTRNN_TAIL(6) FASTRNN_TAIL(7)
+#undef FASTRNN_TAIL
+      default: break;
+    }
+  }
+
+  // ---------------------------------------------------------------- forward cell epilogue
+  // Given pre-activation gates (i, f, g, o) of VL units for MR rows, update c in place
+  // (rows where active[r]) and write h = o * tanh(c), the activated gates and c_t.
+  template <int MR>
+  static FASTRNN_INLINE void cell_epilogue(vec (&acc)[MaxRows][NVMAX], int lanes, const bool* active,
+                                           T* const* c_rows, T* const* h_rows, T* const* gates_rows,
+                                           T* const* cells_rows, long H) {
+    for (int r = 0; r < MR; ++r) {
+      if (!active[r]) continue;
+      vec i = S::sigmoid(acc[r][0]), f = S::sigmoid(acc[r][1]);
+      vec g = S::tanh(acc[r][2]), o = S::sigmoid(acc[r][3]);
+      vec c = f * S::load_any(c_rows[r], lanes) + i * g;
+      S::store_any(c_rows[r], c, lanes);
+      S::store_any(h_rows[r], o * S::tanh(c), lanes);
+      if (gates_rows) {
+        S::store_any(gates_rows[r], i, lanes);
+        S::store_any(gates_rows[r] + H, f, lanes);
+        S::store_any(gates_rows[r] + 2 * H, g, lanes);
+        S::store_any(gates_rows[r] + 3 * H, o, lanes);
+      }
+      if (cells_rows) S::store_any(cells_rows[r], c, lanes);
+    }
+  }
+
+  // ---------------------------------------------------------------- sequence forward
+  static void forward_rows(const ForwardArgs& a, long b0, long b1) {
+    const long T_ = a.T, B = a.B, H = a.H, R = a.R, P = a.P, G = 4 * H, rows = b1 - b0;
+    const T* xproj = static_cast<const T*>(a.xproj);
+    const T* wg = static_cast<const T*>(a.w_gates);
+    const T* wp = static_cast<const T*>(a.w_proj);
+    T* y = static_cast<T*>(a.y);
+    T* gates_out = static_cast<T*>(a.gates_out);
+    T* cells_out = static_cast<T*>(a.cells_out);
+    T* hidden_out = static_cast<T*>(a.hidden_out);
+
+    // Thread-local state: h double-buffered (every unit of h_{t-1} feeds every unit of h_t),
+    // c updated in place, hid = o * tanh(c) before the projection.
+    T* work = new T[2 * rows * R + rows * H + (P ? rows * H : 0)];
+    T* hbuf[2] = {work, work + rows * R};
+    T* cbuf = work + 2 * rows * R;
+    T* hid = P ? cbuf + rows * H : nullptr;
+    for (long r = 0; r < rows; ++r) {
+      for (long j = 0; j < R; ++j) hbuf[0][r * R + j] = static_cast<const T*>(a.h0)[(b0 + r) * R + j];
+      for (long j = 0; j < H; ++j) cbuf[r * H + j] = static_cast<const T*>(a.c0)[(b0 + r) * H + j];
+    }
+    bool* active = new bool[rows];
+    int cur = 0;
+    for (long t = 0; t < T_; ++t) {
+      T* hp = hbuf[cur];
+      T* hn = hbuf[cur ^ 1];
+      for (long r = 0; r < rows; ++r) {
+        long b = b0 + r;
+        active[r] = !a.lengths || t < a.lengths[b];
+        if (active[r] && a.resets && a.resets[t * B + b]) {
+          for (long j = 0; j < R; ++j) hp[r * R + j] = T(0);
+          for (long j = 0; j < H; ++j) cbuf[r * H + j] = T(0);
+        }
+      }
+      for (long u = 0; u < blocks(H); ++u) {
+        const long unit0 = u * VL;
+        const int lanes = int(lmin(VL, H - unit0));
+        const T* wu = wg + u * R * 4 * VL;
+        for_row_tiles(rows, [&]<int MR>(long r0) {
+          vec acc[MaxRows][NVMAX];
+          T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows], *cell_rows[MaxRows];
+          for (int r = 0; r < MR; ++r) {
+            long b = b0 + r0 + r;
+            const T* xp = xproj + (t * B + b) * G + unit0;
+            for (int g = 0; g < 4; ++g) acc[r][g] = S::load_any(xp + g * H, lanes);
+            c_rows[r] = cbuf + (r0 + r) * H + unit0;
+            h_rows[r] = P ? hid + (r0 + r) * H + unit0 : hn + (r0 + r) * R + unit0;
+            g_rows[r] = gates_out ? gates_out + (t * B + b) * G + unit0 : nullptr;
+            cell_rows[r] = cells_out ? cells_out + (t * B + b) * H + unit0 : nullptr;
+          }
+          gemm_tile<MR, 4>(hp + r0 * R, R, wu, R, acc);
+          cell_epilogue<MR>(acc, lanes, active + r0, c_rows, h_rows, gates_out ? g_rows : nullptr,
+                            cells_out ? cell_rows : nullptr, H);
+        });
+      }
+      if (P) {
+        for_row_tiles(rows, [&]<int MR>(long r0) {
+          gemm_rows<MR>(hid + r0 * H, H, wp, H, P, hn + r0 * R, R, active + r0, false);
+        });
+      }
+      for (long r = 0; r < rows; ++r) {
+        long b = b0 + r;
+        T* yt = y + (t * B + b) * R;
+        if (active[r]) {
+          for (long j = 0; j < R; ++j) yt[j] = hn[r * R + j];
+          if (hidden_out)
+            for (long j = 0; j < H; ++j) hidden_out[(t * B + b) * H + j] = hid[r * H + j];
+        } else {
+          // A finished row keeps its state and outputs zeros; its saved values are zeroed
+          // so the op's outputs are deterministic.
+          for (long j = 0; j < R; ++j) { hn[r * R + j] = hp[r * R + j]; yt[j] = T(0); }
+          if (gates_out) for (long j = 0; j < G; ++j) gates_out[(t * B + b) * G + j] = T(0);
+          if (cells_out) for (long j = 0; j < H; ++j) cells_out[(t * B + b) * H + j] = T(0);
+          if (hidden_out) for (long j = 0; j < H; ++j) hidden_out[(t * B + b) * H + j] = T(0);
+        }
+      }
+      cur ^= 1;
+    }
+    for (long r = 0; r < rows; ++r) {
+      for (long j = 0; j < R; ++j) static_cast<T*>(a.h_n)[(b0 + r) * R + j] = hbuf[cur][r * R + j];
+      for (long j = 0; j < H; ++j) static_cast<T*>(a.c_n)[(b0 + r) * H + j] = cbuf[r * H + j];
+    }
+    delete[] active;
+    delete[] work;
+  }
+
+  // ---------------------------------------------------------------- sequence backward
+  static void backward_rows(const BackwardArgs& a, long b0, long b1) {
+    const long T_ = a.T, B = a.B, H = a.H, R = a.R, P = a.P, G = 4 * H, rows = b1 - b0;
+    const T* grad_y = static_cast<const T*>(a.grad_y);
+    const T* gates = static_cast<const T*>(a.gates);
+    const T* cells = static_cast<const T*>(a.cells);
+    const T* c0 = static_cast<const T*>(a.c0);
+    const T* whh_t = static_cast<const T*>(a.w_hh_t);
+    const T* whr_t = static_cast<const T*>(a.w_hr_t);
+    T* dxproj = static_cast<T*>(a.dxproj);
+    T* dr_out = static_cast<T*>(a.dr);
+
+    // dh: gradient reaching h_t from step t+1 (and from h_n), dc likewise for c_t;
+    // dout: total gradient of y_t; dhid: gradient of o*tanh(c_t) (= dout without projection).
+    T* work = new T[2 * rows * R + rows * H + (P ? rows * H : 0)];
+    T* dh = work;
+    T* dout = work + rows * R;
+    T* dc = work + 2 * rows * R;
+    T* dhid = P ? dc + rows * H : dout;
+    for (long r = 0; r < rows; ++r) {
+      long b = b0 + r;
+      for (long j = 0; j < R; ++j) dh[r * R + j] = a.grad_h_n ? static_cast<const T*>(a.grad_h_n)[b * R + j] : T(0);
+      for (long j = 0; j < H; ++j) dc[r * H + j] = a.grad_c_n ? static_cast<const T*>(a.grad_c_n)[b * H + j] : T(0);
+    }
+    bool* active = new bool[rows];
+    bool* carries = new bool[rows];  // active and no reset: gradient flows on to step t-1
+    const vec one = S::splat(T(1));
+    for (long t = T_ - 1; t >= 0; --t) {
+      for (long r = 0; r < rows; ++r) {
+        long b = b0 + r;
+        active[r] = !a.lengths || t < a.lengths[b];
+        carries[r] = active[r] && !(a.resets && a.resets[t * B + b]);
+        if (!active[r]) {
+          for (long j = 0; j < G; ++j) dxproj[(t * B + b) * G + j] = T(0);
+          continue;
+        }
+        for (long j = 0; j < R; ++j)
+          dout[r * R + j] = dh[r * R + j] + (grad_y ? grad_y[(t * B + b) * R + j] : T(0));
+        if (dr_out)
+          for (long j = 0; j < R; ++j) dr_out[(t * B + b) * R + j] = dout[r * R + j];
+      }
+      if (P) {
+        for_row_tiles(rows, [&]<int MR>(long r0) {
+          gemm_rows<MR>(dout + r0 * R, R, whr_t, P, H, dhid + r0 * H, H, nullptr, false);
+        });
+      }
+      for (long r = 0; r < rows; ++r) {
+        if (!active[r]) continue;
+        long b = b0 + r;
+        const T* gt = gates + (t * B + b) * G;
+        const T* ct = cells + (t * B + b) * H;
+        const T* cp = !carries[r] ? nullptr : t > 0 ? cells + ((t - 1) * B + b) * H : c0 + b * H;
+        T* dg_out = dxproj + (t * B + b) * G;
+        for (long u0 = 0; u0 < H; u0 += VL) {
+          int lanes = int(lmin(VL, H - u0));
+          vec i = S::load_any(gt + u0, lanes), f = S::load_any(gt + H + u0, lanes);
+          vec g = S::load_any(gt + 2 * H + u0, lanes), o = S::load_any(gt + 3 * H + u0, lanes);
+          vec tc = S::tanh(S::load_any(ct + u0, lanes));
+          vec dhv = S::load_any(dhid + r * H + u0, lanes);
+          vec dct = S::load_any(dc + r * H + u0, lanes) + dhv * o * (one - tc * tc);
+          vec c_prev = cp ? S::load_any(cp + u0, lanes) : S::zero();
+          S::store_any(dg_out + u0, dct * g * i * (one - i), lanes);
+          S::store_any(dg_out + H + u0, dct * c_prev * f * (one - f), lanes);
+          S::store_any(dg_out + 2 * H + u0, dct * i * (one - g * g), lanes);
+          S::store_any(dg_out + 3 * H + u0, dhv * tc * o * (one - o), lanes);
+          S::store_any(dc + r * H + u0, carries[r] ? dct * f : S::zero(), lanes);
+        }
+      }
+      for_row_tiles(rows, [&]<int MR>(long r0) {
+        gemm_rows<MR>(dxproj + (t * B + b0 + r0) * G, G, whh_t, G, R, dh + r0 * R, R, carries + r0, false);
+      });
+      for (long r = 0; r < rows; ++r)
+        if (active[r] && !carries[r])
+          for (long j = 0; j < R; ++j) dh[r * R + j] = T(0);
+    }
+    for (long r = 0; r < rows; ++r) {
+      long b = b0 + r;
+      for (long j = 0; j < R; ++j) static_cast<T*>(a.dh0)[b * R + j] = dh[r * R + j];
+      for (long j = 0; j < H; ++j) static_cast<T*>(a.dc0)[b * H + j] = dc[r * H + j];
+    }
+    delete[] carries;
+    delete[] active;
+    delete[] work;
+  }
+
+  // ---------------------------------------------------------------- fused single step
+  static void cell_rows(const CellArgs& a, long b0, long b1) {
+    const long I = a.I, H = a.H, R = a.R, P = a.P, rows = b1 - b0;
+    const T* x = static_cast<const T*>(a.x) + b0 * I;
+    const T* h = static_cast<const T*>(a.h) + b0 * R;
+    const T* bias = static_cast<const T*>(a.bias);
+    const T* c_in = static_cast<const T*>(a.c) + b0 * H;
+    T* c_out = static_cast<T*>(a.c_out) + b0 * H;
+    T* h_out = static_cast<T*>(a.h_out) + b0 * R;
+    const T* wih = static_cast<const T*>(a.w_ih_gates);
+    const T* whh = static_cast<const T*>(a.w_hh_gates);
+    T* hid = P ? new T[rows * H] : nullptr;
+    bool active[MaxRows];
+    for (int r = 0; r < MaxRows; ++r) active[r] = true;
+    for (long r = 0; r < rows; ++r)
+      for (long j = 0; j < H; ++j) c_out[r * H + j] = c_in[r * H + j];
+    for (long u = 0; u < blocks(H); ++u) {
+      const long unit0 = u * VL;
+      const int lanes = int(lmin(VL, H - unit0));
+      for_row_tiles(rows, [&]<int MR>(long r0) {
+        vec acc[MaxRows][NVMAX];
+        T *c_rows[MaxRows], *h_rows[MaxRows];
+        for (int r = 0; r < MR; ++r) {
+          for (int g = 0; g < 4; ++g) acc[r][g] = bias ? S::load_any(bias + g * H + unit0, lanes) : S::zero();
+          c_rows[r] = c_out + (r0 + r) * H + unit0;
+          h_rows[r] = P ? hid + (r0 + r) * H + unit0 : h_out + (r0 + r) * R + unit0;
+        }
+        gemm_tile<MR, 4>(x + r0 * I, I, wih + u * I * 4 * VL, I, acc);
+        gemm_tile<MR, 4>(h + r0 * R, R, whh + u * R * 4 * VL, R, acc);
+        cell_epilogue<MR>(acc, lanes, active, c_rows, h_rows, nullptr, nullptr, H);
+      });
+    }
+    if (P) {
+      for_row_tiles(rows, [&]<int MR>(long r0) {
+        gemm_rows<MR>(hid + r0 * H, H, static_cast<const T*>(a.w_proj), H, P, h_out + r0 * R, R, nullptr, false);
+      });
+      delete[] hid;
+    }
+  }
+
+  static KernelSet kernel_set() {
+    return KernelSet{VL, &pack_gates, &pack_panels, &forward_rows, &backward_rows, &cell_rows};
+  }
+};
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn_cpu

@@ -1,0 +1,44 @@
+"""Builds fastrnn (and fastrnn.kernels from kernels/) with the C++ core in fastrnn._C.
+
+The extension binds with pybind11 only, not torch's C++ API, so the same build runs with any
+torch. Per-instruction-set kernels are compiled for the baseline target and selected at run
+time (see csrc/cpu_dispatch.cpp), so a wheel built here runs on any x86-64 or aarch64 CPU.
+"""
+
+import platform
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+SOURCES = [
+    "csrc/binding.cpp",
+    "csrc/cpu_dispatch.cpp",
+    "csrc/thread_pool.cpp",
+    "csrc/isa_generic.cpp",
+]
+if platform.machine().lower() in ("x86_64", "amd64"):
+    SOURCES += ["csrc/isa_avx2.cpp", "csrc/isa_avx512.cpp"]
+
+extension = Pybind11Extension(
+    "fastrnn._C",
+    SOURCES,
+    include_dirs=["csrc"],
+    cxx_std=20,
+    # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
+    extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-psabi"],
+    extra_link_args=["-pthread"],
+)
+
+setup(
+    name="fastrnn",
+    version="0.1.0",
+    description="Drop-in torch.nn.LSTM / LSTMCell on fused kernels: Triton on GPU, C++ on CPU",
+    packages=["fastrnn", "fastrnn.kernels"],
+    package_dir={"fastrnn": "fastrnn", "fastrnn.kernels": "kernels"},
+    ext_modules=[extension],
+    cmdclass={"build_ext": build_ext},
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={"gpu": ["triton>=3.0"]},
+    zip_safe=False,
+)
