@@ -19,16 +19,6 @@ namespace {
 template <typename P>
 P ptr(std::uintptr_t address) { return reinterpret_cast<P>(address); }
 
-long packed_gates_numel(int dtype, long H, long K) {
-  long w = kernel_set(dtype).width;
-  return (H + w - 1) / w * w * 4 * K;
-}
-
-long packed_panels_numel(int dtype, long K, long N) {
-  long w = kernel_set(dtype).width;
-  return (N + w - 1) / w * w * K;
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -50,29 +40,29 @@ PYBIND11_MODULE(_C, m) {
   }, py::arg("dtype"), py::arg("src"), py::arg("K"), py::arg("N"), py::arg("src_is_nk"), py::arg("dst"));
 
   m.def("forward", [](int dtype, long T, long B, long H, long R, long P, std::uintptr_t xproj,
-                      std::uintptr_t w_gates, std::uintptr_t w_proj, std::uintptr_t h0, std::uintptr_t c0,
+                      std::uintptr_t w_hh, std::uintptr_t w_hr, std::uintptr_t h0, std::uintptr_t c0,
                       std::uintptr_t resets, std::uintptr_t lengths, std::uintptr_t y, std::uintptr_t h_n,
                       std::uintptr_t c_n, std::uintptr_t gates_out, std::uintptr_t cells_out,
                       std::uintptr_t hidden_out, int threads) {
-    ForwardArgs a{T, B, H, R, P, ptr<const void*>(xproj), ptr<const void*>(w_gates), ptr<const void*>(w_proj),
+    ForwardArgs a{T, B, H, R, P, ptr<const void*>(xproj), nullptr, nullptr,
                   ptr<const void*>(h0), ptr<const void*>(c0), ptr<const unsigned char*>(resets),
                   ptr<const long long*>(lengths), ptr<void*>(y), ptr<void*>(h_n), ptr<void*>(c_n),
                   ptr<void*>(gates_out), ptr<void*>(cells_out), ptr<void*>(hidden_out)};
     py::gil_scoped_release release;
-    run_forward(dtype, a, threads);
+    run_forward(dtype, a, ptr<const void*>(w_hh), ptr<const void*>(w_hr), threads);
   });
 
   m.def("backward", [](int dtype, long T, long B, long H, long R, long P, std::uintptr_t grad_y,
-                       std::uintptr_t grad_h_n, std::uintptr_t grad_c_n, std::uintptr_t w_hh_t,
-                       std::uintptr_t w_hr_t, std::uintptr_t c0, std::uintptr_t resets, std::uintptr_t lengths,
+                       std::uintptr_t grad_h_n, std::uintptr_t grad_c_n, std::uintptr_t w_hh,
+                       std::uintptr_t w_hr, std::uintptr_t c0, std::uintptr_t resets, std::uintptr_t lengths,
                        std::uintptr_t gates, std::uintptr_t cells, std::uintptr_t dxproj, std::uintptr_t dh0,
                        std::uintptr_t dc0, std::uintptr_t dr, int threads) {
     BackwardArgs a{T, B, H, R, P, ptr<const void*>(grad_y), ptr<const void*>(grad_h_n), ptr<const void*>(grad_c_n),
-                   ptr<const void*>(w_hh_t), ptr<const void*>(w_hr_t), ptr<const void*>(c0),
+                   nullptr, nullptr, ptr<const void*>(c0),
                    ptr<const unsigned char*>(resets), ptr<const long long*>(lengths), ptr<const void*>(gates),
                    ptr<const void*>(cells), ptr<void*>(dxproj), ptr<void*>(dh0), ptr<void*>(dc0), ptr<void*>(dr)};
     py::gil_scoped_release release;
-    run_backward(dtype, a, threads);
+    run_backward(dtype, a, ptr<const void*>(w_hh), ptr<const void*>(w_hr), threads);
   });
 
   m.def("cell", [](int dtype, long B, long I, long H, long R, long P, std::uintptr_t x, std::uintptr_t w_ih_gates,

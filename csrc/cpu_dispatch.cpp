@@ -95,15 +95,49 @@ const KernelSet& kernel_set(int dtype) {
   return dtype == kFloat32 ? active_table().f32 : active_table().f64;
 }
 
-void run_forward(int dtype, const ForwardArgs& a, int max_threads) {
+long packed_gates_numel(int dtype, long H, long K) {
+  long w = kernel_set(dtype).width;
+  return (H + w - 1) / w * w * 4 * K;
+}
+
+long packed_panels_numel(int dtype, long K, long N) {
+  long w = kernel_set(dtype).width;
+  return (N + w - 1) / w * w * K;
+}
+
+namespace {
+std::vector<unsigned char> buffer_for(int dtype, long numel) {
+  return std::vector<unsigned char>(size_t(numel) * (dtype == kFloat32 ? 4 : 8));
+}
+}  // namespace
+
+void run_forward(int dtype, ForwardArgs a, const void* w_hh, const void* w_hr, int max_threads) {
   const KernelSet& k = kernel_set(dtype);
+  auto gates = buffer_for(dtype, packed_gates_numel(dtype, a.H, a.R));
+  k.pack_gates(w_hh, a.H, a.R, gates.data());
+  a.w_gates = gates.data();
+  std::vector<unsigned char> proj;
+  if (a.P) {
+    proj = buffer_for(dtype, packed_panels_numel(dtype, a.H, a.P));
+    k.pack_panels(w_hr, a.H, a.P, 1, proj.data());
+    a.w_proj = proj.data();
+  }
   double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
   int n = threads_for(a.B, work, max_threads, int(kRowTile));
   split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
 
-void run_backward(int dtype, const BackwardArgs& a, int max_threads) {
+void run_backward(int dtype, BackwardArgs a, const void* w_hh, const void* w_hr, int max_threads) {
   const KernelSet& k = kernel_set(dtype);
+  auto hh = buffer_for(dtype, packed_panels_numel(dtype, 4 * a.H, a.R));
+  k.pack_panels(w_hh, 4 * a.H, a.R, 0, hh.data());
+  a.w_hh_t = hh.data();
+  std::vector<unsigned char> hr;
+  if (a.P) {
+    hr = buffer_for(dtype, packed_panels_numel(dtype, a.P, a.H));
+    k.pack_panels(w_hr, a.P, a.H, 0, hr.data());
+    a.w_hr_t = hr.data();
+  }
   double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
   int n = threads_for(a.B, work, max_threads, int(kRowTile));
   split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });

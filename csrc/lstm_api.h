@@ -10,7 +10,7 @@ namespace fastrnn_cpu {
 struct ForwardArgs {
   long T, B, H, R, P;               // P = 0 without projection; R = P ? P : H
   const void* xproj;                // (T, B, 4H)
-  const void* w_gates;              // W_hh packed by pack_gates
+  const void* w_gates;              // W_hh packed by pack_gates (the dispatcher packs)
   const void* w_proj;               // W_hr packed by pack_panels(src_is_nk=1), or null
   const void* h0;                   // (B, R)
   const void* c0;                   // (B, H)

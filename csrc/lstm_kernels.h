@@ -263,6 +263,7 @@ struct LstmKernels {
         carries[r] = active[r] && !(a.resets && a.resets[t * B + b]);
         if (!active[r]) {
           for (long j = 0; j < G; ++j) dxproj[(t * B + b) * G + j] = T(0);
+          if (dr_out) for (long j = 0; j < R; ++j) dr_out[(t * B + b) * R + j] = T(0);
           continue;
         }
         for (long j = 0; j < R; ++j)

@@ -12,6 +12,8 @@ from fastrnn.custom_ops import define_recurrence_ops
 from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+# Only the single no-grad step caches packed weights: there packing would cost as much as the
+# step itself. Sequence calls pack inside C++ every call (see csrc/cpu_dispatch.h for why).
 _packed = WeightCache()
 
 
@@ -55,19 +57,6 @@ class _Packed:
         self.ptrs = tuple(_ptr(t) for t in tensors)
 
 
-def _forward_weights(w_hh: Tensor, w_hr: Tensor | None) -> _Packed:
-    def make(w_hh, w_hr):
-        hidden_size = w_hh.shape[0] // 4
-        return _Packed(_pack_gates(w_hh, hidden_size), None if w_hr is None else _pack_panels(w_hr, True))
-    return _packed.get("forward", (w_hh, w_hr), make)
-
-
-def _backward_weights(w_hh: Tensor, w_hr: Tensor | None) -> _Packed:
-    def make(w_hh, w_hr):
-        return _Packed(_pack_panels(w_hh, False), None if w_hr is None else _pack_panels(w_hr, False))
-    return _packed.get("backward", (w_hh, w_hr), make)
-
-
 def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr) -> _Packed:
     def make(w_ih, w_hh, b_ih, b_hh, w_hr):
         hidden_size = w_hh.shape[0] // 4
@@ -84,7 +73,10 @@ def _forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, save):
     hidden_size = four_h // 4
     out_size = h0.shape[1]
     proj = 0 if w_hr is None else w_hr.shape[0]
+    # Locals keep any contiguous copies alive until the kernel has returned.
     xproj, h0, c0 = xproj.contiguous(), h0.contiguous(), c0.contiguous()
+    w_hh = w_hh.detach().contiguous()
+    w_hr = None if w_hr is None else w_hr.detach().contiguous()
     resets = None if resets is None else resets.contiguous()
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
     y = xproj.new_empty(steps, batch, out_size)
@@ -94,7 +86,7 @@ def _forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, save):
     hidden = xproj.new_empty(steps, batch, hidden_size) if save and proj else xproj.new_empty(0)
     _C.forward(
         _DTYPE_CODES[xproj.dtype], steps, batch, hidden_size, out_size, proj,
-        xproj.data_ptr(), *_forward_weights(w_hh, w_hr).ptrs,
+        xproj.data_ptr(), w_hh.data_ptr(), _ptr(w_hr),
         h0.data_ptr(), c0.data_ptr(), _ptr(resets), _ptr(lengths),
         y.data_ptr(), h_n.data_ptr(), c_n.data_ptr(), _ptr(gates), _ptr(cells), _ptr(hidden),
         torch.get_num_threads(),
@@ -107,8 +99,8 @@ def _backward_kernel(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, c0, resets, lengths
     hidden_size = four_h // 4
     out_size = w_hh.shape[1]
     proj = 0 if w_hr is None else w_hr.shape[0]
-    contiguous = [None if t is None else t.contiguous() for t in (grad_y, grad_h_n, grad_c_n, c0, resets)]
-    grad_y, grad_h_n, grad_c_n, c0, resets = contiguous
+    contiguous = [None if t is None else t.contiguous() for t in (grad_y, grad_h_n, grad_c_n, c0, resets, w_hh, w_hr)]
+    grad_y, grad_h_n, grad_c_n, c0, resets, w_hh, w_hr = contiguous
     lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
     dxproj = gates.new_empty(gates.shape)
     dh0 = c0.new_empty(batch, out_size)
@@ -117,7 +109,7 @@ def _backward_kernel(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, c0, resets, lengths
     _C.backward(
         _DTYPE_CODES[gates.dtype], steps, batch, hidden_size, out_size, proj,
         _ptr(grad_y), _ptr(grad_h_n), _ptr(grad_c_n),
-        *_backward_weights(w_hh, w_hr).ptrs,
+        w_hh.data_ptr(), _ptr(w_hr),
         c0.data_ptr(), _ptr(resets), _ptr(lengths), gates.data_ptr(), cells.data_ptr(),
         dxproj.data_ptr(), dh0.data_ptr(), dc0.data_ptr(), _ptr(dy_total), torch.get_num_threads(),
     )

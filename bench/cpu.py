@@ -1,0 +1,154 @@
+"""`python -m bench cpu`: fastrnn's cpp backend against what CPU users would otherwise run.
+
+Competitors, measured interleaved in one run (bench/timing.py):
+  torch      torch.nn.LSTM / nn.LSTMCell (oneDNN/MKL kernels inside torch)
+  fastrnn    fastrnn.LSTM / LSTMCell, backend "cpp"
+  reference  fastrnn's plain-PyTorch oracle (a Python loop over time)
+Modes: sequence forward without grad, sequence forward+backward (T=100, input size = H),
+and one no-grad step (the RL rollout call). Ratios are torch time / fastrnn time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+import fastrnn
+from bench.machine import describe, measured_gemm_gflops
+from bench.timing import interleaved_medians
+
+HIDDEN = (48, 128, 256, 512)
+BATCH = (1, 16, 64, 256)
+STEPS = 100
+
+
+def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, with_reference: bool):
+    torch.manual_seed(0)
+    torch_lstm = torch.nn.LSTM(hidden, hidden)
+    modules = {"torch": torch_lstm, "fastrnn": fastrnn.LSTM(hidden, hidden, backend="cpp")}
+    if with_reference:
+        modules["reference"] = fastrnn.LSTM(hidden, hidden, backend="reference")
+    for module in modules.values():
+        module.load_state_dict(torch_lstm.state_dict())
+    x = torch.randn(steps, batch, hidden, requires_grad=backward)
+
+    def runner(module):
+        if backward:
+            def run():
+                y, (h, c) = module(x)
+                y.sum().backward()
+        else:
+            def run():
+                with torch.no_grad():
+                    module(x)
+        return run
+
+    return {name: runner(module) for name, module in modules.items()}
+
+
+def _step_candidates(hidden: int, batch: int, with_reference: bool):
+    torch.manual_seed(0)
+    torch_cell = torch.nn.LSTMCell(hidden, hidden)
+    cells = {"torch": torch_cell, "fastrnn": fastrnn.LSTMCell(hidden, hidden, backend="cpp")}
+    if with_reference:
+        cells["reference"] = fastrnn.LSTMCell(hidden, hidden, backend="reference")
+    for cell in cells.values():
+        cell.load_state_dict(torch_cell.state_dict())
+    x = torch.randn(batch, hidden)
+    state = (torch.randn(batch, hidden), torch.randn(batch, hidden))
+
+    def runner(cell):
+        def run():
+            with torch.no_grad():
+                cell(x, state)
+        return run
+
+    return {name: runner(cell) for name, cell in cells.items()}
+
+
+def _flops(mode: str, hidden: int, batch: int, steps: int) -> float:
+    """Multiply-adds x 2 of the LSTM's matrix products (input and recurrent, I = H)."""
+    forward = 2.0 * batch * 4 * hidden * (hidden + hidden)
+    if mode == "step":
+        return forward
+    forward *= steps
+    return 3 * forward if mode == "fwd+bwd" else forward
+
+
+def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per_case) -> list[dict]:
+    rows = []
+    for mode in modes:
+        for hidden in hidden_sizes:
+            for batch in batch_sizes:
+                if mode == "step":
+                    candidates = _step_candidates(hidden, batch, with_reference)
+                else:
+                    candidates = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
+                seconds = interleaved_medians(candidates, rounds=5, max_total_seconds=max_seconds_per_case)
+                flops = _flops(mode, hidden, batch, steps)
+                row = {
+                    "mode": mode, "H": hidden, "B": batch, "T": 1 if mode == "step" else steps,
+                    "seconds": seconds,
+                    "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
+                    "torch_over_fastrnn": seconds["torch"] / seconds["fastrnn"],
+                }
+                if "reference" in seconds:
+                    row["reference_over_fastrnn"] = seconds["reference"] / seconds["fastrnn"]
+                rows.append(row)
+                print(_format_row(row), flush=True)
+    return rows
+
+
+def _format_time(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} us"
+
+
+def _format_row(row: dict) -> str:
+    s = row["seconds"]
+    ref = f"| {_format_time(s['reference'])} | {row['reference_over_fastrnn']:.1f}x " if "reference" in s else "| - | - "
+    return (f"| {row['mode']} | {row['H']} | {row['B']} | {_format_time(s['torch'])} | {_format_time(s['fastrnn'])} "
+            f"| **{row['torch_over_fastrnn']:.2f}x** {ref}| {row['gflops']['fastrnn']:.1f} | {row['gflops']['torch']:.1f} |")
+
+
+TABLE_HEADER = (
+    "| mode | H | B | torch | fastrnn cpp | torch/fastrnn | reference | reference/fastrnn | fastrnn GFLOP/s | torch GFLOP/s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench cpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, nargs="+", default=list(HIDDEN), help="hidden sizes H")
+    parser.add_argument("--batch", type=int, nargs="+", default=list(BATCH), help="batch sizes B")
+    parser.add_argument("--steps", type=int, default=STEPS, help="sequence length T")
+    parser.add_argument("--modes", nargs="+", default=["fwd+bwd", "fwd", "step"], choices=["fwd+bwd", "fwd", "step"])
+    parser.add_argument("--no-reference", action="store_true", help="skip the slow reference backend")
+    parser.add_argument("--max-seconds-per-case", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for cpu.json and cpu.md")
+    args = parser.parse_args(argv)
+    for name in ("hidden", "batch"):
+        if any(v < 1 for v in getattr(args, name)):
+            parser.error(f"--{name}: expected positive integers, got {getattr(args, name)}")
+    if args.steps < 1:
+        parser.error(f"--steps: expected a positive integer, got {args.steps}")
+
+    machine = describe()
+    machine["gemm_gflops_1024"] = measured_gemm_gflops()
+    print(f"machine: {machine}")
+    print(TABLE_HEADER)
+    rows = run(args.hidden, args.batch, args.steps, args.modes, not args.no_reference, args.max_seconds_per_case)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cpu.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    table = "\n".join([TABLE_HEADER] + [_format_row(r) for r in rows])
+    (args.out / "cpu.md").write_text(
+        f"# `python -m bench cpu` ({machine['date']})\n\n{machine['cpu']}, {machine['cores']} cores, "
+        f"torch {machine['torch']} with {machine['torch_threads']} threads, fastrnn ISA {machine['fastrnn_cpu_isa']}; "
+        f"torch 1024^3 GEMM: {machine['gemm_gflops_1024']:.0f} GFLOP/s\n\n{table}\n"
+    )
+    print(f"wrote {args.out / 'cpu.json'} and {args.out / 'cpu.md'}")
+    return 0

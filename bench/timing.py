@@ -1,0 +1,41 @@
+"""Interleaved timing: competitors measured in alternating rounds within one run, so that a
+noisy neighbour on a shared machine slows all of them alike and the ratios stay honest."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], object]],
+    rounds: int = 5,
+    min_round_seconds: float = 0.05,
+    max_total_seconds: float = 30.0,
+) -> dict[str, float]:
+    """Median seconds per call of each candidate.
+
+    Each candidate is warmed up, then timed in `rounds` rounds; a round calls a candidate
+    enough times to last about `min_round_seconds`. Rounds alternate between candidates.
+    Rounds stop early once `max_total_seconds` is spent (at least two are always made).
+    """
+    calls_per_round = {}
+    for name, fn in candidates.items():
+        fn()  # warm-up: caches, allocator, lazy initialisation
+        start = time.perf_counter()
+        fn()
+        single = max(time.perf_counter() - start, 1e-7)
+        calls_per_round[name] = max(1, int(min_round_seconds / single))
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    began = time.perf_counter()
+    for round_index in range(rounds):
+        for name, fn in candidates.items():
+            n = calls_per_round[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+        if round_index >= 1 and time.perf_counter() - began > max_total_seconds:
+            break
+    return {name: statistics.median(values) for name, values in samples.items()}

@@ -1,0 +1,55 @@
+"""The modules work under torch.compile: the custom ops' fake kernels and autograd
+registrations carry forward and backward through a traced graph.
+
+Dynamo refuses to trace any nn.LSTM (subclasses included) unless
+``torch._dynamo.config.allow_rnn`` is set: by default it breaks the graph at the module and
+runs it eagerly (still correct); with allow_rnn it traces our forward into one graph."""
+
+import pytest
+import torch
+
+import fastrnn
+
+
+@pytest.mark.parametrize("proj", [0, 2])
+@torch._dynamo.config.patch(allow_rnn=True)
+def test_lstm_compiles_to_one_graph_matching_eager_forward_and_backward(proj):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 5, num_layers=2, proj_size=proj).double()
+    compiled = torch.compile(lstm, backend="aot_eager", fullgraph=True)
+    x = torch.randn(6, 4, 3, dtype=torch.float64, requires_grad=True)
+    resets = torch.zeros(6, 4, dtype=torch.bool)
+    resets[3, 1] = True
+    eager_y, (eager_h, _) = lstm(x, resets=resets)
+    (eager_grad,) = torch.autograd.grad(eager_y.sum() + eager_h.sum(), x)
+    y, (h, _) = compiled(x, resets=resets)
+    (grad,) = torch.autograd.grad(y.sum() + h.sum(), x)
+    torch.testing.assert_close(y, eager_y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(grad, eager_grad, atol=1e-12, rtol=0)
+
+
+def test_compiled_no_grad_step_matches_eager():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    cell = fastrnn.LSTMCell(3, 5)
+    compiled = torch.compile(cell, backend="aot_eager", fullgraph=True)
+    x, hx = torch.randn(2, 3), (torch.randn(2, 5), torch.randn(2, 5))
+    with torch.no_grad():
+        for a, b in zip(compiled(x, hx), cell(x, hx)):
+            torch.testing.assert_close(a, b)
+
+
+def test_inductor_compiles_a_model_around_the_lstm_with_default_settings():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 4)
+    head = torch.nn.Linear(4, 2)
+
+    def forward(x):
+        return head(torch.relu(lstm(x)[0])).sum(-1)
+
+    compiled = torch.compile(forward)
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(compiled(x), forward(x))
+    assert lstm.last_backend == "cpp"

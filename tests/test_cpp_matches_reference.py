@@ -1,0 +1,104 @@
+"""The cpp backend matches the reference backend: outputs and every gradient, through the
+modules, over a randomized grid of every nn.LSTM argument, for every CPU instruction set."""
+
+import pytest
+import torch
+
+import fastrnn
+from lstm_cases import TOLERANCES, make_inputs, random_cases
+from lstm_compare import assert_same_run
+
+CASES = random_cases(40, seed=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_cpp_lstm_matches_reference(case, dtype):
+    # Module composition over the default instruction set; the recurrence test below covers
+    # every instruction set's kernels.
+    torch.manual_seed(0)
+    reference = fastrnn.LSTM(**case.module_kwargs(), backend="reference").to(dtype)
+    cpp = fastrnn.LSTM(**case.module_kwargs(), backend="cpp").to(dtype)
+    cpp.load_state_dict(reference.state_dict())
+    x, hx = make_inputs(case, dtype, torch.Generator().manual_seed(3))
+    assert_same_run(reference, cpp, x, hx, TOLERANCES[dtype])
+    assert cpp.last_backend == "cpp"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 0), (4, 3, 7, 0), (6, 13, 33, 5), (5, 40, 64, 0), (3, 20, 17, 40)],
+                         ids=lambda s: "T{}B{}H{}P{}".format(*s))
+@pytest.mark.parametrize("with_resets", [False, True], ids=["", "resets"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["", "lengths"])
+def test_cpp_recurrence_matches_reference(shape, dtype, with_resets, with_lengths, cpu_isa):
+    """The raw recurrence op, with resets and per-row lengths (which nn.LSTM cannot express)."""
+    from fastrnn import cpp_backend, reference
+
+    steps, batch, hidden, proj = shape
+    out = proj or hidden
+    g = torch.Generator().manual_seed(4)
+    tensors = [
+        torch.randn(steps, batch, 4 * hidden, dtype=dtype, generator=g),
+        torch.randn(4 * hidden, out, dtype=dtype, generator=g) * 0.3,
+        torch.randn(proj, hidden, dtype=dtype, generator=g) * 0.3 if proj else None,
+        torch.randn(batch, out, dtype=dtype, generator=g),
+        torch.randn(batch, hidden, dtype=dtype, generator=g),
+    ]
+    resets = torch.rand(steps, batch, generator=g) < 0.3 if with_resets else None
+    lengths = torch.randint(1, steps + 1, (batch,), generator=g) if with_lengths else None
+    ref_in = [None if t is None else t.clone().requires_grad_() for t in tensors]
+    cpp_in = [None if t is None else t.clone().requires_grad_() for t in tensors]
+    expected = reference.lstm_recurrence(*ref_in, resets, lengths)
+    actual = cpp_backend.recurrence(*cpp_in, resets, lengths)
+    for name, a, e in zip(["y", "h_n", "c_n"], actual, expected):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype], msg=lambda m: f"{name}: {m}")
+    upstream = [torch.randn(t.shape, dtype=dtype, generator=g) for t in expected]
+    names = ["xproj", "w_hh", "w_hr", "h0", "c0"]
+    wrt = [(n, r, c) for n, r, c in zip(names, ref_in, cpp_in) if r is not None]
+    expected_grads = torch.autograd.grad(expected, [r for _, r, _ in wrt], upstream)
+    actual_grads = torch.autograd.grad(actual, [c for _, _, c in wrt], upstream)
+    for (name, _, _), a, e in zip(wrt, actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype], msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("proj", [0, 3])
+def test_cpp_no_grad_step_matches_reference(dtype, proj, cpu_isa):
+    """The fused no-grad step (input projection inside the kernel) used by RL rollouts."""
+    torch.manual_seed(0)
+    reference = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="reference").to(dtype)
+    cpp = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="cpp").to(dtype)
+    cpp.load_state_dict(reference.state_dict())
+    x = torch.randn(1, 9, 5, dtype=dtype)
+    hx = (torch.randn(2, 9, proj or 12, dtype=dtype), torch.randn(2, 9, 12, dtype=dtype))
+    resets = torch.rand(1, 9) < 0.5
+    with torch.no_grad():
+        expected = reference(x, hx, resets=resets)
+        actual = cpp(x, hx, resets=resets)
+    torch.testing.assert_close(actual[0], expected[0], **TOLERANCES[dtype])
+    torch.testing.assert_close(actual[1], expected[1], **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, cpu_isa):
+    torch.manual_seed(0)
+    reference = fastrnn.LSTMCell(7, 20, backend="reference").to(dtype)
+    cpp = fastrnn.LSTMCell(7, 20, backend="cpp").to(dtype)
+    cpp.load_state_dict(reference.state_dict())
+    x = torch.randn(11, 7, dtype=dtype)
+    hx = (torch.randn(11, 20, dtype=dtype), torch.randn(11, 20, dtype=dtype))
+    if not batched:
+        x, hx = x[0], (hx[0][0], hx[1][0])
+    with torch.no_grad():
+        for a, e in zip(cpp(x, hx), reference(x, hx)):
+            torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+    x.requires_grad_()
+    expected = reference(x, hx)
+    expected_grads = torch.autograd.grad(sum(t.sum() for t in expected), [x, *reference.parameters()])
+    actual = cpp(x, hx)
+    actual_grads = torch.autograd.grad(sum(t.sum() for t in actual), [x, *cpp.parameters()])
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+    for a, e in zip(actual_grads, expected_grads):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype])

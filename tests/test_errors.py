@@ -1,0 +1,108 @@
+"""Bad input raises the same kind of error as torch's modules, naming the argument, before
+any work; our own arguments (backend, resets) get errors of the same standard."""
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fastrnn
+
+
+def _same_error(theirs, ours, *args, our_message=None, **kwargs):
+    with pytest.raises(Exception) as expected:
+        theirs(*args, **kwargs)
+    with pytest.raises(type(expected.value)) as actual:
+        ours(*args, **kwargs)
+    assert str(actual.value) == (our_message or str(expected.value))
+
+
+def _pair(cls_theirs, cls_ours, *args, **kwargs):
+    torch.manual_seed(0)
+    theirs = cls_theirs(*args, **kwargs)
+    ours = cls_ours(*args, **kwargs)
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+LSTM_BAD_CALLS = {
+    "4-D input": lambda: (torch.randn(2, 3, 4, 5),),
+    "wrong input_size": lambda: (torch.randn(5, 3, 7),),
+    "wrong dtype": lambda: (torch.randn(5, 3, 4, dtype=torch.float64),),
+    "hx batch mismatch": lambda: (torch.randn(5, 3, 4), (torch.zeros(2, 2, 6), torch.zeros(2, 2, 6))),
+    "hx hidden mismatch": lambda: (torch.randn(5, 3, 4), (torch.zeros(2, 3, 5), torch.zeros(2, 3, 6))),
+    "cx hidden mismatch": lambda: (torch.randn(5, 3, 4), (torch.zeros(2, 3, 6), torch.zeros(2, 3, 5))),
+    "hx layers mismatch": lambda: (torch.randn(5, 3, 4), (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))),
+    "2-D hx for batched input": lambda: (torch.randn(5, 3, 4), (torch.zeros(3, 6), torch.zeros(3, 6))),
+    "3-D hx for unbatched input": lambda: (torch.randn(5, 4), (torch.zeros(2, 1, 6), torch.zeros(2, 1, 6))),
+}
+
+
+def test_packed_input_with_hx_of_wrong_batch_names_hidden():
+    # torch fails here inside a broadcast ("size of tensor a (4) must match ..."); we raise the
+    # same error type with the message torch gives for unpacked input.
+    theirs, ours = _pair(nn.LSTM, fastrnn.LSTM, 4, 6, num_layers=2)
+    packed = pack_padded_sequence(torch.randn(5, 3, 4), torch.tensor([5, 3, 2]))
+    hx = (torch.zeros(2, 4, 6), torch.zeros(2, 4, 6))
+    _same_error(theirs, ours, packed, hx, our_message="Expected hidden[0] size (2, 3, 6), got [2, 4, 6]")
+
+
+@pytest.mark.parametrize("name", list(LSTM_BAD_CALLS))
+def test_lstm_rejects_bad_input_like_torch(name):
+    theirs, ours = _pair(nn.LSTM, fastrnn.LSTM, 4, 6, num_layers=2)
+    _same_error(theirs, ours, *LSTM_BAD_CALLS[name]())
+
+
+CELL_BAD_CALLS = {
+    "3-D input": lambda: (torch.randn(2, 3, 4),),
+    "3-D hx": lambda: (torch.randn(3, 4), (torch.zeros(1, 3, 6), torch.zeros(3, 6))),
+    "wrong input_size": lambda: (torch.randn(3, 5),),
+    "hx batch mismatch": lambda: (torch.randn(3, 4), (torch.zeros(2, 6), torch.zeros(2, 6))),
+    "hx hidden mismatch": lambda: (torch.randn(3, 4), (torch.zeros(3, 5), torch.zeros(3, 6))),
+}
+
+
+@pytest.mark.parametrize("name", list(CELL_BAD_CALLS))
+def test_lstm_cell_rejects_bad_input_like_torch(name):
+    theirs, ours = _pair(nn.LSTMCell, fastrnn.LSTMCell, 4, 6)
+    _same_error(theirs, ours, *CELL_BAD_CALLS[name]())
+
+
+def test_lstm_cell_names_a_dtype_mismatch():
+    cell = fastrnn.LSTMCell(4, 6)
+    with pytest.raises(RuntimeError, match="input must have dtype torch.float32 like the weights, got torch.float64"):
+        cell(torch.randn(3, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "resets, error, message",
+    [
+        (torch.zeros(5, 3, dtype=torch.uint8), TypeError, "resets: expected a bool tensor, got Tensor of dtype torch.uint8"),
+        (torch.zeros(5, 2, dtype=torch.bool), ValueError, r"resets: expected shape \(T, B\) = \(5, 3\) matching the input, got \(5, 2\)"),
+        ([True] * 5, TypeError, "resets: expected a bool tensor, got list"),
+    ],
+)
+def test_bad_resets_are_named(resets, error, message):
+    lstm = fastrnn.LSTM(4, 6)
+    with pytest.raises(error, match=message):
+        lstm(torch.randn(5, 3, 4), resets=resets)
+
+
+def test_resets_are_refused_where_undefined():
+    with pytest.raises(ValueError, match="resets: only unidirectional LSTMs take resets"):
+        fastrnn.LSTM(4, 6, bidirectional=True)(torch.randn(5, 3, 4), resets=torch.zeros(5, 3, dtype=torch.bool))
+    packed = pack_padded_sequence(torch.randn(5, 3, 4), torch.tensor([5, 3, 2]))
+    with pytest.raises(ValueError, match="resets: not supported with PackedSequence input"):
+        fastrnn.LSTM(4, 6)(packed, resets=torch.zeros(5, 3, dtype=torch.bool))
+
+
+def test_errors_come_before_any_work(monkeypatch):
+    """A bad call never reaches a backend."""
+    lstm = fastrnn.LSTM(4, 6)
+    calls = []
+    monkeypatch.setattr(fastrnn.modules, "run_layers", lambda *a, **k: calls.append(a))
+    with pytest.raises(RuntimeError):
+        lstm(torch.randn(5, 3, 7))
+    with pytest.raises(ValueError):
+        lstm(torch.randn(5, 3, 4), resets=torch.zeros(5, 2, dtype=torch.bool))
+    assert calls == []
