@@ -1,0 +1,196 @@
+"""The Triton backend on a real GPU: every dtype against float64, graphs, torch.compile.
+
+Skipped without a CUDA device (tests/test_triton_interpret.py runs the same kernels on the CPU
+in CI) and in a process where TRITON_INTERPRET=1 was set (the interpreter tests set it at
+import; run this file in its own pytest process, as scripts/gpu_check.sh does).
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA device (the interpreter tests cover the kernels on CPU)", allow_module_level=True)
+if os.environ.get("TRITON_INTERPRET") == "1":
+    pytest.skip("TRITON_INTERPRET=1 in this process: run tests/test_triton_gpu.py in its own pytest process",
+                allow_module_level=True)
+
+import torch.nn as nn  # noqa: E402
+
+import fastrnn  # noqa: E402
+from fastrnn.backends import get_backend  # noqa: E402
+from fastrnn.reference import lstm_recurrence  # noqa: E402
+
+DEVICE = torch.device("cuda")
+backend = get_backend("triton")
+
+# Absolute tolerance per dtype (scaled by each output's magnitude); a result also passes if
+# it is no further from float64 than 3x the reference backend run in the same dtype.
+ATOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    """float32 runs exact unless a test turns TF32 on."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _problem(seed, steps, batch, hidden, proj, with_resets, with_lengths):
+    gen = torch.Generator(device=DEVICE).manual_seed(seed)
+    out = proj or hidden
+
+    def rand(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen, device=DEVICE, dtype=torch.float64) * scale
+
+    problem = dict(
+        xproj=rand(steps, batch, 4 * hidden), w_hh=rand(4 * hidden, out, scale=out ** -0.5),
+        w_hr=rand(proj, hidden, scale=hidden ** -0.5) if proj else None,
+        h0=rand(batch, out), c0=rand(batch, hidden),
+        resets=(torch.rand(steps, batch, generator=gen, device=DEVICE) < 0.1) if with_resets else None,
+        lengths=None,
+    )
+    if with_lengths:
+        lengths = torch.randint(1, steps + 1, (batch,), generator=gen, device=DEVICE)
+        lengths[0] = steps
+        problem["lengths"] = lengths
+    grads = (rand(steps, batch, out), rand(batch, out), rand(batch, hidden))
+    return problem, grads
+
+
+def _run(fn, problem, grads, dtype):
+    leaves = {k: problem[k].detach().to(dtype).requires_grad_()
+              for k in ("xproj", "w_hh", "w_hr", "h0", "c0") if problem[k] is not None}
+    y, h_n, c_n = fn(leaves["xproj"], leaves["w_hh"], leaves.get("w_hr"), leaves["h0"], leaves["c0"],
+                     problem["resets"], problem["lengths"])
+    loss = sum((o.double() * g).sum() for o, g in zip((y, h_n, c_n), grads))
+    loss.backward()
+    results = {"y": y, "h_n": h_n, "c_n": c_n}
+    results.update({f"grad_{k}": v.grad for k, v in leaves.items()})
+    return {k: v.double() for k, v in results.items()}
+
+
+def _check(problem, grads, dtype):
+    want = _run(lstm_recurrence, problem, grads, torch.float64)
+    got = _run(backend.recurrence, problem, grads, dtype)
+    same_dtype_reference = _run(lstm_recurrence, problem, grads, dtype)
+    for name, expected in want.items():
+        error = (got[name] - expected).abs().max().item()
+        reference_error = (same_dtype_reference[name] - expected).abs().max().item()
+        allowed = max(ATOL[dtype] * max(1.0, expected.abs().max().item()), 3 * reference_error)
+        assert error <= allowed, f"{name}: max error {error:.3g} > {allowed:.3g} ({dtype})"
+
+
+SHAPES = [  # (steps, batch, hidden, proj, resets, lengths)
+    (7, 1, 48, 0, False, False),
+    (5, 70, 128, 0, True, False),
+    (4, 33, 256, 0, True, True),
+    (3, 300, 512, 0, False, True),
+    (3, 16, 1024, 0, True, False),
+    (4, 20, 200, 77, True, True),
+    (1, 5, 96, 0, False, False),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}-B{}-H{}-P{}-r{:d}-l{:d}".format(*s))
+def test_sequence_against_float64(dtype, shape):
+    problem, grads = _problem(sum(shape), *shape)
+    _check(problem, grads, dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 40, 300, 0, True, True), (3, 9, 130, 50, True, False)])
+def test_single_cta_groups_without_grid_sync(monkeypatch, shape):
+    monkeypatch.setenv("FASTRNN_TRITON_GRID_SYNC", "0")
+    problem, grads = _problem(11, *shape)
+    _check(problem, grads, torch.bfloat16)
+
+
+def test_many_groups_loop_over_batch_tiles():
+    """More batch tiles than resident groups: groups loop, counters keep growing."""
+    problem, grads = _problem(12, 3, 4096 + 5, 256, 0, True, False)
+    _check(problem, grads, torch.bfloat16)
+
+
+def test_tf32_float32_is_close():
+    torch.backends.cudnn.allow_tf32 = True
+    problem, grads = _problem(13, 5, 16, 128, 0, False, False)
+    want = _run(lstm_recurrence, problem, grads, torch.float64)
+    got = _run(backend.recurrence, problem, grads, torch.float32)
+    for name, expected in want.items():
+        torch.testing.assert_close(got[name], expected, atol=2e-2 * max(1.0, expected.abs().max().item()),
+                                   rtol=2e-2, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lstm_module_matches_cudnn(dtype):
+    torch.manual_seed(0)
+    ours = fastrnn.LSTM(32, 96, num_layers=2, backend="triton").to(DEVICE, dtype)
+    theirs = nn.LSTM(32, 96, num_layers=2).to(DEVICE, dtype)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(20, 8, 32, device=DEVICE, dtype=dtype)
+    y, (h, c) = ours(x)
+    y_ref, (h_ref, c_ref) = theirs(x)
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=3e-2, rtol=3e-2)
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(got, want, **tol)
+
+
+@pytest.mark.parametrize("proj", [0, 24])
+def test_cuda_graph_rollout_equals_eager(proj):
+    torch.manual_seed(1)
+    cell = fastrnn.LSTM(10, 64, proj_size=proj, backend="triton").to(DEVICE)
+    out = proj or 64
+    xs = torch.randn(8, 1, 32, 10, device=DEVICE)
+    h0, c0 = torch.randn(1, 32, out, device=DEVICE), torch.randn(1, 32, 64, device=DEVICE)
+
+    def rollout(xs, h, c):
+        for x in xs:
+            _, (h, c) = cell(x, (h, c))
+        return h, c
+
+    with torch.no_grad():
+        eager = rollout(xs, h0, c0)
+        static_xs, static_h, static_c = xs.clone(), h0.clone(), c0.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            rollout(static_xs, static_h, static_c)  # warm-up: compiles, fills the bias cache
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = rollout(static_xs, static_h, static_c)
+        static_xs.copy_(xs)
+        graph.replay()
+    torch.cuda.synchronize()
+    for got, want in zip(captured, eager):
+        assert torch.equal(got, want)
+
+
+def test_torch_compile_forward_and_backward():
+    torch.manual_seed(2)
+    model = fastrnn.LSTM(16, 64, backend="triton").to(DEVICE)
+    x = torch.randn(12, 4, 16, device=DEVICE)
+    resets = torch.rand(12, 4, device=DEVICE) < 0.2
+
+    def loss_of(x):
+        y, (h, c) = model(x, resets=resets)
+        return y.square().mean() + h.sum()
+
+    compiled = torch.compile(loss_of, fullgraph=True)
+    eager_loss = loss_of(x)
+    eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()))
+    compiled_loss = compiled(x)
+    compiled_grads = torch.autograd.grad(compiled_loss, list(model.parameters()))
+    torch.testing.assert_close(compiled_loss, eager_loss, atol=1e-5, rtol=1e-5)
+    for a, b in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_picks_triton_on_cuda():
+    model = fastrnn.LSTM(4, 8).to(DEVICE)
+    model(torch.randn(3, 2, 4, device=DEVICE))
+    assert model.last_backend == "triton"

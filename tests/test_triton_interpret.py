@@ -1,0 +1,238 @@
+"""The Triton kernels on the CPU, in Triton's interpreter, against the reference backend.
+
+TRITON_INTERPRET must be set before triton is imported (it decides what @triton.jit returns
+when the kernels are defined), so it is set here, at the top of the module. The interpreter
+has no bfloat16 arithmetic, so float32 and float16 are covered; shapes are small because
+the interpreter runs each program in NumPy. tests/test_triton_gpu.py covers the GPU.
+"""
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+import fastrnn  # noqa: E402
+from fastrnn.backends import get_backend  # noqa: E402
+from fastrnn.reference import lstm_recurrence  # noqa: E402
+
+triton_backend = get_backend("triton")
+
+# Tolerances for a float64 reference computed from the same (rounded) inputs.
+TOLERANCE = {torch.float32: dict(atol=2e-5, rtol=2e-4), torch.float16: dict(atol=2e-2, rtol=2e-2)}
+
+
+def _random_problem(seed, dtype, steps, batch, hidden, proj, with_resets, with_lengths):
+    gen = torch.Generator().manual_seed(seed)
+    out = proj or hidden
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen) * scale).to(dtype)
+
+    problem = dict(
+        xproj=rand(steps, batch, 4 * hidden),
+        w_hh=rand(4 * hidden, out, scale=out ** -0.5),
+        w_hr=rand(proj, hidden, scale=hidden ** -0.5) if proj else None,
+        h0=rand(batch, out), c0=rand(batch, hidden),
+        resets=(torch.rand(steps, batch, generator=gen) < 0.3) if with_resets else None,
+        lengths=None,
+    )
+    if with_lengths:
+        lengths = torch.randint(0, steps + 1, (batch,), generator=gen)
+        lengths[0] = steps  # at least one full row
+        problem["lengths"] = lengths
+    grads = (rand(steps, batch, out), rand(batch, out), rand(batch, hidden))
+    return problem, grads
+
+
+def _run(fn, problem, grads, dtype, use_grad_y=True):
+    """Outputs and the gradients of every differentiable input, all in float64."""
+    leaves = {k: v.detach().clone().to(dtype).requires_grad_() for k, v in problem.items()
+              if k in ("xproj", "w_hh", "w_hr", "h0", "c0") and v is not None}
+    y, h_n, c_n = fn(leaves["xproj"], leaves["w_hh"], leaves.get("w_hr"), leaves["h0"], leaves["c0"],
+                     problem["resets"], problem["lengths"])
+    loss = (h_n.double() * grads[1].double()).sum() + (c_n.double() * grads[2].double()).sum()
+    if use_grad_y:
+        loss = loss + (y.double() * grads[0].double()).sum()
+    loss.backward()
+    results = {"y": y, "h_n": h_n, "c_n": c_n}
+    results.update({f"grad_{k}": v.grad for k, v in leaves.items()})
+    return {k: v.double() for k, v in results.items()}
+
+
+def _check_against_reference(problem, grads, dtype, use_grad_y=True):
+    got = _run(triton_backend.recurrence, problem, grads, dtype, use_grad_y)
+    want = _run(lstm_recurrence, problem, grads, torch.float64, use_grad_y)
+    # Gradients sum over steps and rows: scale the tolerance with their magnitude.
+    for name, expected in want.items():
+        scale = max(1.0, expected.abs().max().item())
+        tol = TOLERANCE[dtype]
+        torch.testing.assert_close(got[name], expected, atol=tol["atol"] * scale, rtol=tol["rtol"], msg=name)
+
+
+# (dtype, steps, batch, hidden, proj, resets, lengths): non-powers of two, B=1, T=1, a batch
+# over two row tiles, hidden sizes on the resident (one tile) and the tiled (several tiles,
+# several K chunks) path, projections on both.
+CASES = [
+    (torch.float32, 1, 1, 16, 0, False, False),
+    (torch.float32, 5, 3, 24, 0, True, False),
+    (torch.float32, 4, 37, 20, 0, True, True),
+    (torch.float32, 3, 2, 70, 0, False, False),
+    (torch.float32, 3, 4, 40, 13, True, False),
+    (torch.float32, 3, 3, 70, 33, False, True),
+    (torch.float16, 4, 5, 24, 0, True, False),
+    (torch.float16, 3, 3, 70, 20, True, True),
+    (torch.float16, 1, 1, 130, 0, False, False),
+]
+
+
+@pytest.mark.parametrize("dtype,steps,batch,hidden,proj,resets,lengths", CASES)
+def test_sequence_forward_and_gradients(dtype, steps, batch, hidden, proj, resets, lengths):
+    problem, grads = _random_problem(hash((steps, batch, hidden, proj)) % 1000, dtype, steps, batch, hidden,
+                                     proj, resets, lengths)
+    _check_against_reference(problem, grads, dtype)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sequence_random_shapes(seed):
+    gen = torch.Generator().manual_seed(100 + seed)
+    dtype = (torch.float32, torch.float16)[seed % 2]
+    hidden = int(torch.randint(1, 90, (1,), generator=gen))
+    proj = int(torch.randint(1, hidden, (1,), generator=gen)) if hidden > 1 and seed == 2 else 0
+    steps = int(torch.randint(1, 5, (1,), generator=gen))
+    batch = int(torch.randint(1, 9, (1,), generator=gen))
+    problem, grads = _random_problem(seed, dtype, steps, batch, hidden, proj, True, seed == 1)
+    _check_against_reference(problem, grads, dtype)
+
+
+def test_gradient_through_final_state_only():
+    problem, grads = _random_problem(7, torch.float32, 3, 4, 24, 0, True, False)
+    _check_against_reference(problem, grads, torch.float32, use_grad_y=False)
+
+
+def test_no_grad_forward_matches():
+    problem, _ = _random_problem(8, torch.float32, 4, 3, 40, 17, True, True)
+    args = [problem[k] for k in ("xproj", "w_hh", "w_hr", "h0", "c0", "resets", "lengths")]
+    with torch.no_grad():
+        got = triton_backend.recurrence(*args)
+    want = lstm_recurrence(*[a.double() if a is not None and a.is_floating_point() else a for a in args])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, **TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("bias,proj", [(True, 0), (False, 0), (True, 7)])
+def test_cell_step(dtype, bias, proj):
+    gen = torch.Generator().manual_seed(3)
+    batch, inputs, hidden = 3, 11, 19
+    out = proj or hidden
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=gen) * 0.5).to(dtype)
+
+    x, h, c = rand(batch, inputs), rand(batch, out), rand(batch, hidden)
+    w_ih, w_hh = rand(4 * hidden, inputs), rand(4 * hidden, out)
+    b_ih, b_hh = (rand(4 * hidden), rand(4 * hidden)) if bias else (None, None)
+    w_hr = rand(proj, hidden) if proj else None
+    got = triton_backend.cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+    reference = get_backend("reference")
+    as64 = [None if t is None else t.double() for t in (x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)]
+    want = reference.cell(*as64)
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        torch.testing.assert_close(g.double(), w, **TOLERANCE[dtype])
+
+
+def test_step_kernel_with_precomputed_input_and_resets():
+    from fastrnn.kernels.config import step_config
+    from fastrnn.kernels.step import launch_step
+
+    gen = torch.Generator().manual_seed(4)
+    batch, hidden = 5, 21
+    xproj = torch.randn(batch, 4 * hidden, generator=gen)
+    w_hh = torch.randn(4 * hidden, hidden, generator=gen) * 0.3
+    h, c = torch.randn(batch, hidden, generator=gen), torch.randn(batch, hidden, generator=gen)
+    resets = torch.tensor([True, False, True, False, False])
+    h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+    launch_step(None, None, None, xproj, h, c, w_hh, resets.view(torch.uint8), h_out, c_out,
+                step_config("fp32"), "ieee")
+    _, h_ref, c_ref = lstm_recurrence(xproj.unsqueeze(0), w_hh, None, h, c, resets.unsqueeze(0))
+    torch.testing.assert_close(h_out, h_ref, **TOLERANCE[torch.float32])
+    torch.testing.assert_close(c_out, c_ref, **TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(num_layers=2, bidirectional=True),
+    dict(num_layers=1, proj_size=5, batch_first=True),
+])
+def test_lstm_module_matches_torch(kwargs):
+    torch.manual_seed(5)
+    ours = fastrnn.LSTM(6, 12, backend="triton", **kwargs)
+    theirs = nn.LSTM(6, 12, **kwargs)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 4, 6)
+    y, (h, c) = ours(x)
+    y_ref, (h_ref, c_ref) = theirs(x)
+    assert ours.last_backend == "triton"
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    (y.sum() + h.sum() + c.sum()).backward()
+    (y_ref.sum() + h_ref.sum() + c_ref.sum()).backward()
+    for (name, p), p_ref in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_lstm_module_rollout_step_and_resets():
+    torch.manual_seed(6)
+    ours = fastrnn.LSTM(5, 9, num_layers=2, backend="triton")
+    ref = fastrnn.LSTM(5, 9, num_layers=2, backend="reference")
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(1, 3, 5)
+    resets = torch.tensor([[True, False, True]])
+    hx = (torch.randn(2, 3, 9), torch.randn(2, 3, 9))
+    with torch.no_grad():  # a one-step no-grad call takes the fused cell path
+        y, (h, c) = ours(x, hx, resets=resets)
+        y_ref, (h_ref, c_ref) = ref(x, hx, resets=resets)
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_lstm_cell_module():
+    torch.manual_seed(7)
+    ours = fastrnn.LSTMCell(4, 10, backend="triton")
+    theirs = nn.LSTMCell(4, 10)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        for got, want in zip(ours(x), theirs(x)):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    h, c = ours(x)
+    h_ref, c_ref = theirs(x)
+    (h.sum() + c.sum()).backward()
+    (h_ref.sum() + c_ref.sum()).backward()
+    torch.testing.assert_close(ours.weight_hh.grad, theirs.weight_hh.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_custom_op_traces_under_torch_compile():
+    problem, grads = _random_problem(9, torch.float32, 2, 3, 16, 0, True, False)
+
+    def loss_of(xproj, w_hh, h0, c0):
+        y, h_n, c_n = triton_backend.recurrence(xproj, w_hh, None, h0, c0, problem["resets"], None)
+        return y.sum() + h_n.sum() + c_n.sum()
+
+    compiled = torch.compile(loss_of, backend="aot_eager", fullgraph=True)
+    args = [problem[k].clone().requires_grad_() for k in ("xproj", "w_hh", "h0", "c0")]
+    args_ref = [a.detach().clone().requires_grad_() for a in args]
+    compiled(*args).backward()
+    loss_of(*args_ref).backward()
+    for a, b in zip(args, args_ref):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_unsupported_inputs_say_why(monkeypatch):
+    assert triton_backend.unsupported_reason(torch.device("cpu"), torch.float32) is None
+    assert "float64" not in (triton_backend.unsupported_reason(torch.device("cpu"), torch.float64) or "float64")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert "TRITON_INTERPRET" in triton_backend.unsupported_reason(torch.device("cpu"), torch.float32)
