@@ -23,6 +23,7 @@ extension = Pybind11Extension(
     "fastrnn._C",
     SOURCES,
     include_dirs=["csrc"],
+    depends=["csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h", "csrc/thread_pool.h"],
     cxx_std=20,
     # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
     extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-psabi"],

@@ -1,6 +1,8 @@
 // The kernels compiled for AVX2 + FMA (x86-64 only; chosen at run time when the CPU has it).
 #if defined(__x86_64__)
 #pragma GCC target("avx2,fma,bmi2")
+#include <immintrin.h>
+#define FASTRNN_HAVE_AVX2 1
 #define FASTRNN_ISA avx2
 #include "lstm_kernels.h"
 

@@ -1,6 +1,8 @@
 // The kernels compiled for AVX-512 (x86-64 only; chosen at run time when the CPU has it).
 #if defined(__x86_64__)
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,bmi2")
+#include <immintrin.h>
+#define FASTRNN_HAVE_AVX512 1
 #define FASTRNN_ISA avx512
 #include "lstm_kernels.h"
 

@@ -165,6 +165,7 @@ struct LstmKernels {
       for (long j = 0; j < H; ++j) cbuf[r * H + j] = static_cast<const T*>(a.c0)[(b0 + r) * H + j];
     }
     bool* active = new bool[rows];
+    const bool weights_fit_l2 = 4 * H * R * long(sizeof(T)) <= 512 * 1024;
     int cur = 0;
     for (long t = 0; t < T_; ++t) {
       T* hp = hbuf[cur];
@@ -177,26 +178,40 @@ struct LstmKernels {
           for (long j = 0; j < H; ++j) cbuf[r * H + j] = T(0);
         }
       }
-      for (long u = 0; u < blocks(H); ++u) {
+      auto gate_tile = [&]<int MR>(long r0, long u) {
         const long unit0 = u * VL;
         const int lanes = int(lmin(VL, H - unit0));
-        const T* wu = wg + u * R * 4 * VL;
+        vec acc[MaxRows][NVMAX];
+        T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows], *cell_rows[MaxRows];
+        for (int r = 0; r < MR; ++r) {
+          long b = b0 + r0 + r;
+          const T* xp = xproj + (t * B + b) * G + unit0;
+          for (int g = 0; g < 4; ++g) acc[r][g] = S::load_any(xp + g * H, lanes);
+          c_rows[r] = cbuf + (r0 + r) * H + unit0;
+          h_rows[r] = P ? hid + (r0 + r) * H + unit0 : hn + (r0 + r) * R + unit0;
+          g_rows[r] = gates_out ? gates_out + (t * B + b) * G + unit0 : nullptr;
+          cell_rows[r] = cells_out ? cells_out + (t * B + b) * H + unit0 : nullptr;
+        }
+        gemm_tile<MR, 4>(hp + r0 * R, R, wg + u * R * 4 * VL, R, acc);
+        cell_epilogue<MR>(acc, lanes, active + r0, c_rows, h_rows, gates_out ? g_rows : nullptr,
+                          cells_out ? cell_rows : nullptr, H);
+      };
+      if (weights_fit_l2) {
+        // Row tiles outer: a tile's xproj rows are read front to back, which the hardware
+        // prefetcher follows, while all of W_hh stays in this core's L2.
         for_row_tiles(rows, [&]<int MR>(long r0) {
-          vec acc[MaxRows][NVMAX];
-          T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows], *cell_rows[MaxRows];
-          for (int r = 0; r < MR; ++r) {
-            long b = b0 + r0 + r;
-            const T* xp = xproj + (t * B + b) * G + unit0;
-            for (int g = 0; g < 4; ++g) acc[r][g] = S::load_any(xp + g * H, lanes);
-            c_rows[r] = cbuf + (r0 + r) * H + unit0;
-            h_rows[r] = P ? hid + (r0 + r) * H + unit0 : hn + (r0 + r) * R + unit0;
-            g_rows[r] = gates_out ? gates_out + (t * B + b) * G + unit0 : nullptr;
-            cell_rows[r] = cells_out ? cells_out + (t * B + b) * H + unit0 : nullptr;
-          }
-          gemm_tile<MR, 4>(hp + r0 * R, R, wu, R, acc);
-          cell_epilogue<MR>(acc, lanes, active + r0, c_rows, h_rows, gates_out ? g_rows : nullptr,
-                            cells_out ? cell_rows : nullptr, H);
+          for (long u = 0; u < blocks(H); ++u) gate_tile.template operator()<MR>(r0, u);
         });
+      } else {
+        // Unit blocks outer: one block's slice of W_hh stays in L2 across all row tiles;
+        // xproj is then read in a scattered order, so fetch the next tile's lines early.
+        for (long u = 0; u < blocks(H); ++u) {
+          for_row_tiles(rows, [&]<int MR>(long r0) {
+            for (long r = r0 + MR; r < r0 + 2 * MR && r < rows; ++r)
+              for (int g = 0; g < 4; ++g) __builtin_prefetch(xproj + (t * B + b0 + r) * G + u * VL + g * H, 0, 0);
+            gate_tile.template operator()<MR>(r0, u);
+          });
+        }
       }
       if (P) {
         for_row_tiles(rows, [&]<int MR>(long r0) {

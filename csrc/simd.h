@@ -3,7 +3,8 @@
 // This header is included once per instruction set, by a translation unit compiled with a
 // `#pragma GCC target`, inside a namespace named by FASTRNN_ISA: every function here then
 // has a distinct symbol per instruction set, so the linker can never hand the generic path
-// an AVX-512 copy of an inline function. For the same reason it includes no standard header.
+// an AVX-512 copy of an inline function. For the same reason it includes no standard header
+// (the intrinsics headers a TU may include define only always-inline functions).
 #ifndef FASTRNN_ISA
 #error "define FASTRNN_ISA (the namespace for this instruction set) before including simd.h"
 #endif
@@ -28,7 +29,9 @@ struct Simd {
 
   static FASTRNN_INLINE vec load(const T* p) { vec v; __builtin_memcpy(&v, p, sizeof(vec)); return v; }
   static FASTRNN_INLINE void store(T* p, vec v) { __builtin_memcpy(p, &v, sizeof(vec)); }
-  static FASTRNN_INLINE vec splat(T x) { return vec{} + x; }
+  // x - 0 is exactly x for every x (even -0), so this folds to a single broadcast; the
+  // obvious `vec{} + x` does not (-0 + 0 = +0) and costs an add per splat.
+  static FASTRNN_INLINE vec splat(T x) { return x - vec{}; }
   static FASTRNN_INLINE vec zero() { return vec{}; }
 
   // Loads/stores of the first n < width lanes (the tail of a row); the rest read as zero.
@@ -89,12 +92,39 @@ struct Simd {
     }
   }
 
-  static FASTRNN_INLINE vec sigmoid(vec x) { return splat(T(1)) / (splat(T(1)) + exp(-x)); }
+  // 1 / x. Five divisions per hidden unit and step would cost about as much as the whole
+  // recurrent GEMM at small H (a vector division issues every ~5 cycles), so on x86 the
+  // hardware estimate (14 or 12 bits) is refined by Newton steps to full precision instead.
+  static FASTRNN_INLINE vec recip(vec x) {
+#if defined(FASTRNN_HAVE_AVX512)
+    if constexpr (Bytes == 64) {
+      if constexpr (sizeof(T) == 4) {
+        vec r = _mm512_rcp14_ps(x);
+        return r * (splat(T(2)) - x * r);
+      } else {
+        vec r = _mm512_rcp14_pd(x);
+        r = r * (splat(T(2)) - x * r);
+        r = r * (splat(T(2)) - x * r);
+        return r * (splat(T(2)) - x * r);  // 14 -> 28 -> 56 bits, then one more for rounding
+      }
+    }
+#endif
+#if defined(FASTRNN_HAVE_AVX2)
+    if constexpr (Bytes == 32 && sizeof(T) == 4) {
+      vec r = _mm256_rcp_ps(x);
+      r = r * (splat(T(2)) - x * r);
+      return r * (splat(T(2)) - x * r);  // 12 -> 24 bits, then one more for rounding
+    }
+#endif
+    return splat(T(1)) / x;
+  }
+
+  static FASTRNN_INLINE vec sigmoid(vec x) { return recip(splat(T(1)) + exp(-x)); }
 
   // tanh(x) = 1 - 2 / (e^{2x} + 1): exact limits at +-inf and an absolute error of a few
   // ulps of 1 near zero, which is what the state update needs.
   static FASTRNN_INLINE vec tanh(vec x) {
-    return splat(T(1)) - splat(T(2)) / (exp(x + x) + splat(T(1)));
+    return splat(T(1)) - splat(T(2)) * recip(exp(x + x) + splat(T(1)));
   }
 };
 
