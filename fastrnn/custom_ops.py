@@ -45,20 +45,28 @@ def weight_grads(dxproj, dy_total, y, hidden, h0, resets, has_proj):
 
 @dataclass(frozen=True)
 class RecurrenceOps:
-    forward: Callable   # the registered op: returns (y, h_n, c_n, gates, cells, hidden)
-    backward: Callable  # the registered backward op
-    eager: type         # the same kernels as an autograd.Function, for eager mode
+    forward: Callable         # the registered op: returns (y, h_n, c_n, gates, cells, hidden)
+    backward: Callable        # the registered backward op
+    eager: type               # the same kernels as an autograd.Function, for eager mode
+    forward_kernel: Callable  # the backend's forward, called directly when nothing needs grad
 
-    def __call__(self, xproj, w_hh, w_hr, h0, c0, resets, lengths):
-        """(y, h_n, c_n), differentiable; traced as the custom op under torch.compile.
+    def __call__(self, xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None):
+        """The recurrence contract of fastrnn.reference: (y, h_n, c_n), differentiable.
 
-        In eager mode the op dispatcher's Python layers cost more than a small LSTM's whole
-        recurrence, so eager calls go through an autograd.Function over the same kernels.
+        Traced as the custom op under torch.compile. In eager mode the op dispatcher's Python
+        layers cost more than a small LSTM's whole recurrence, so eager calls go through an
+        autograd.Function over the same kernels, or straight to the forward kernel (saving
+        nothing for backward) when no input needs a gradient.
         """
         if torch.compiler.is_compiling():
             y, h_n, c_n, *_ = self.forward(xproj, w_hh, w_hr, h0, c0, resets, lengths)
             return y, h_n, c_n
-        return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths)
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (xproj, w_hh, w_hr, h0, c0)
+        ):
+            return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths)
+        y, h_n, c_n, *_ = self.forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, False)
+        return y, h_n, c_n
 
 
 def _eager_function(name: str, forward_kernel: Callable, backward_kernel: Callable) -> type:
@@ -134,4 +142,4 @@ def define_recurrence_ops(name: str, forward_kernel: Callable, backward_kernel: 
 
     recurrence.register_autograd(backward, setup_context=setup_context)
     eager = _eager_function(f"{name}_eager", forward_kernel, backward_kernel)
-    return RecurrenceOps(forward=recurrence, backward=recurrence_backward, eager=eager)
+    return RecurrenceOps(forward=recurrence, backward=recurrence_backward, eager=eager, forward_kernel=forward_kernel)

@@ -140,16 +140,7 @@ def _backward_kernel(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, c0, resets, lengths
 OPS = define_recurrence_ops("triton_lstm_recurrence", _forward_kernel, _backward_kernel)
 
 
-def recurrence(xproj, w_hh, w_hr, h0, c0, resets=None, lengths=None):
-    """The recurrence contract of fastrnn.reference, on the Triton kernels."""
-    if torch.compiler.is_compiling() or (
-        torch.is_grad_enabled()
-        and any(t is not None and t.requires_grad for t in (xproj, w_hh, w_hr, h0, c0))
-    ):
-        return OPS(xproj, w_hh, w_hr, h0, c0, resets, lengths)
-    # Nothing needs a gradient: skip the op dispatcher and the tensors saved for backward.
-    y, h_n, c_n, *_ = _forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, False)
-    return y, h_n, c_n
+recurrence = OPS  # the recurrence contract of fastrnn.reference, on the Triton kernels
 
 
 def _fused_bias(w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
