@@ -13,7 +13,6 @@ from setuptools import setup
 SOURCES = [
     "csrc/binding.cpp",
     "csrc/cpu_dispatch.cpp",
-    "csrc/thread_pool.cpp",
     "csrc/isa_generic.cpp",
 ]
 if platform.machine().lower() in ("x86_64", "amd64"):
@@ -23,11 +22,13 @@ extension = Pybind11Extension(
     "fastrnn._C",
     SOURCES,
     include_dirs=["csrc"],
-    depends=["csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h", "csrc/thread_pool.h"],
+    depends=["csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h"],
     cxx_std=20,
     # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
-    extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-psabi"],
-    extra_link_args=["-pthread"],
+    # -fopenmp links libgomp.so.1, which resolves to the copy torch has already loaded (see
+    # csrc/cpu_dispatch.cpp).
+    extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-psabi"],
+    extra_link_args=["-fopenmp"],
 )
 
 setup(

@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "thread_pool.h"
+#include <omp.h>
 
 namespace fastrnn_cpu {
 
@@ -56,6 +56,11 @@ int threads_for(long rows, double work_per_row, int max_threads, int min_rows_pe
 }
 
 // Splits [0, rows) into n contiguous ranges whose sizes are multiples of `tile` where possible.
+//
+// The threads are OpenMP's. torch ships libgomp with the soname libgomp.so.1 and loads it
+// before fastrnn._C, so this extension binds to that same runtime and its thread team: our
+// kernels and torch's ops take turns on one set of threads instead of two sets spinning
+// against each other on the same cores.
 template <typename Fn>
 void split_rows(long rows, int n, long tile, Fn&& fn) {
   if (n <= 1) {
@@ -63,11 +68,13 @@ void split_rows(long rows, int n, long tile, Fn&& fn) {
     return;
   }
   long tiles = (rows + tile - 1) / tile;
-  ThreadPool::instance().run(n, [&](int i) {
-    long t0 = tiles * i / n, t1 = tiles * (i + 1) / n;
+#pragma omp parallel num_threads(n)
+  {
+    int i = omp_get_thread_num(), count = omp_get_num_threads();
+    long t0 = tiles * i / count, t1 = tiles * (i + 1) / count;
     long b0 = t0 * tile, b1 = t1 * tile < rows ? t1 * tile : rows;
     if (b0 < b1) fn(b0, b1);
-  });
+  }
 }
 
 constexpr long kRowTile = 6;
