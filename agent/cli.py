@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
 from agent.config import TrainConfig, resolve_config
-
-# train options the issue names explicitly; every other TrainConfig field is an option too.
-_PRIMARY = ("task", "seed", "device", "core", "episodes", "num_envs")
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -148,7 +143,8 @@ def summarize(metrics: dict) -> str:
         stay = metrics["stay_probability"]
         inter = metrics["stay_regression"]["reward_x_transition"]
         lines.append("stay probability: " + ", ".join(f"{k} {v:.3f}" for k, v in stay.items()))
-        lines.append(f"reward x transition interaction: coef {inter['coef']:.3f}, p = {inter['p']:.3g}")
+        p_text = "p < 1e-300 (underflows to 0)" if inter["p"] == 0 else f"p = {inter['p']:.3g}"
+        lines.append(f"reward x transition interaction: coef {inter['coef']:.3f}, {p_text}")
     if "regret_at_last_trial" in metrics:
         lines.append("cumulative regret at last trial: " + ", ".join(
             f"{k} {v:.2f}" for k, v in metrics["regret_at_last_trial"].items()))

@@ -29,20 +29,23 @@ DEFAULT_TEST_SEED = 2018  # distinct from training seeds, so test episodes are n
 
 def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.ndarray]:
     """Play each row's first episode; return trial columns plus `episode`, `trial` and, per
-    trial, the value estimate at its first step (`value`) and at its last step (`value_last`)."""
+    trial, the value estimate at its first step (`value`) and at its last step (`value_last`),
+    and the LSTM hidden state at its first step (`hidden`, (trials, H); not written to CSV)."""
     task.recording = True
     carry = Carry.initial(agent, task.reset())
     x, starts, state = carry.next_input, carry.next_starts, carry.state
     active = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
     trial_start_value = torch.zeros(task.num_envs, device=task.device)
+    trial_start_hidden = torch.zeros(task.num_envs, agent.hidden_size, device=task.device)
     rows: dict[str, list[torch.Tensor]] = {name: [] for name in ("episode", "trial", *task.trial_columns,
-                                                                  "value", "value_last")}
+                                                                  "value", "value_last", "hidden")}
     episode_ids = torch.arange(task.num_envs, device=task.device)
     at_trial_start = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
     with torch.no_grad():
         while bool(active.any()):
-            logits, value, _, state = agent.step(x, state, starts)
+            logits, value, hidden, state = agent.step(x, state, starts)
             trial_start_value = torch.where(at_trial_start, value, trial_start_value)
+            trial_start_hidden = torch.where(at_trial_start.unsqueeze(1), hidden, trial_start_hidden)
             action = sample_actions(logits, sampler)
             trial_index = task.trial.clone()
             result = task.step(action)
@@ -54,6 +57,7 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
                     rows[name].append(result.record[name][keep])
                 rows["value"].append(trial_start_value[keep])
                 rows["value_last"].append(value[keep])
+                rows["hidden"].append(trial_start_hidden[keep])
             at_trial_start = result.trial_end
             active &= ~result.done
             starts = result.done

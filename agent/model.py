@@ -48,10 +48,10 @@ class MetaRLAgent(nn.Module):
         out = F.linear(hidden, self.heads.weight, self.heads.bias)
         return out[..., : self.num_actions], out[..., self.num_actions]
 
-    @torch.no_grad()
     def core_step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor | None):
-        """One rollout step of the core (its fused single-step path). x (B, I), resets (B,) bool
-        or None (no row starts an episode). Returns (hidden (B, H), new state)."""
+        """One rollout step of the core: under torch.no_grad() (the caller's, entered once per
+        unroll rather than per step) fastrnn takes its fused single-step path.
+        x (B, I), resets (B,) bool or None (no row starts an episode). Returns (hidden (B, H), new state)."""
         y, state = self.core(x.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
         return y[0], state
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from agent.model import MetaRLAgent, sample_actions
+from agent.model import MetaRLAgent
 from agent.timing import PhaseTimer
 
 
@@ -48,12 +48,14 @@ class RolloutBuffer:
     """Row t of inputs/starts belongs to step t; row T holds the input after the unroll (the
     bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
 
-    def __init__(self, steps: int, batch: int, input_size: int, hidden_size: int, device, keep_hidden=False):
+    def __init__(self, steps: int, batch: int, input_size: int, hidden_size: int, num_actions: int, device,
+                 keep_hidden=False):
         self.steps = steps
         self.all_inputs = torch.zeros(steps + 1, batch, input_size, device=device)
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
         self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.rewards = torch.zeros(steps, batch, device=device)
+        self.gumbel = torch.zeros(steps, batch, num_actions, device=device)  # sampling noise, shape template
         # Only verify keeps these: the rollout's hidden and cell states, to compare.
         self.hidden = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
         self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
@@ -73,6 +75,7 @@ class RolloutBuffer:
         return self.all_starts[1:]
 
 
+@torch.no_grad()
 def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffer,
                     sampler: torch.Generator, timer: PhaseTimer) -> Carry:
     """Fill buffer with buffer.steps environment steps from carry; return the new carry."""
@@ -82,12 +85,14 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     any_start = bool(carry.next_starts.any())
     no_action = agent.num_actions
     keep = buffer.hidden is not None
+    # The Gumbel noise of every step's action sample, drawn in three ops per unroll, not per step.
+    gumbel = torch.empty_like(buffer.gumbel).exponential_(generator=sampler).log_().neg_()
     for t in range(buffer.steps):
         with timer.phase("core step"):
             hidden, state = agent.core_step(buffer.all_inputs[t], state, buffer.all_starts[t] if any_start else None)
-        with timer.phase("heads + sampling"), torch.no_grad():
+        with timer.phase("heads + sampling"):
             logits, _ = agent.split_heads(hidden)
-            action = sample_actions(logits, sampler)
+            action = (logits + gumbel[t]).argmax(dim=-1)  # Gumbel-max: a sample of softmax(logits)
         with timer.phase("env step"):
             result = task.step(action)
         with timer.phase("bookkeeping"):

@@ -66,7 +66,7 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
 
     bar = tqdm(total=config.episodes, initial=min(trainer.episodes, config.episodes), unit="ep",
                disable=not progress, dynamic_ncols=True, desc=config.task)
-    window = {"reward": 0.0, "episodes": 0, "steps": 0, "seconds": 0.0}
+    steps_per_trial = type(trainer.task).steps_per_trial
     calls = 0
     with open(metrics_path, "a") as log:
         while trainer.episodes < config.episodes:
@@ -75,23 +75,25 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
             elapsed = time.perf_counter() - start
             trainer.train_seconds += elapsed
             calls += 1
+            # The window lives in the trainer, so it is checkpointed: a resumed run logs the same lines.
+            window = trainer.log_window
             window["reward"] += stats["reward"]
-            window["episodes"] += stats["episodes_finished"]
             window["steps"] += config.unroll * config.num_envs
             window["seconds"] += elapsed
             bar.update(min(trainer.episodes, config.episodes) - bar.n)
             if trainer.updates % config.log_every == 0:
                 line = {
                     "update": trainer.updates, "episodes": trainer.episodes, "env_steps": trainer.env_steps,
-                    "reward_per_episode": window["reward"] / max(window["episodes"], 1),
+                    "reward_per_trial": window["reward"] * steps_per_trial / window["steps"],
                     "steps_per_second": window["steps"] / max(window["seconds"], 1e-9),
                     "train_seconds": trainer.train_seconds,
                     **{k: stats[k] for k in ("loss", "policy_loss", "value_loss", "entropy")},
                 }
                 log.write(json.dumps(line) + "\n")
                 log.flush()
-                bar.set_postfix(reward=f"{line['reward_per_episode']:.1f}", steps_s=f"{line['steps_per_second']:.0f}")
-                window = {"reward": 0.0, "episodes": 0, "steps": 0, "seconds": 0.0}
+                bar.set_postfix(reward_per_trial=f"{line['reward_per_trial']:.3f}",
+                                steps_s=f"{line['steps_per_second']:.0f}")
+                trainer.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}
             if trainer.updates % config.checkpoint_every == 0:
                 save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(),
                                           "finished": False})

@@ -37,13 +37,14 @@ class Trainer:
                                              eps=config.rmsprop_eps)
         self.sampler = torch.Generator(device=device)
         self.sampler.manual_seed(config.seed + SAMPLER_SEED_OFFSET)
-        self.carry = Carry.initial(self.agent, self.task.reset())
+        self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
         self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.input_size, config.hidden_size,
-                                    device, keep_hidden=keep_hidden)
+                                    self.agent.num_actions, device, keep_hidden=keep_hidden)
         self.updates = 0
         self.episodes = 0
         self.env_steps = 0
         self.train_seconds = 0.0
+        self.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}  # metrics since the last log line
 
     def collect(self) -> None:
         self.agent.eval()
@@ -90,6 +91,7 @@ class Trainer:
             "episodes": self.episodes,
             "env_steps": self.env_steps,
             "train_seconds": self.train_seconds,
+            "log_window": dict(self.log_window),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -102,3 +104,4 @@ class Trainer:
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]
         self.train_seconds = state["train_seconds"]
+        self.log_window = dict(state["log_window"])

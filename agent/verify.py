@@ -8,7 +8,8 @@ in order, each naming the first step or parameter that differs beyond tolerance:
   1. rollout: hidden state h, cell state c and sampled action at every step, fast vs reference;
   2. each core's learning pass reproduces its own rollout's hidden states (step vs sequence);
   3. the loss, fast vs reference;
-  4. every parameter's gradient, fast vs reference.
+  4. every parameter's gradient, fast vs reference;
+  5. every parameter after the optimizer step.
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def verify_task(task: str, device: str = "cpu", *, num_envs: int = 4, trials_per
             return fail(f"gradient of {name} differs: max |fast - reference| = {float(diff.max()):.3g} "
                         f"(max |reference| = {float(b.abs().max()):.3g})")
         worst = max(worst, float((a - b).abs().max()))
+    for trainer in (fast, ref):
+        trainer.optimizer.step()
+    for name, param in fast.agent.named_parameters():
+        if not torch.allclose(param, ref_params[name], rtol=GRAD_RTOL, atol=GRAD_ATOL):
+            return fail(f"parameter {name} differs after the optimizer step: max |fast - reference| = "
+                        f"{float((param - ref_params[name]).abs().max()):.3g}")
     details["max_grad_diff"] = worst
     details["loss"] = float(losses["fast"].total.detach())
     trivial = " (fast core resolved to the reference backend: nothing faster installed)" if backend == "reference" else ""

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from agent.a2c import a2c_loss, discounted_returns
+from agent.a2c import a2c_loss, discounted_returns, discounted_returns_loop
 
 
 def test_returns_discount_rewards_and_bootstrap_from_the_value_after_the_unroll():
@@ -22,6 +22,16 @@ def test_returns_stop_at_episode_ends_and_ignore_the_bootstrap_after_one():
     returns = discounted_returns(rewards, dones, torch.tensor([100.0, 100.0]), gamma=0.9)
     assert returns[:, 0].tolist() == pytest.approx([1.0, 1.0 + 0.9 * 100])
     assert returns[:, 1].tolist() == pytest.approx([1.9, 1.0])
+
+
+def test_vectorized_returns_equal_the_step_by_step_definition():
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.rand(25, 7, generator=g, dtype=torch.float64)
+    dones = torch.rand(25, 7, generator=g) < 0.2
+    bootstrap = torch.randn(7, generator=g, dtype=torch.float64)
+    assert dones.any() and not dones.all()
+    expected = discounted_returns_loop(rewards, dones, bootstrap, 0.9)
+    assert torch.allclose(discounted_returns(rewards, dones, bootstrap, 0.9), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_loss_combines_policy_value_and_entropy_terms_with_the_paper_weights():

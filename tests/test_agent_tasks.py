@@ -67,6 +67,19 @@ def test_episodes_end_after_their_trials_and_restart_on_their_own(name):
     assert bool(dones[steps - 1].all()) and not bool(dones[: steps - 1].any())
 
 
+@pytest.mark.parametrize("name", ["two_step", "bandit_independent"])
+def test_staggered_reset_spreads_the_rows_episode_ends_over_the_episode(name):
+    task = make_task(name, 64, seed=0)
+    task.reset(stagger=True)
+    steps = get_task_class(name).steps_per_trial * 100
+    dones = torch.stack([r.done for _, r in run_steps(task, 2 * steps)])
+    first_end = dones.float().argmax(dim=0)
+    assert len(first_end.unique()) > 30  # the rows no longer end together
+    assert bool(dones[steps:].any(dim=0).all())  # every row still ends an episode per 100 trials
+    second_end = first_end + steps
+    assert bool(dones[second_end[second_end < 2 * steps], torch.arange(64)[second_end < 2 * steps]].all())
+
+
 def test_two_step_transitions_are_common_with_probability_0_8():
     task = make_task("two_step", 4000, seed=0)
     task.reset()

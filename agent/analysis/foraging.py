@@ -75,11 +75,37 @@ def lagged_regression(trials: dict[str, np.ndarray], lags: int = LAGS) -> dict:
     }
 
 
+UNIT_REGRESSORS = ("last_action", "last_reward", "action_x_reward", "value")
+UNIT_SESSION_EPISODES = 10
+
+
+def unit_coding(trials: dict[str, np.ndarray], alpha: float = 0.05) -> dict[str, float]:
+    import statsmodels.api as sm
+
+    if "hidden" not in trials:
+        return {}
+    episode = trials["episode"]
+    session = np.isin(episode, np.unique(episode)[:UNIT_SESSION_EPISODES])
+    t = np.flatnonzero(np.r_[False, episode[1:] == episode[:-1]] & session)  # trials with a predecessor
+    last_action = np.where(trials["action"][t - 1] == 0, 1.0, -1.0)
+    last_reward = trials["reward"][t - 1].astype(float)
+    design = sm.add_constant(np.column_stack([last_action, last_reward, last_action * last_reward,
+                                              trials["value"][t]]))
+    significant = np.zeros(len(UNIT_REGRESSORS))
+    hidden = trials["hidden"][t]
+    for unit in range(hidden.shape[1]):
+        if np.ptp(hidden[:, unit]) < 1e-8:  # a silent unit codes nothing
+            continue
+        significant += sm.OLS(hidden[:, unit], design).fit().pvalues[1:] < alpha
+    return {name: float(count / hidden.shape[1]) for name, count in zip(UNIT_REGRESSORS, significant)}
+
+
 def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict:
     match = matching(trials)
     regression = lagged_regression(trials)
+    units = unit_coding(trials)
 
-    fig, (ax_match, ax_kernel) = new_figure(2)
+    fig, (ax_match, ax_kernel, ax_units) = new_figure(3)
     ax_match.scatter(match["income_fraction"], match["choice_fraction"], s=8, alpha=0.5)
     ax_match.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax_match.set_xlabel("fraction of rewards from L")
@@ -93,6 +119,11 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
     ax_kernel.set_ylabel("regression coefficient")
     ax_kernel.set_title("Lagged logistic regression of choice")
     ax_kernel.legend()
+    ax_units.bar(range(len(UNIT_REGRESSORS)), [units.get(n, np.nan) for n in UNIT_REGRESSORS], color="0.5")
+    ax_units.set_xticks(range(len(UNIT_REGRESSORS)), ["last\naction", "last\nreward", "action x\nreward", "value"])
+    ax_units.set_ylim(0, 1)
+    ax_units.set_ylabel("fraction of units (p < 0.05)")
+    ax_units.set_title("Single-unit coding")
     figure = save_figure(fig, Path(out_dir) / "foraging_matching.png")
 
     kernel = regression["reward_kernel"]
@@ -101,6 +132,7 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
         "matching_log_bias": match["log_bias"],
         "matching_episodes_fit": match["episodes_fit"],
         "lagged_regression": regression,
+        "unit_coding_fraction": units,
         "reward_kernel_decays": bool(all(a > b for a, b in zip(kernel, kernel[1:])) and kernel[0] > 0),
         "figures": [figure],
     }

@@ -74,7 +74,8 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
     ax_stay.set_xticks([0.5, 3.5], ["rewarded", "unrewarded"])
     ax_stay.set_ylim(0, 1.05)
     ax_stay.set_ylabel("stay probability")
-    ax_stay.legend(handles=[ax_stay.patches[0], ax_stay.patches[1]], labels=["common", "rare"], loc="lower center")
+    ax_stay.legend(handles=[ax_stay.patches[0], ax_stay.patches[1]], labels=["common", "rare"], ncol=2,
+                   loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax_stay.set_title("Stay probabilities (cf. Fig. 5b)")
     names = ["reward", "transition", "reward_x_transition"]
     ax_reg.bar(range(3), [regression[n]["coef"] for n in names], color="0.5")

@@ -18,7 +18,7 @@ the posterior mean (the value of information) and approaches it as s + f grows.
 
 The bandit tasks are finite (100 trials, undiscounted regret); the discounted index is the
 classic approximation, with the discount a parameter (default: the one with the lowest
-regret on bandit_independent among 0.9, 0.95, 0.99 (ours)).
+regret on bandit_independent among 0.9, 0.95, 0.99 (ours): 0.95, regret 1.77 vs 1.94 and 1.82).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _indifference_point(diff: np.ndarray, lam: np.ndarray) -> np.ndarray:
 class GittinsIndex(CountingPolicy):
     name = "Gittins index"
 
-    def __init__(self, discount: float = 0.99, max_trials: int = 100):
+    def __init__(self, discount: float = 0.95, max_trials: int = 100):
         self.discount = discount
         self.table = torch.from_numpy(gittins_index_table(discount, max_trials))
 

@@ -68,6 +68,7 @@ class BatchedTask:
         self.generator.manual_seed(seed)
         self.recording = False
         self._empty_obs = torch.zeros(num_envs, 0, device=self.device)
+        self._no_row = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # read-only
         # Shared by every task: the trial index within the episode and the episode's length.
         self.trial = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.episode_trials = torch.zeros(num_envs, dtype=torch.long, device=self.device)
@@ -81,7 +82,8 @@ class BatchedTask:
     def _advance(self, actions: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor] | None]:
         """Apply actions (B,) long; return (reward (B,), trial_end (B,) bool, record or None).
 
-        Must advance self.trial where a trial ends. Must not reset episodes (step() does).
+        trial_end may be None for "no row ended a trial" (saves the episode-end check). Must
+        advance self.trial where a trial ends. Must not reset episodes (step() does).
         """
         raise NotImplementedError
 
@@ -101,14 +103,27 @@ class BatchedTask:
             return torch.full((self.num_envs,), low, dtype=torch.long, device=self.device)
         return torch.randint(low, high + 1, (self.num_envs,), generator=self.generator, device=self.device)
 
-    def reset(self) -> Tensor:
-        """Start a fresh episode in every row; returns the first observation."""
+    def reset(self, stagger: bool = False) -> Tensor:
+        """Start a fresh episode in every row; returns the first observation.
+
+        stagger: begin each row's first episode at a random trial of it, so that rows end their
+        episodes at different steps from then on. Training needs this: with fixed-length episodes
+        in lockstep, every update would see one phase of the episode only (all early trials, then
+        all late ones), and the weights would track the phase instead of learning one policy for
+        all of it (we saw a dependent-bandit agent whose frozen weights played far worse than
+        its training reward). Evaluation starts unstaggered, at trial 0.
+        """
         self._new_episodes(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         self.trial.zero_()
+        if stagger:
+            fraction = self.rand(self.num_envs)
+            self.trial = (fraction * self.episode_trials).long().clamp(max=self.episode_trials - 1)
         return self.observe()
 
     def step(self, actions: Tensor) -> StepResult:
         reward, trial_end, record = self._advance(actions)
+        if trial_end is None:
+            return StepResult(self.observe(), reward, self._no_row, self._no_row, record, False)
         done = trial_end & (self.trial >= self.episode_trials)
         # One host sync per step buys skipping the reset ops on the (most) steps with no episode end.
         any_done = bool(done.any())

@@ -33,6 +33,9 @@ class Foraging(BatchedTask):
     trial_columns = ("action", "reward", "p_0", "p_1", "base_0", "base_1")
     analysis_module = "agent.analysis.foraging"
     state_tensors = ("base_rates", "since_chosen")
+    # (ours) 30k episodes (~2.3M steps, under a minute): 100k changed neither the matching slope
+    # (0.47 -> 0.54) nor the reward per trial (0.433 -> 0.436) much.
+    train_defaults = {"episodes": 30_000}
 
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)

@@ -25,8 +25,11 @@ def _load_all() -> None:
 
 
 def task_names() -> list[str]:
+    """Registered names, in _TASK_MODULES order (whatever order modules were imported in)."""
     _load_all()
-    return list(_TASKS)
+    rank = {module: i for i, module in enumerate(_TASK_MODULES)}
+    names = list(_TASKS)
+    return sorted(names, key=lambda n: (rank.get(_TASKS[n].__module__, len(rank)), names.index(n)))
 
 
 def get_task_class(name: str) -> type:

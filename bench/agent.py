@@ -1,0 +1,128 @@
+"""`python -m bench agent`: meta-RL training throughput, fast core vs reference core (and
+torch.nn.LSTM stepped in Python), measured in one run.
+
+What is timed is the whole training loop: Trainer.update() = an unroll of fused rollout steps
+(core step, heads and action sampling, environment step, bookkeeping), the learning pass
+(sequence forward, backward) and the optimizer step, for `--updates` updates; the cores take
+turns (interleaved, order rotated every repeat) so machine noise hits them alike, and the
+median over repeats is reported as environment steps per second. A second pass per core,
+with phase timers on, gives the profile: where the time goes, as a share of the loop and as
+microseconds per environment step (summed over the batch rows stepped together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from agent.config import resolve_config
+from agent.cores import CORE_NAMES
+from agent.tasks import task_names
+from agent.timing import PhaseTimer
+from agent.trainer import Trainer
+
+PHASES = ("core step", "heads + sampling", "env step", "bookkeeping", "learn forward", "learn backward", "optimizer")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="two_step", choices=task_names())
+    parser.add_argument("--cores", default=",".join(CORE_NAMES),
+                        help="comma-separated cores to compare (default: fast,reference,torch)")
+    parser.add_argument("--num-envs", type=int, default=None, help="default: the training default")
+    parser.add_argument("--unroll", type=int, default=None, help="default: the training default")
+    parser.add_argument("--updates", type=int, default=100, help="updates per timed block")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=10, help="untimed updates per core first")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--out", type=Path, default=Path("results/bench_agent.json"))
+    args = parser.parse_args(argv)
+    args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    for core in args.cores:
+        if core not in CORE_NAMES:
+            parser.error(f"argument --cores: unknown core {core!r}; choose from {', '.join(CORE_NAMES)}")
+    for name in ("updates", "repeats", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name}: must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("argument --device: CUDA is not available on this machine")
+    return args
+
+
+def _run_updates(trainer: Trainer, count: int) -> float:
+    sync = torch.cuda.synchronize if trainer.config.device.startswith("cuda") else None
+    if sync:
+        sync()
+    start = time.perf_counter()
+    for _ in range(count):
+        trainer.update()
+    if sync:
+        sync()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv or [])
+    torch.set_num_threads(args.threads)
+    overrides = {"task": args.task, "device": args.device, "num_envs": args.num_envs, "unroll": args.unroll}
+    trainers = {core: Trainer(resolve_config({**overrides, "core": core})) for core in args.cores}
+    config = next(iter(trainers.values())).config
+    steps_per_block = args.updates * config.unroll * config.num_envs
+    for trainer in trainers.values():
+        _run_updates(trainer, args.warmup)
+
+    rates: dict[str, list[float]] = {core: [] for core in args.cores}
+    for repeat in range(args.repeats):
+        order = args.cores[repeat % len(args.cores):] + args.cores[: repeat % len(args.cores)]
+        for core in order:
+            rates[core].append(steps_per_block / _run_updates(trainers[core], args.updates))
+
+    profiles = {}
+    for core, trainer in trainers.items():
+        trainer.timer = PhaseTimer(enabled=True, sync=torch.cuda.synchronize if args.device == "cuda" else None)
+        seconds = _run_updates(trainer, args.updates)
+        totals = dict(trainer.timer.totals)
+        trainer.timer = PhaseTimer(enabled=False)
+        other = max(seconds - sum(totals.values()), 0.0)
+        profiles[core] = {
+            phase: {"share": t / seconds, "us_per_env_step": t / steps_per_block * 1e6,
+                    "us_per_batched_step": t / (args.updates * config.unroll) * 1e6}
+            for phase, t in [*((p, totals.get(p, 0.0)) for p in PHASES), ("other", other)]
+        }
+
+    medians = {core: statistics.median(values) for core, values in rates.items()}
+    result = {
+        "task": args.task, "device": args.device, "threads": args.threads, "num_envs": config.num_envs,
+        "unroll": config.unroll, "hidden_size": config.hidden_size, "updates_per_block": args.updates,
+        "repeats": args.repeats, "backends": {core: t.agent.backend for core, t in trainers.items()},
+        "env_steps_per_second": {core: {"median": medians[core], "all": rates[core]} for core in args.cores},
+        "ratios": {f"{a}/{b}": medians[a] / medians[b] for a in args.cores for b in args.cores if a != b},
+        "profile": profiles,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"agent training throughput: {args.task}, {config.num_envs} envs x {config.unroll}-step unrolls, "
+          f"{config.hidden_size} units, {args.threads} thread(s), {args.device}; median of {args.repeats}")
+    for core in args.cores:
+        print(f"  {core:9s} ({result['backends'][core]:13s}) {medians[core]:10.0f} env steps/s")
+    for name in ("fast/reference", "fast/torch"):
+        if name in result["ratios"]:
+            print(f"  {name}: {result['ratios'][name]:.2f}x")
+    print("profile (share of the loop, us per batched step):")
+    print("  " + " " * 18 + "".join(f"{core:>22s}" for core in args.cores))
+    for phase in (*PHASES, "other"):
+        cells = "".join(f"{profiles[c][phase]['share'] * 100:9.1f}% {profiles[c][phase]['us_per_batched_step']:9.1f}us"
+                        for c in args.cores)
+        print(f"  {phase:18s}{cells}")
+    print(f"wrote {args.out}")
+    return 0
