@@ -67,10 +67,11 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("cell", [](int dtype, long B, long I, long H, long R, long P, std::uintptr_t x, std::uintptr_t w_ih_gates,
                    std::uintptr_t h, std::uintptr_t w_hh_gates, std::uintptr_t bias, std::uintptr_t c,
-                   std::uintptr_t w_proj, std::uintptr_t h_out, std::uintptr_t c_out, int threads) {
+                   std::uintptr_t w_proj, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out,
+                   int threads) {
     CellArgs a{B, I, H, R, P, ptr<const void*>(x), ptr<const void*>(w_ih_gates), ptr<const void*>(h),
                ptr<const void*>(w_hh_gates), ptr<const void*>(bias), ptr<const void*>(c), ptr<const void*>(w_proj),
-               ptr<void*>(h_out), ptr<void*>(c_out)};
+               ptr<const unsigned char*>(resets), ptr<void*>(h_out), ptr<void*>(c_out)};
     run_cell(dtype, a, threads);  // microseconds: releasing the GIL would cost more than it frees
   });
 }

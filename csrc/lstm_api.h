@@ -52,6 +52,7 @@ struct CellArgs {
   const void* bias;                 // (4H) b_ih + b_hh, or null
   const void* c;                    // (B, H)
   const void* w_proj;               // or null
+  const unsigned char* resets;      // (B,) bools: these rows start from zero state, or null
   void* h_out;                      // (B, R)
   void* c_out;                      // (B, H)
 };

@@ -344,8 +344,19 @@ struct LstmKernels {
     T* hid = P ? new T[rows * H] : nullptr;
     bool active[MaxRows];
     for (int r = 0; r < MaxRows; ++r) active[r] = true;
-    for (long r = 0; r < rows; ++r)
-      for (long j = 0; j < H; ++j) c_out[r * H + j] = c_in[r * H + j];
+    bool any_reset = false;
+    for (long r = 0; r < rows; ++r) {
+      bool reset = a.resets && a.resets[b0 + r];
+      any_reset |= reset;
+      for (long j = 0; j < H; ++j) c_out[r * H + j] = reset ? T(0) : c_in[r * H + j];
+    }
+    T* h_reset = nullptr;  // a copy of h with the reset rows zeroed, only when there are any
+    if (any_reset) {
+      h_reset = new T[rows * R];
+      for (long r = 0; r < rows; ++r)
+        for (long j = 0; j < R; ++j) h_reset[r * R + j] = a.resets[b0 + r] ? T(0) : h[r * R + j];
+      h = h_reset;
+    }
     for (long u = 0; u < blocks(H); ++u) {
       const long unit0 = u * VL;
       const int lanes = int(lmin(VL, H - unit0));
@@ -368,6 +379,7 @@ struct LstmKernels {
       });
       delete[] hid;
     }
+    delete[] h_reset;
   }
 
   static KernelSet kernel_set() {

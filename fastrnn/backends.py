@@ -4,8 +4,10 @@ A backend provides two entry points that follow the contract in ``fastrnn.refere
 
 - ``recurrence(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> (y, h_n, c_n)``, differentiable
   with respect to ``xproj``, ``w_hh``, ``w_hr``, ``h0`` and ``c0``;
-- ``cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr) -> (h_next, c_next)``, one step with the
-  input projection fused in, for callers that need no gradient (an RL rollout).
+- ``cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None) -> (h_next, c_next)``, one step
+  with the input projection fused in, for callers that need no gradient (an RL rollout);
+  ``resets`` (B,) bool zeroes those rows' state first. x, h, c hold B rows each under any
+  equal leading shape ((B, F) or (1, B, F)); h_next and c_next come back shaped like h and c.
 
 Backends register lazily: importing fastrnn never compiles or imports triton; a backend whose
 import fails stays listed with the reason, so ``backend="cpp"`` on a machine without the
@@ -82,11 +84,20 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
     "auto" takes the first backend, in preference order, that loads and supports the input.
     A named backend that cannot take the input raises ValueError saying why, before any work.
     """
-    key = (requested, device, dtype)
-    backend = _resolved.get(key)  # the common case: one dict lookup per call
-    if backend is not None:
-        return backend
+    if torch.compiler.is_compiling():
+        return _loaded[_resolve_name(requested, device, dtype)]
+    backend = _resolved.get((requested, device, dtype))  # the common case: one dict lookup
+    if backend is None:
+        backend = _loaded[_resolve_name(requested, device, dtype)]
+    return backend
+
+
+@torch.compiler.assume_constant_result
+def _resolve_name(requested: str, device: torch.device, dtype: torch.dtype) -> str:
+    # Imports a backend on first use; under torch.compile this runs eagerly at trace time
+    # (a constant to the graph), since Dynamo cannot trace an import.
     if requested == "auto":
+        backend = None
         for name in _AUTO_ORDER.get(device.type, ("reference",)):
             try:
                 candidate = get_backend(name)
@@ -103,8 +114,8 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
             raise ValueError(
                 f"backend={requested!r} cannot run {dtype} tensors on {device}: {reason}"
             )
-    _resolved[key] = backend
-    return backend
+    _resolved[(requested, device, dtype)] = backend
+    return backend.name
 
 
 def check_backend_name(backend: object) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn import _C
 from fastrnn.backends import Backend
-from fastrnn.custom_ops import define_recurrence_ops
+from fastrnn.custom_ops import define_recurrence_ops, traced_cell
 from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
@@ -122,22 +121,20 @@ OPS = define_recurrence_ops("cpp_lstm_recurrence", _forward_kernel, _backward_ke
 recurrence = OPS  # the recurrence contract of fastrnn.reference, on the C++ kernels
 
 
-def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
-    """One no-grad step with the input projection fused: a single C++ call."""
+def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
+    """One no-grad step with the input projection and the resets fused: a single C++ call."""
     if torch.compiler.is_compiling():
-        bias = None if b_ih is None else b_ih + b_hh
-        _, h_n, c_n = OPS(F.linear(x, w_ih, bias).unsqueeze(0), w_hh, w_hr, h, c, None, None)
-        return h_n, c_n
-    batch, input_size = x.shape
-    hidden_size = c.shape[1]
-    out_size = h.shape[1]
+        return traced_cell(OPS, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    input_size, hidden_size, out_size = x.shape[-1], c.shape[-1], h.shape[-1]
+    batch = c.numel() // hidden_size
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+    resets = None if resets is None else resets.contiguous()
     w_ih_p, w_hh_p, bias_p, w_hr_p = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr).ptrs
-    h_out = torch.empty(batch, out_size, dtype=h.dtype)
-    c_out = torch.empty(batch, hidden_size, dtype=c.dtype)
+    h_out = torch.empty(h.shape, dtype=h.dtype)
+    c_out = torch.empty(c.shape, dtype=c.dtype)
     _C.cell(
         _DTYPE_CODES[x.dtype], batch, input_size, hidden_size, out_size, 0 if w_hr is None else w_hr.shape[0],
-        x.data_ptr(), w_ih_p, h.data_ptr(), w_hh_p, bias_p, c.data_ptr(), w_hr_p,
+        x.data_ptr(), w_ih_p, h.data_ptr(), w_hh_p, bias_p, c.data_ptr(), w_hr_p, _ptr(resets),
         h_out.data_ptr(), c_out.data_ptr(), torch.get_num_threads(),
     )
     return h_out, c_out

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -67,6 +68,15 @@ class RecurrenceOps:
             return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths)
         y, h_n, c_n, *_ = self.forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, False)
         return y, h_n, c_n
+
+
+def traced_cell(ops: RecurrenceOps, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
+    """A backend's no-grad cell as torch.compile sees it: the input GEMM and a one-step op."""
+    bias = None if b_ih is None else b_ih + b_hh
+    xproj = F.linear(x.reshape(-1, x.shape[-1]), w_ih, bias).unsqueeze(0)
+    step_resets = None if resets is None else resets.reshape(1, -1)
+    _, h_n, c_n = ops(xproj, w_hh, w_hr, h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1]), step_resets, None)
+    return h_n.view(h.shape), c_n.view(c.shape)
 
 
 def _eager_function(name: str, forward_kernel: Callable, backward_kernel: Callable) -> type:

@@ -35,8 +35,16 @@ class _BackendChoice:
         self.last_backend = None
 
     def _pick_backend(self, tensor: Tensor) -> Backend:
-        chosen = resolve_backend(self.backend, tensor.device, tensor.dtype)
-        self.last_backend = chosen.name
+        # The last answer is kept on the instance, and written around nn.Module.__setattr__:
+        # a per-step call would otherwise spend microseconds here.
+        state = self.__dict__
+        dtype, device = tensor.dtype, tensor.device
+        last = state.get("_last_pick")
+        if last is not None and last[0] is dtype and last[1] == device and last[2] == self.backend:
+            return last[3]
+        chosen = resolve_backend(self.backend, device, dtype)
+        state["_last_pick"] = (dtype, device, self.backend, chosen)
+        state["last_backend"] = chosen.name
         return chosen
 
     def __setattr__(self, name, value):
@@ -81,6 +89,10 @@ class LSTM(_BackendChoice, nn.LSTM):
         return groups
 
     def forward(self, input, hx=None, *, resets: Tensor | None = None):
+        if hx is not None and not torch.is_grad_enabled() and type(input) is Tensor:
+            stepped = self._rollout_fast_path(input, hx, resets)
+            if stepped is not None:
+                return stepped
         self._update_flat_weights()
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
@@ -153,17 +165,47 @@ class LSTM(_BackendChoice, nn.LSTM):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return y, (h_n, c_n)
 
+    def _rollout_fast_path(self, input: Tensor, hx, resets: Tensor | None):
+        """The RL rollout call, one no-grad step of a one-layer LSTM from a given state, with
+        nothing but plain shape reads around one fused kernel call (at rollout sizes the
+        general path's bookkeeping costs as much as the step). Returns None whenever the call
+        is anything else or any argument does not fit exactly; the general path then runs it
+        and raises torch's errors. y and h_n are views of one tensor here."""
+        if self.num_layers != 1 or self.bidirectional or input.dim() != 3:
+            return None
+        if self.batch_first:
+            batch, steps, features = input.shape
+        else:
+            steps, batch, features = input.shape
+        h, c = hx
+        weights = self._flat_weights
+        out = self.proj_size or self.hidden_size
+        if (steps != 1 or features != self.input_size or h.shape != (1, batch, out)
+                or c.shape != (1, batch, self.hidden_size)):
+            return None
+        dtype, device = weights[0].dtype, weights[0].device
+        if not (input.dtype == h.dtype == c.dtype == dtype and input.device == h.device == c.device == device):
+            return None
+        if resets is not None:
+            if type(resets) is not Tensor or resets.dtype != torch.bool or resets.numel() != batch \
+                    or resets.dim() != 2 or resets.device != device:
+                return None
+            resets = resets.view(batch)
+        backend = self._pick_backend(input)
+        b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
+        w_hr = weights[-1] if self.proj_size > 0 else None
+        # Backends' cells take any leading shape of B rows and answer in the shape of h and c.
+        h_n, c_n = backend.cell(input, h, c, weights[0], weights[1], b_ih, b_hh, w_hr, resets)
+        return (h_n.view(batch, 1, out) if self.batch_first else h_n), (h_n, c_n)
+
     def _rollout_step(self, backend: Backend, x, hx, weights, resets):
         """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""
         layer_input = x[0]
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh, w_hr = weights[layer]
-            h, c = hx[0][layer], hx[1][layer]
-            if resets is not None:
-                keep = (~resets[0]).unsqueeze(1).to(h.dtype)
-                h, c = h * keep, c * keep
-            h, c = backend.cell(layer_input, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+            h, c = backend.cell(layer_input, hx[0][layer], hx[1][layer], w_ih, w_hh, b_ih, b_hh, w_hr,
+                                None if resets is None else resets[0])
             h_n.append(h)
             c_n.append(c)
             layer_input = h

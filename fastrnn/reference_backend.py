@@ -9,11 +9,14 @@ from fastrnn.backends import Backend
 from fastrnn.reference import lstm_recurrence
 
 
-def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     bias = None if b_ih is None else b_ih + b_hh
-    xproj = F.linear(x, w_ih, bias).unsqueeze(0)
-    _, h_next, c_next = lstm_recurrence(xproj, w_hh, w_hr, h, c)
-    return h_next, c_next
+    xproj = F.linear(x.reshape(-1, x.shape[-1]), w_ih, bias).unsqueeze(0)
+    step_resets = None if resets is None else resets.reshape(1, -1)
+    _, h_next, c_next = lstm_recurrence(
+        xproj, w_hh, w_hr, h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1]), step_resets
+    )
+    return h_next.view(h.shape), c_next.view(c.shape)
 
 
 def _supports_everything(device: torch.device, dtype: torch.dtype) -> str | None:

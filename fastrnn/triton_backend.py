@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn.backends import Backend
-from fastrnn.custom_ops import define_recurrence_ops
+from fastrnn.custom_ops import define_recurrence_ops, traced_cell
 from fastrnn.weight_cache import WeightCache
 
 
@@ -152,25 +151,26 @@ def _fused_bias(w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tenso
     return _biases.get("bias", (w_ih, b_ih, b_hh), make)
 
 
-def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
-    """One no-grad step with the input projection fused: one launch (two with w_hr)."""
+def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
+    """One no-grad step with the input projection and resets fused: one launch (two with w_hr)."""
     if torch.compiler.is_compiling():
-        bias = None if b_ih is None else b_ih + b_hh
-        _, h_n, c_n = OPS(F.linear(x, w_ih, bias).unsqueeze(0), w_hh, w_hr, h, c, None, None)
-        return h_n, c_n
-    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+        return traced_cell(OPS, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    h_shape, c_shape = h.shape, c.shape
+    x = x.reshape(-1, x.shape[-1]).contiguous()
+    h = h.reshape(-1, h_shape[-1]).contiguous()
+    c = c.reshape(-1, c_shape[-1]).contiguous()
     batch, hidden_size = c.shape
     step_config = kconfig.step_config(DTYPE_NAMES[x.dtype])
     matmul_precision = precision(x.dtype, x.device, sequence=False)
     c_out = torch.empty_like(c)
     hidden = torch.empty(batch, hidden_size, dtype=h.dtype, device=h.device)
-    launch_step(x, w_ih.contiguous(), _fused_bias(w_ih, b_ih, b_hh), None, h, c, w_hh.contiguous(), None,
-                hidden, c_out, step_config, matmul_precision)
+    launch_step(x, w_ih.contiguous(), _fused_bias(w_ih, b_ih, b_hh), None, h, c, w_hh.contiguous(),
+                _as_u8(resets, x.device), hidden, c_out, step_config, matmul_precision)
     if w_hr is None:
-        return hidden, c_out
+        return hidden.view(h_shape), c_out.view(c_shape)
     h_out = torch.empty(batch, w_hr.shape[0], dtype=h.dtype, device=h.device)
     launch_projection(hidden, w_hr.contiguous(), h_out, step_config, matmul_precision)
-    return h_out, c_out
+    return h_out.view(h_shape), c_out.view(c_shape)
 
 
 BACKEND = Backend(name="triton", unsupported_reason=_unsupported_reason, recurrence=recurrence, cell=cell)

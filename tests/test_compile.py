@@ -53,3 +53,23 @@ def test_inductor_compiles_a_model_around_the_lstm_with_default_settings():
     x = torch.randn(5, 2, 3)
     torch.testing.assert_close(compiled(x), forward(x))
     assert lstm.last_backend == "cpp"
+
+
+def test_compiling_before_any_eager_call_traces_one_graph_in_a_fresh_process():
+    """The first call of a fresh process may be a compiled one: choosing (and importing) the
+    backend must not be traced."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, fastrnn\n"
+        "cell = fastrnn.LSTMCell(3, 5)\n"
+        "compiled = torch.compile(cell, backend='aot_eager', fullgraph=True)\n"
+        "x, hx = torch.randn(2, 3), (torch.randn(2, 5), torch.randn(2, 5))\n"
+        "h, c = compiled(x, hx)\n"
+        "torch.testing.assert_close(h, cell(x, hx)[0])\n"
+        "print(cell.last_backend)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "cpp"
