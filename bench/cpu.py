@@ -26,14 +26,20 @@ BATCH = (1, 16, 64, 256)
 STEPS = 100
 
 
-def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, with_reference: bool):
+def _same_weights(torch_cls, fastrnn_cls, hidden: int, with_reference: bool) -> dict:
+    """The competitors as modules of one size holding the same weights."""
     torch.manual_seed(0)
-    torch_lstm = torch.nn.LSTM(hidden, hidden)
-    modules = {"torch": torch_lstm, "fastrnn": fastrnn.LSTM(hidden, hidden, backend="cpp")}
+    theirs = torch_cls(hidden, hidden)
+    modules = {"torch": theirs, "fastrnn": fastrnn_cls(hidden, hidden, backend="cpp")}
     if with_reference:
-        modules["reference"] = fastrnn.LSTM(hidden, hidden, backend="reference")
+        modules["reference"] = fastrnn_cls(hidden, hidden, backend="reference")
     for module in modules.values():
-        module.load_state_dict(torch_lstm.state_dict())
+        module.load_state_dict(theirs.state_dict())
+    return modules
+
+
+def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, with_reference: bool):
+    modules = _same_weights(torch.nn.LSTM, fastrnn.LSTM, hidden, with_reference)
     x = torch.randn(steps, batch, hidden, requires_grad=backward)
 
     def runner(module):
@@ -51,13 +57,7 @@ def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, wi
 
 
 def _step_candidates(hidden: int, batch: int, with_reference: bool):
-    torch.manual_seed(0)
-    torch_cell = torch.nn.LSTMCell(hidden, hidden)
-    cells = {"torch": torch_cell, "fastrnn": fastrnn.LSTMCell(hidden, hidden, backend="cpp")}
-    if with_reference:
-        cells["reference"] = fastrnn.LSTMCell(hidden, hidden, backend="reference")
-    for cell in cells.values():
-        cell.load_state_dict(torch_cell.state_dict())
+    cells = _same_weights(torch.nn.LSTMCell, fastrnn.LSTMCell, hidden, with_reference)
     x = torch.randn(batch, hidden)
     state = (torch.randn(batch, hidden), torch.randn(batch, hidden))
 
