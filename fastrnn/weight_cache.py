@@ -38,8 +38,8 @@ class WeightCache:
     def get(self, kind: str, sources: tuple, make: Callable):
         """make(*sources), reused while every tensor in `sources` (None allowed) is unchanged."""
         key = (kind, *map(id, sources))
-        stamps = tuple(map(_stamp, sources))
         entry = self._entries.get(key)
+        stamps = tuple(map(_stamp, sources))
         if entry is not None and entry[1] == stamps:
             return entry[2]
         value = make(*sources)
