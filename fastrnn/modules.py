@@ -170,7 +170,7 @@ class LSTM(_BackendChoice, nn.LSTM):
         nothing but plain shape reads around one fused kernel call (at rollout sizes the
         general path's bookkeeping costs as much as the step). Returns None whenever the call
         is anything else or any argument does not fit exactly; the general path then runs it
-        and raises torch's errors. y and h_n are views of one tensor here."""
+        and raises torch's errors."""
         if self.num_layers != 1 or self.bidirectional or input.dim() != 3:
             return None
         if self.batch_first:
@@ -196,7 +196,10 @@ class LSTM(_BackendChoice, nn.LSTM):
         w_hr = weights[-1] if self.proj_size > 0 else None
         # Backends' cells take any leading shape of B rows and answer in the shape of h and c.
         h_n, c_n = backend.cell(input, h, c, weights[0], weights[1], b_ih, b_hh, w_hr, resets)
-        return (h_n.view(batch, 1, out) if self.batch_first else h_n), (h_n, c_n)
+        # The output gets its own storage, as from nn.LSTM: an in-place edit of it must not
+        # change the state the caller carries to the next step.
+        y = h_n.clone()
+        return (y.view(batch, 1, out) if self.batch_first else y), (h_n, c_n)
 
     def _rollout_step(self, backend: Backend, x, hx, weights, resets):
         """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""

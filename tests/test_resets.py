@@ -77,3 +77,15 @@ def test_resets_follow_batch_first_and_unbatched_layouts():
     torch.testing.assert_close(y[:, 3:], lstm(x[:, 3:])[0], atol=1e-12, rtol=0)
     y1, _ = lstm(x[0], resets=resets[0])
     torch.testing.assert_close(y1, y[0], atol=1e-12, rtol=0)
+
+
+def test_rollout_step_output_does_not_alias_the_state():
+    """Like nn.LSTM, the output of a one-step call is its own tensor: editing it in place
+    leaves the returned state alone."""
+    lstm = fastrnn.LSTM(3, 4)
+    state = (torch.randn(1, 2, 4), torch.randn(1, 2, 4))
+    with torch.no_grad():
+        y, (h, c) = lstm(torch.randn(1, 2, 3), state)
+        before = h.clone()
+        y.zero_()
+    assert torch.equal(h, before)
