@@ -79,6 +79,13 @@ void split_rows(long rows, int n, long tile, Fn&& fn) {
 
 constexpr long kRowTile = 6;
 
+// Runs fn(b0, b1) over the batch rows of one layer's recurrence, on as many threads as pay.
+template <typename Fn>
+void over_rows(long B, long T, long H, long R, long P, int max_threads, Fn&& fn) {
+  double work_per_row = double(T) * 4.0 * H * R + double(T) * P * H;
+  split_rows(B, threads_for(B, work_per_row, max_threads, int(kRowTile)), kRowTile, fn);
+}
+
 }  // namespace
 
 std::vector<std::string> available_isas() {
@@ -129,9 +136,7 @@ void run_forward(int dtype, ForwardArgs a, const void* w_hh, const void* w_hr, i
     k.pack_panels(w_hr, a.H, a.P, 1, proj.data());
     a.w_proj = proj.data();
   }
-  double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
-  int n = threads_for(a.B, work, max_threads, int(kRowTile));
-  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
+  over_rows(a.B, a.T, a.H, a.R, a.P, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
 
 void run_backward(int dtype, BackwardArgs a, const void* w_hh, const void* w_hr, int max_threads) {
@@ -145,9 +150,7 @@ void run_backward(int dtype, BackwardArgs a, const void* w_hh, const void* w_hr,
     k.pack_panels(w_hr, a.P, a.H, 0, hr.data());
     a.w_hr_t = hr.data();
   }
-  double work = double(a.T) * 4.0 * a.H * a.R + double(a.T) * a.P * a.H;
-  int n = threads_for(a.B, work, max_threads, int(kRowTile));
-  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
+  over_rows(a.B, a.T, a.H, a.R, a.P, max_threads, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
 }
 
 void run_cell(int dtype, const CellArgs& a, int max_threads) {

@@ -27,27 +27,8 @@ import triton.language as tl
 
 from .activations import sigmoid, tanh
 from .config import SequenceConfig
+from .gate_gemm import accumulate_gates
 from .group_sync import group_barrier
-
-
-@triton.jit
-def _recurrent_gates(acc_i, acc_f, acc_g, acc_o, prev_ptr, w_ptr, rows, row_ok, reset, cols, col_ok,
-                     out_size, hidden_size, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc_* += h_{t-1} W_g^T over R in BLOCK_K chunks, streaming W from memory."""
-    offs_k = tl.arange(0, BLOCK_K)
-    gate_stride = hidden_size * out_size
-    for k0 in range(0, out_size, BLOCK_K):
-        ks = k0 + offs_k
-        k_ok = ks < out_size
-        h = tl.load(prev_ptr + rows[:, None] * out_size + ks[None, :],
-                    mask=row_ok[:, None] & k_ok[None, :] & ~reset[:, None], other=0.0, cache_modifier=".cg")
-        w_tile = w_ptr + cols[None, :] * out_size + ks[:, None]
-        w_mask = k_ok[:, None] & col_ok[None, :]
-        acc_i = tl.dot(h, tl.load(w_tile, mask=w_mask, other=0.0), acc_i, input_precision=PRECISION)
-        acc_f = tl.dot(h, tl.load(w_tile + gate_stride, mask=w_mask, other=0.0), acc_f, input_precision=PRECISION)
-        acc_g = tl.dot(h, tl.load(w_tile + 2 * gate_stride, mask=w_mask, other=0.0), acc_g, input_precision=PRECISION)
-        acc_o = tl.dot(h, tl.load(w_tile + 3 * gate_stride, mask=w_mask, other=0.0), acc_o, input_precision=PRECISION)
-    return acc_i, acc_f, acc_g, acc_o
 
 
 # Batch, step count and flags change per call: one compiled kernel serves them all.
@@ -121,9 +102,9 @@ def lstm_sequence_forward_kernel(
                     acc_g = tl.dot(h, w_g, acc_g, input_precision=PRECISION)
                     acc_o = tl.dot(h, w_o, acc_o, input_precision=PRECISION)
                 else:
-                    acc_i, acc_f, acc_g, acc_o = _recurrent_gates(
+                    acc_i, acc_f, acc_g, acc_o = accumulate_gates(
                         acc_i, acc_f, acc_g, acc_o, prev_ptr, w_hh_ptr, rows, row_ok, reset, cols, col_ok,
-                        out_size, hidden_size, PRECISION, BLOCK_K)
+                        out_size, hidden_size, PRECISION, BLOCK_K, True)
                 gate_i = sigmoid(acc_i)
                 gate_f = sigmoid(acc_f)
                 gate_g = tanh(acc_g)

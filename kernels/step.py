@@ -18,26 +18,7 @@ import triton.language as tl
 
 from .activations import sigmoid, tanh
 from .config import StepConfig
-
-
-@triton.jit
-def _accumulate_gates(acc_i, acc_f, acc_g, acc_o, a_ptr, w_ptr, rows, row_ok, zero_rows, cols, col_ok,
-                      k_size, hidden_size, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
-    """acc_g += a W_g^T for a (B, K) and W (4H, K), in BLOCK_K chunks; zero_rows read as zeros."""
-    offs_k = tl.arange(0, BLOCK_K)
-    gate_stride = hidden_size * k_size
-    for k0 in range(0, k_size, BLOCK_K):
-        ks = k0 + offs_k
-        k_ok = ks < k_size
-        a = tl.load(a_ptr + rows[:, None] * k_size + ks[None, :],
-                    mask=row_ok[:, None] & k_ok[None, :] & ~zero_rows[:, None], other=0.0)
-        w_tile = w_ptr + cols[None, :] * k_size + ks[:, None]
-        w_mask = k_ok[:, None] & col_ok[None, :]
-        acc_i = tl.dot(a, tl.load(w_tile, mask=w_mask, other=0.0), acc_i, input_precision=PRECISION)
-        acc_f = tl.dot(a, tl.load(w_tile + gate_stride, mask=w_mask, other=0.0), acc_f, input_precision=PRECISION)
-        acc_g = tl.dot(a, tl.load(w_tile + 2 * gate_stride, mask=w_mask, other=0.0), acc_g, input_precision=PRECISION)
-        acc_o = tl.dot(a, tl.load(w_tile + 3 * gate_stride, mask=w_mask, other=0.0), acc_o, input_precision=PRECISION)
-    return acc_i, acc_f, acc_g, acc_o
+from .gate_gemm import accumulate_gates
 
 
 # Batch, step count and flags change per call: one compiled kernel serves them all.
@@ -62,18 +43,18 @@ def lstm_step_kernel(
         acc_g = tl.broadcast_to(tl.load(bias + 2 * hidden_size, mask=bias_ok, other=0.0).to(tl.float32)[None, :], (BLOCK_B, BLOCK_H))
         acc_o = tl.broadcast_to(tl.load(bias + 3 * hidden_size, mask=bias_ok, other=0.0).to(tl.float32)[None, :], (BLOCK_B, BLOCK_H))
         no_rows = rows < 0
-        acc_i, acc_f, acc_g, acc_o = _accumulate_gates(
+        acc_i, acc_f, acc_g, acc_o = accumulate_gates(
             acc_i, acc_f, acc_g, acc_o, x_ptr, w_ih_ptr, rows, row_ok, no_rows, cols, col_ok,
-            input_size, hidden_size, PRECISION, BLOCK_K)
+            input_size, hidden_size, PRECISION, BLOCK_K, False)
     else:
         x_tile = xproj_ptr + rows[:, None] * (4 * hidden_size) + cols[None, :]
         acc_i = tl.load(x_tile, mask=tile_mask, other=0.0).to(tl.float32)
         acc_f = tl.load(x_tile + hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
         acc_g = tl.load(x_tile + 2 * hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
         acc_o = tl.load(x_tile + 3 * hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
-    acc_i, acc_f, acc_g, acc_o = _accumulate_gates(
+    acc_i, acc_f, acc_g, acc_o = accumulate_gates(
         acc_i, acc_f, acc_g, acc_o, h_ptr, w_hh_ptr, rows, row_ok, reset, cols, col_ok,
-        out_size, hidden_size, PRECISION, BLOCK_K)
+        out_size, hidden_size, PRECISION, BLOCK_K, False)
     state_tile = rows[:, None] * hidden_size + cols[None, :]
     c = tl.load(c_ptr + state_tile, mask=tile_mask & ~reset[:, None], other=0.0).to(tl.float32)
     c_new = sigmoid(acc_f) * c + sigmoid(acc_i) * tanh(acc_g)
