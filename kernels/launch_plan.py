@@ -60,6 +60,18 @@ def sequence_grid(config: SequenceConfig, batch: int, split_dim: int, device: to
     return n_groups, n_split
 
 
+def cooperative_launch(grid: tuple[int, int], device: torch.device) -> dict:
+    """Launch options for a sequence kernel: cooperative whenever CTAs meet at a group barrier.
+
+    A cooperative launch makes the driver refuse a grid whose CTAs cannot all be resident at
+    once (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) instead of letting the barrier spin forever:
+    another persistent kernel on another stream, MPS limits or NCCL kernels holding SMs.
+    """
+    if device.type != "cuda" or grid[1] <= 1:
+        return {}
+    return {"launch_cooperative_grid": True}
+
+
 def precision(dtype: torch.dtype, device: torch.device, sequence: bool) -> str:
     """tl.dot input precision for float32: TF32 exactly when torch would use it here.
 

@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from .config import SequenceConfig
+from .launch_plan import cooperative_launch
 from .group_sync import group_barrier
 
 
@@ -203,5 +204,5 @@ def launch_sequence_backward(grad_y, w_hh, w_hr, c0, resets_u8, lengths, gates, 
         int(grad_y is not None), int(resets_u8 is not None), int(lengths is not None),
         HAS_PROJ=w_hr is not None, RESIDENT=config.resident, PRECISION=precision,
         BLOCK_B=config.block_b, BLOCK_H=config.block_h, BLOCK_K=config.block_k, BLOCK_KP=config.block_kp,
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        num_warps=config.num_warps, num_stages=config.num_stages, **cooperative_launch(grid, device),
     )

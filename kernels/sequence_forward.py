@@ -27,6 +27,7 @@ import triton.language as tl
 
 from .activations import sigmoid, tanh
 from .config import SequenceConfig
+from .launch_plan import cooperative_launch
 from .gate_gemm import accumulate_gates
 from .group_sync import group_barrier
 
@@ -196,5 +197,5 @@ def launch_sequence_forward(xproj, w_hh, w_hr, h0, c0, resets_u8, lengths, y, h_
         batch * hidden_size if (save and w_hr is not None) else 0,
         HAS_PROJ=w_hr is not None, RESIDENT=config.resident, PRECISION=precision,
         BLOCK_B=config.block_b, BLOCK_H=config.block_h, BLOCK_K=config.block_k, BLOCK_KP=config.block_kp,
-        num_warps=config.num_warps, num_stages=config.num_stages,
+        num_warps=config.num_warps, num_stages=config.num_stages, **cooperative_launch(grid, device),
     )
