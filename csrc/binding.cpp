@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cpu_dispatch.h"
 
@@ -30,6 +31,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("vector_width", [](int dtype) { return kernel_set(dtype).width; }, py::arg("dtype"));
   m.def("packed_gates_numel", &packed_gates_numel, py::arg("dtype"), py::arg("H"), py::arg("K"));
   m.def("packed_panels_numel", &packed_panels_numel, py::arg("dtype"), py::arg("K"), py::arg("N"));
+
+  m.def("bytes_equal", [](std::uintptr_t a, std::uintptr_t b, std::size_t n) {
+    return std::memcmp(ptr<const void*>(a), ptr<const void*>(b), n) == 0;
+  }, py::arg("a"), py::arg("b"), py::arg("nbytes"),
+     "Bitwise equality of two buffers (NaN weights compare equal to themselves).");
 
   m.def("pack_gates", [](int dtype, std::uintptr_t src, long H, long K, std::uintptr_t dst) {
     kernel_set(dtype).pack_gates(ptr<const void*>(src), H, K, ptr<void*>(dst));

@@ -50,8 +50,10 @@ struct Simd {
     if (n == width) store(p, v); else store_n(p, v, n);
   }
 
-  static FASTRNN_INLINE vec min(vec a, vec b) { return a < b ? a : b; }
-  static FASTRNN_INLINE vec max(vec a, vec b) { return a > b ? a : b; }
+  // A NaN in `a` is returned as is (every comparison with NaN is false): the clamps below
+  // must pass NaN through, or a diverged input would come out as a finite made-up number.
+  static FASTRNN_INLINE vec min(vec a, vec b) { return b < a ? b : a; }
+  static FASTRNN_INLINE vec max(vec a, vec b) { return b > a ? b : a; }
 
   // exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r and 2^n
   // built in the exponent bits. Inputs are clamped where 2^n would leave the normal range:

@@ -31,6 +31,10 @@ class Backend:
     recurrence: Callable
     cell: Callable
 
+    def __reduce__(self):
+        # Pickled by name: a backend's functions and registered ops are process-wide objects.
+        return get_backend, (self.name,)
+
 
 # name -> module that defines BACKEND.
 _BACKEND_MODULES = {

@@ -11,9 +11,17 @@ from fastrnn.custom_ops import define_recurrence_ops, traced_cell
 from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+
+
+def _same_bytes(source: Tensor, snapshot: Tensor) -> bool:
+    if not source.is_contiguous():
+        return torch.equal(source.detach(), snapshot)
+    return _C.bytes_equal(source.data_ptr(), snapshot.data_ptr(), snapshot.numel() * snapshot.element_size())
+
+
 # Only the single no-grad step caches packed weights: there packing would cost as much as the
 # step itself. Sequence calls pack inside C++ every call (see csrc/cpu_dispatch.h for why).
-_packed = WeightCache()
+_packed = WeightCache(same_bytes=_same_bytes)
 
 
 def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -64,7 +72,8 @@ def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr) -> _Packed:
             _pack_gates(w_ih, hidden_size), _pack_gates(w_hh, hidden_size), bias,
             None if w_hr is None else _pack_panels(w_hr, True),
         )
-    return _packed.get("cell", (w_ih, w_hh, b_ih, b_hh, w_hr), make)
+    # The packed layout depends on the vector width of the instruction set in use (set_isa).
+    return _packed.get("cell", (w_ih, w_hh, b_ih, b_hh, w_hr), make, layout_key=_C.vector_width(_DTYPE_CODES[w_hh.dtype]))
 
 
 def _forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, save):
@@ -129,7 +138,10 @@ def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     batch = c.numel() // hidden_size
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
-    w_ih_p, w_hh_p, bias_p, w_hr_p = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr).ptrs
+    # The packed weights stay referenced until the kernel has returned: another thread may
+    # replace the cache entry meanwhile.
+    packed = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    w_ih_p, w_hh_p, bias_p, w_hr_p = packed.ptrs
     h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
     c_out = torch.empty_like(c)
     _C.cell(

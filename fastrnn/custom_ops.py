@@ -51,21 +51,27 @@ class RecurrenceOps:
     eager: type               # the same kernels as an autograd.Function, for eager mode
     forward_kernel: Callable  # the backend's forward, called directly when nothing needs grad
 
-    def __call__(self, xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None):
+    def __call__(self, xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
         """The recurrence contract of fastrnn.reference: (y, h_n, c_n), differentiable.
 
         Traced as the custom op under torch.compile. In eager mode the op dispatcher's Python
         layers cost more than a small LSTM's whole recurrence, so eager calls go through an
         autograd.Function over the same kernels, or straight to the forward kernel (saving
         nothing for backward) when no input needs a gradient.
+
+        projection: optional (x, w_ih, bias) with ``xproj == F.linear(x, w_ih, bias)``. Only a
+        double backward uses it, to rebuild xproj inside the graph; without it the Function
+        keeps xproj alive instead (as large as the saved gates).
         """
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            # Both record the registered op: a traced graph must contain the kernel call.
             y, h_n, c_n, *_ = self.forward(xproj, w_hh, w_hr, h0, c0, resets, lengths)
             return y, h_n, c_n
         if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (xproj, w_hh, w_hr, h0, c0)
         ):
-            return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths)
+            x, w_ih, bias = projection if projection is not None else (None, None, None)
+            return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias)
         y, h_n, c_n, *_ = self.forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, False)
         return y, h_n, c_n
 
@@ -79,21 +85,52 @@ def traced_cell(ops: RecurrenceOps, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, reset
     return h_n.view(h.shape), c_n.view(c.shape)
 
 
+def differentiable_backward(grads, inputs, needs, resets, lengths):
+    """The recurrence's first derivatives as a graph (for a double backward): the reference
+    recurrence is rebuilt from the saved inputs and differentiated with create_graph=True.
+
+    inputs: (xproj, w_hh, w_hr, h0, c0) as saved, so the graph reaches the caller's tensors.
+    needs: which of them need a gradient. Returns one gradient (or None) per input.
+    """
+    from fastrnn.reference import lstm_recurrence
+
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    with torch.enable_grad():
+        outputs = lstm_recurrence(*inputs, resets, lengths)
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
+    found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                     create_graph=True, allow_unused=True)) if pairs else iter(())
+    result = []
+    for tensor, need in zip(inputs, needs):
+        grad = next(found, None) if need else None
+        result.append(torch.zeros_like(tensor) if need and grad is None else grad)
+    return result
+
+
 def _eager_function(name: str, forward_kernel: Callable, backward_kernel: Callable) -> type:
-    def forward(ctx, xproj, w_hh, w_hr, h0, c0, resets, lengths):
+    def forward(ctx, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias):
         y, h_n, c_n, gates, cells, hidden = forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, True)
-        ctx.save_for_backward(w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden)
+        # xproj is kept only when it cannot be rebuilt from (x, w_ih, bias), which the caller
+        # keeps alive anyway (F.linear saves them): it would double the saved activations.
+        kept_xproj = xproj if x is None else None
+        ctx.save_for_backward(w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden,
+                              kept_xproj, x, w_ih, bias)
         ctx.set_materialize_grads(False)
         return y, h_n, c_n
 
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_h_n, grad_c_n):
-        w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden = ctx.saved_tensors
+        (w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden,
+         kept_xproj, x, w_ih, bias) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
+            xproj = kept_xproj if x is None else F.linear(x, w_ih, bias)
+            grads = differentiable_backward((grad_y, grad_h_n, grad_c_n), (xproj, w_hh, w_hr, h0, c0),
+                                            ctx.needs_input_grad[:5], resets, lengths)
+            return (*grads, None, None, None, None, None)
         dxproj, dh0, dc0, dy_total = backward_kernel(
             grad_y, grad_h_n, grad_c_n, w_hh, w_hr, c0, resets, lengths, gates, cells
         )
         grad_w_hh, grad_w_hr = weight_grads(dxproj, dy_total, y, hidden, h0, resets, w_hr is not None)
-        return dxproj, grad_w_hh, (grad_w_hr if w_hr is not None else None), dh0, dc0, None, None
+        return dxproj, grad_w_hh, (grad_w_hr if w_hr is not None else None), dh0, dc0, None, None, None, None, None
 
     return type(name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 

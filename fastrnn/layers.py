@@ -57,7 +57,8 @@ def run_layers(
             seq = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
             bias = None if b_ih is None else b_ih + b_hh
             xproj = F.linear(seq, w_ih, bias)
-            y, h, c = backend.recurrence(xproj, w_hh, w_hr, h0[index], c0[index], resets, lengths)
+            y, h, c = backend.recurrence(xproj, w_hh, w_hr, h0[index], c0[index], resets, lengths,
+                                         projection=(seq, w_ih, bias))
             outputs.append(y if direction == 0 else reverse_within_lengths(y, lengths))
             h_n.append(h)
             c_n.append(c)

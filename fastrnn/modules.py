@@ -7,12 +7,15 @@ constructor keyword, ``backend``, and one LSTM.forward keyword, ``resets``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import Backend, check_backend_name, resolve_backend
 from fastrnn.layers import run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
@@ -22,6 +25,36 @@ def _needs_grad(tensors) -> bool:
     if not torch.is_grad_enabled():
         return False
     return any(t is not None and t.requires_grad for t in tensors)
+
+
+def _exporting() -> bool:
+    """torch.jit.trace or torch.onnx.export (either exporter) is recording this call.
+
+    Checked on every call, so in this order: the TorchScript tracer (jit.trace and the
+    TorchScript ONNX exporter) is one flag read; the dynamo ONNX exporter runs non-strict
+    torch.export (compiling, but not Dynamo), and only then is its flag looked up (which
+    costs microseconds of imports).
+    """
+    if torch.compiler.is_dynamo_compiling():
+        return False  # torch.compile traces fastrnn's own op
+    if torch._C._is_tracing():
+        return True
+    return torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export()
+
+
+@functools.cache
+def _torch_scripts(torch_class: type) -> bool:
+    """Whether this torch's TorchScript compiles torch_class with a callable forward."""
+    try:
+        scripted = torch.jit.script(torch_class(1, 1))
+        scripted(torch.zeros(1, 1, 1) if torch_class is nn.LSTM else torch.zeros(1, 1))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "cannot script"
+        return False
+
+
+def _parametrized(module: nn.Module) -> bool:
+    return "parametrizations" in module._modules
 
 
 class _BackendChoice:
@@ -53,6 +86,30 @@ class _BackendChoice:
             value = check_backend_name(value)
         super().__setattr__(name, value)
 
+    def __getstate__(self):
+        # The cached choice holds the backend's kernels and ops, which neither pickle nor
+        # deep-copy; a copy resolves its backend again on its first call.
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state.pop("_last_pick", None)
+        return state
+
+    def __prepare_scriptable__(self):
+        """torch.jit.script compiles torch's own module in place of this one: TorchScript cannot
+        compile fastrnn's forward (its backends are Python). The scripted module shares this
+        module's parameters and runs torch's standard kernels. Where torch cannot script its own
+        module either (nn.LSTM in torch 2.13 scripts without a forward), say so and what works."""
+        if not _torch_scripts(self._torch_class):
+            raise RuntimeError(
+                f"torch.jit.script cannot compile fastrnn.{type(self).__name__}, and this torch "
+                f"({torch.__version__}) cannot script nn.{self._torch_class.__name__} either. Use "
+                "torch.jit.trace(model, example_inputs) (records torch's standard op), torch.export, "
+                "or torch.compile.")
+        standard = self._torch_class.__new__(self._torch_class)
+        ours = {"backend", "last_backend", "_last_pick"}
+        standard.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ours})
+        return standard
+
     def _backend_repr(self) -> str:
         return "" if self.backend == "auto" else f", backend={self.backend!r}"
 
@@ -70,6 +127,8 @@ class LSTM(_BackendChoice, nn.LSTM):
             Unidirectional LSTMs and tensor (not packed) input only.
     """
 
+    _torch_class = nn.LSTM
+
     def __init__(self, *args, backend: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
         self._init_backend(backend)
@@ -77,23 +136,65 @@ class LSTM(_BackendChoice, nn.LSTM):
     def extra_repr(self) -> str:
         return super().extra_repr() + self._backend_repr()
 
-    def _weights_by_layer(self) -> list[list[Tensor | None]]:
-        per_direction = len(self._flat_weights) // (self.num_layers * (2 if self.bidirectional else 1))
+    def _weights_by_layer(self, flat_weights: list[Tensor]) -> list[list[Tensor | None]]:
+        per_direction = len(flat_weights) // (self.num_layers * (2 if self.bidirectional else 1))
         groups = []
-        for start in range(0, len(self._flat_weights), per_direction):
-            group = self._flat_weights[start : start + per_direction]
+        for start in range(0, len(flat_weights), per_direction):
+            group = flat_weights[start : start + per_direction]
             w_ih, w_hh = group[0], group[1]
             b_ih, b_hh = (group[2], group[3]) if self.bias else (None, None)
             w_hr = group[-1] if self.proj_size > 0 else None
             groups.append([w_ih, w_hh, b_ih, b_hh, w_hr])
         return groups
 
-    def forward(self, input, hx=None, *, resets: Tensor | None = None):
+    # resets is positional-or-keyword: the TorchScript ONNX exporter passes every parameter
+    # of forward positionally, defaults included.
+    def forward(self, input, hx=None, resets: Tensor | None = None):
+        if _exporting():
+            return self._standard_forward(input, hx, resets)
+        probe = input.data if isinstance(input, PackedSequence) else input
+        target = autocast_dtype(probe.device.type, probe.dtype, is_cell=False)
+        if target is not None:
+            return self._autocast_forward(target, input, hx, resets)
         if hx is not None and not torch.is_grad_enabled() and type(input) is Tensor:
+            if _parametrized(self):
+                self._update_flat_weights()
             stepped = self._rollout_fast_path(input, hx, resets)
             if stepped is not None:
                 return stepped
         self._update_flat_weights()
+        return self._forward(input, hx, resets, self._flat_weights)
+
+    def _standard_forward(self, input, hx, resets):
+        """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export):
+        their graphs then hold the standard LSTM op, which runs and exports anywhere."""
+        if resets is not None:
+            raise RuntimeError(
+                "resets: torch.jit.trace and torch.onnx.export record torch's standard LSTM, which "
+                "has no resets; export with torch.export (fastrnn's op), or split the episodes")
+        return super().forward(input, hx)
+
+    def _autocast_forward(self, target: torch.dtype, input, hx, resets):
+        """As nn.LSTM under autocast: operands rounded to `target`, results in `target`."""
+        probe = input.data if isinstance(input, PackedSequence) else input
+        compute = compute_dtype(self.backend, probe.device, target)
+        with torch.autocast(probe.device.type, enabled=False):
+            if isinstance(input, PackedSequence):
+                input = input._replace(data=rounded(input.data, target, compute))
+            else:
+                input = rounded(input, target, compute)
+            if hx is not None:
+                hx = tuple(rounded(state, target, compute) for state in hx)
+            self._update_flat_weights()
+            weights = [rounded(w, target, compute) for w in self._flat_weights]
+            output, (h_n, c_n) = self._forward(input, hx, resets, weights, under_autocast=True)
+        if isinstance(output, PackedSequence):
+            output = output._replace(data=output.data.to(target))
+        else:
+            output = output.to(target)
+        return output, (h_n.to(target), c_n.to(target))
+
+    def _forward(self, input, hx, resets, flat_weights: list[Tensor], under_autocast: bool = False):
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
@@ -135,7 +236,13 @@ class LSTM(_BackendChoice, nn.LSTM):
                 torch.zeros(*shape, real_hidden, dtype=probe.dtype, device=probe.device),
                 torch.zeros(*shape, self.hidden_size, dtype=probe.dtype, device=probe.device),
             )
-        self.check_forward_args(probe if packed else input, hx, batch_sizes)
+        if under_autocast:  # torch skips its input-vs-weight dtype check under autocast
+            with torch.autocast(probe.device.type):
+                self.check_forward_args(probe if packed else input, hx, batch_sizes)
+        else:
+            self.check_forward_args(probe if packed else input, hx, batch_sizes)
+        if not packed and input.shape[1 if self.batch_first else 0] == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # torch's own, from C++
         if resets is not None:
             resets = self._check_resets(resets, input, is_batched)
         backend = self._pick_backend(probe)
@@ -145,9 +252,9 @@ class LSTM(_BackendChoice, nn.LSTM):
         else:
             x = input.transpose(0, 1) if self.batch_first else input
             lengths = None
-        weights = self._weights_by_layer()
+        weights = self._weights_by_layer(flat_weights)
         if x.shape[0] == 1 and lengths is None and directions == 1 and not _needs_grad(
-            [x, *hx, *self._flat_weights]
+            [x, *hx, *flat_weights]
         ):
             y, h_n, c_n = self._rollout_step(backend, x, hx, weights, resets)
         else:
@@ -243,6 +350,8 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
     around it is kept to plain attribute reads, since at small sizes it is most of the cost.
     """
 
+    _torch_class = nn.LSTMCell
+
     def __init__(self, *args, backend: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
         self._init_backend(backend)
@@ -251,6 +360,36 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         return super().extra_repr() + self._backend_repr()
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if _exporting():
+            return super().forward(input, hx)  # the standard lstm_cell op (see LSTM._standard_forward)
+        device_type = input.device.type
+        if torch.is_autocast_enabled(device_type):
+            return self._autocast_forward(input, hx)
+        return self._forward(input, hx, self._weights())
+
+    def _weights(self) -> tuple:
+        params = self._parameters
+        try:  # the common case: plain dict reads
+            return params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
+        except KeyError:  # parametrize and weight_norm replace a parameter by a computed value
+            return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+
+    def _autocast_forward(self, input: Tensor, hx):
+        """As nn.LSTMCell under autocast (see fastrnn/autocast.py): on CUDA operands rounded to
+        the autocast dtype and results in it; on the CPU float32, autocast or not."""
+        target = autocast_dtype(input.device.type, input.dtype, is_cell=True)
+        with torch.autocast(input.device.type, enabled=False):
+            if target is None:
+                return self._forward(input, hx, self._weights())
+            compute = compute_dtype(self.backend, input.device, target)
+            input = rounded(input, target, compute)
+            if hx is not None:
+                hx = tuple(rounded(state, target, compute) for state in hx)
+            weights = tuple(rounded(w, target, compute) for w in self._weights())
+            h, c = self._forward(input, hx, weights)
+        return h.to(target), c.to(target)
+
+    def _forward(self, input: Tensor, hx, weights: tuple) -> tuple[Tensor, Tensor]:
         dims = input.dim()
         if dims not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {dims}D instead")
@@ -268,14 +407,15 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
             hx = (zeros, zeros)
         elif not is_batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
-        params = self._parameters
-        w_ih, w_hh, b_ih, b_hh = params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
+        w_ih, w_hh, b_ih, b_hh = weights
         self._check_cell_args(input, hx, w_ih)
         backend = self._pick_backend(input)
         if _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)):
             bias = None if b_ih is None else b_ih + b_hh
-            xproj = F.linear(input, w_ih, bias).unsqueeze(0)
-            _, h, c = backend.recurrence(xproj, w_hh, None, hx[0], hx[1], None, None)
+            steps = input.unsqueeze(0)
+            xproj = F.linear(steps, w_ih, bias)
+            _, h, c = backend.recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
+                                         projection=(steps, w_ih, bias))
         else:
             h, c = backend.cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
         if not is_batched:

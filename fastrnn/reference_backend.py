@@ -19,6 +19,11 @@ def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     return h_next.view(h.shape), c_next.view(c.shape)
 
 
+def recurrence(xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
+    """lstm_recurrence under the backends' signature (autograd needs no projection source)."""
+    return lstm_recurrence(xproj, w_hh, w_hr, h0, c0, resets, lengths)
+
+
 def _supports_everything(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
@@ -26,6 +31,6 @@ def _supports_everything(device: torch.device, dtype: torch.dtype) -> str | None
 BACKEND = Backend(
     name="reference",
     unsupported_reason=_supports_everything,
-    recurrence=lstm_recurrence,
+    recurrence=recurrence,
     cell=cell,
 )

@@ -106,3 +106,33 @@ def test_errors_come_before_any_work(monkeypatch):
     with pytest.raises(ValueError):
         lstm(torch.randn(5, 3, 4), resets=torch.zeros(5, 2, dtype=torch.bool))
     assert calls == []
+
+
+EMPTY_SEQUENCES = {
+    "T=0": (dict(), (0, 3, 4)),
+    "T=0 batch_first": (dict(batch_first=True), (3, 0, 4)),
+    "T=0 unbatched": (dict(), (0, 4)),
+    "T=0 unbatched batch_first": (dict(batch_first=True), (0, 4)),
+    "T=0 with hx": (dict(), (0, 3, 4)),
+}
+
+
+@pytest.mark.parametrize("backend", ["auto", "cpp", "reference", "triton"])
+@pytest.mark.parametrize("name", list(EMPTY_SEQUENCES))
+def test_empty_sequences_are_refused_like_torch(name, backend):
+    kwargs, shape = EMPTY_SEQUENCES[name]
+    theirs, ours = _pair(nn.LSTM, fastrnn.LSTM, 4, 6, **kwargs)
+    ours.backend = backend
+    args = (torch.ones(*shape),)
+    if "hx" in name:
+        args += ((torch.zeros(1, 3, 6), torch.zeros(1, 3, 6)),)
+    _same_error(theirs, ours, *args)
+    with torch.no_grad():  # the no-grad paths check it too
+        _same_error(theirs, ours, *args)
+
+
+def test_an_empty_batch_is_not_an_empty_sequence():
+    theirs, ours = _pair(nn.LSTM, fastrnn.LSTM, 4, 6)
+    y, (h, c) = ours(torch.ones(3, 0, 4))
+    y_ref, (h_ref, c_ref) = theirs(torch.ones(3, 0, 4))
+    assert y.shape == y_ref.shape and h.shape == h_ref.shape and c.shape == c_ref.shape
