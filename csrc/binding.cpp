@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu_dispatch.h"
 
@@ -32,10 +33,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("packed_gates_numel", &packed_gates_numel, py::arg("dtype"), py::arg("H"), py::arg("K"));
   m.def("packed_panels_numel", &packed_panels_numel, py::arg("dtype"), py::arg("K"), py::arg("N"));
 
-  m.def("bytes_equal", [](std::uintptr_t a, std::uintptr_t b, std::size_t n) {
-    return std::memcmp(ptr<const void*>(a), ptr<const void*>(b), n) == 0;
-  }, py::arg("a"), py::arg("b"), py::arg("nbytes"),
-     "Bitwise equality of two buffers (NaN weights compare equal to themselves).");
+  m.def("bytes_equal", [](const std::vector<std::uintptr_t>& triples) {
+    // (a, b, nbytes) triples: one call checks every weight of a step (see weight_cache.py).
+    for (size_t i = 0; i + 2 < triples.size(); i += 3)
+      if (std::memcmp(ptr<const void*>(triples[i]), ptr<const void*>(triples[i + 1]), triples[i + 2]) != 0)
+        return false;
+    return true;
+  }, py::arg("triples"),
+     "Bitwise equality of buffer pairs given as flat (a, b, nbytes) triples (NaN equals itself).");
 
   m.def("pack_gates", [](int dtype, std::uintptr_t src, long H, long K, std::uintptr_t dst) {
     kernel_set(dtype).pack_gates(ptr<const void*>(src), H, K, ptr<void*>(dst));

@@ -12,16 +12,9 @@ from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
 
-
-def _same_bytes(source: Tensor, snapshot: Tensor) -> bool:
-    if not source.is_contiguous():
-        return torch.equal(source.detach(), snapshot)
-    return _C.bytes_equal(source.data_ptr(), snapshot.data_ptr(), snapshot.numel() * snapshot.element_size())
-
-
 # Only the single no-grad step caches packed weights: there packing would cost as much as the
 # step itself. Sequence calls pack inside C++ every call (see csrc/cpu_dispatch.h for why).
-_packed = WeightCache(same_bytes=_same_bytes)
+_packed = WeightCache(all_bytes_equal=_C.bytes_equal)
 
 
 def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:

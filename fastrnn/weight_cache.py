@@ -4,11 +4,12 @@ nn.LSTM reads its parameters on every call, so a drop-in must too, however they 
 written: optimizer steps and ``load_state_dict`` bump version counters, but writes through
 ``param.data`` (a soft target-network update), ``vector_to_parameters`` into ``.data`` and
 the like do not. Version counters therefore prove nothing, and an entry is reused only
-while each source is the same tensor object at the same address with the same layout and
-the same bytes as the snapshot taken when it was packed (a memcmp: the check reads the
-weights once, where repacking would read and write them). Entries are immutable: a change
-builds a new one, so a thread still running on the old one keeps valid memory. A lock
-guards the table, so a module shared by several threads packs consistently.
+while each source is the same tensor object at the same address with the same shape and
+the same bytes as the snapshot taken when it was packed. The byte check is one memcmp per
+weight (it reads the weights once, where repacking would read and write them; its cost is
+measured by ``python -m bench cpu``). Entries are immutable: a change builds a new one, so a
+thread still running on the old one keeps valid memory. A lock guards the table, so a
+module shared by several threads packs consistently.
 """
 
 from __future__ import annotations
@@ -23,36 +24,30 @@ from torch import Tensor
 _all_caches: list["WeightCache"] = []
 
 
-def _layout(tensor: Tensor | None):
-    if tensor is None:
-        return None
-    return (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tuple(tensor.stride()))
-
-
-def _snapshot(tensor: Tensor | None) -> Tensor | None:
-    return None if tensor is None else tensor.detach().clone(memory_format=torch.contiguous_format)
-
-
 class _Entry:
-    __slots__ = ("sources", "layouts", "snapshots", "value")
+    __slots__ = ("sources", "identity", "snapshots", "triples", "value")
 
     def __init__(self, sources: tuple, value):
+        present = [t for t in sources if t is not None]
         self.sources = sources  # held, so no other tensor can take their ids or addresses
-        self.layouts = tuple(map(_layout, sources))
-        self.snapshots = tuple(map(_snapshot, sources))
+        self.identity = tuple((t, t.data_ptr(), t.shape, t.is_contiguous()) for t in present)
+        self.snapshots = tuple(t.detach().clone(memory_format=torch.contiguous_format) for t in present)
+        # (source address, snapshot address, bytes) for every source, flat: one native call.
+        self.triples = [n for t, s in zip(present, self.snapshots)
+                        for n in (t.data_ptr(), s.data_ptr(), s.numel() * s.element_size())]
         self.value = value
 
 
 class WeightCache:
     """make(*sources) per (kind, layout key, source tensors), reused while their bytes are unchanged.
 
-    same_bytes(a, b) compares two tensors of one layout bitwise; the default is torch.equal
-    on their bit patterns, a backend may pass a faster one.
+    all_bytes_equal(triples) compares (a, b, nbytes) address triples bitwise (fastrnn._C's
+    memcmp for the cpp backend); without it, torch.equal on the bit patterns.
     """
 
-    def __init__(self, capacity: int = 32, same_bytes: Callable[[Tensor, Tensor], bool] | None = None):
+    def __init__(self, capacity: int = 32, all_bytes_equal: Callable[[list], bool] | None = None):
         self.capacity = capacity
-        self._same_bytes = same_bytes or _same_bits
+        self._all_bytes_equal = all_bytes_equal
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         _all_caches.append(self)
@@ -61,7 +56,7 @@ class WeightCache:
         key = (kind, layout_key, *map(id, sources))
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and self._unchanged(entry, sources):
+            if entry is not None and self._unchanged(entry):
                 return entry.value
             entry = _Entry(sources, make(*sources))
             self._entries[key] = entry
@@ -70,13 +65,15 @@ class WeightCache:
                 self._entries.popitem(last=False)
             return entry.value
 
-    def _unchanged(self, entry: _Entry, sources: tuple) -> bool:
-        for source, layout, snapshot in zip(sources, entry.layouts, entry.snapshots):
-            if source is None:
-                continue
-            if _layout(source) != layout or not self._same_bytes(source, snapshot):
+    def _unchanged(self, entry: _Entry) -> bool:
+        contiguous = True
+        for tensor, address, shape, was_contiguous in entry.identity:
+            if tensor.data_ptr() != address or tensor.shape != shape:
                 return False
-        return True
+            contiguous &= was_contiguous
+        if contiguous and self._all_bytes_equal is not None:
+            return self._all_bytes_equal(entry.triples)
+        return all(_same_bits(t, s) for (t, *_), s in zip(entry.identity, entry.snapshots))
 
     def clear(self) -> None:
         with self._lock:
