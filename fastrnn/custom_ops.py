@@ -71,7 +71,8 @@ class RecurrenceOps:
             t is not None and t.requires_grad for t in (xproj, w_hh, w_hr, h0, c0)
         ):
             x, w_ih, bias = projection if projection is not None else (None, None, None)
-            return self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias)
+            y, h_n, c_n, *_saved = self.eager.apply(xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias)
+            return y, h_n, c_n
         y, h_n, c_n, *_ = self.forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, False)
         return y, h_n, c_n
 
@@ -108,17 +109,24 @@ def differentiable_backward(grads, inputs, needs, resets, lengths):
 
 
 def _eager_function(name: str, forward_kernel: Callable, backward_kernel: Callable) -> type:
-    def forward(ctx, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias):
-        y, h_n, c_n, gates, cells, hidden = forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, True)
+    # forward + setup_context (not forward(ctx, ...)): torch.func transforms (grad, jacrev,
+    # functional_call in MAML code) accept only this form. The saved intermediates are
+    # returned as extra outputs, marked non-differentiable, and dropped by the caller.
+    def forward(xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias):
+        return forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, True)
+
+    def setup_context(ctx, inputs, output):
+        xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias = inputs
+        y, _, _, gates, cells, hidden = output
         # xproj is kept only when it cannot be rebuilt from (x, w_ih, bias), which the caller
         # keeps alive anyway (F.linear saves them): it would double the saved activations.
         kept_xproj = xproj if x is None else None
         ctx.save_for_backward(w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden,
                               kept_xproj, x, w_ih, bias)
+        ctx.mark_non_differentiable(gates, cells, hidden)
         ctx.set_materialize_grads(False)
-        return y, h_n, c_n
 
-    def backward(ctx, grad_y, grad_h_n, grad_c_n):
+    def backward(ctx, grad_y, grad_h_n, grad_c_n, *_saved_outputs):
         (w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden,
          kept_xproj, x, w_ih, bias) = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the gradients must be differentiable
@@ -132,7 +140,9 @@ def _eager_function(name: str, forward_kernel: Callable, backward_kernel: Callab
         grad_w_hh, grad_w_hr = weight_grads(dxproj, dy_total, y, hidden, h0, resets, w_hr is not None)
         return dxproj, grad_w_hh, (grad_w_hr if w_hr is not None else None), dh0, dc0, None, None, None, None, None
 
-    return type(name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+    return type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward)})
 
 
 def define_recurrence_ops(name: str, forward_kernel: Callable, backward_kernel: Callable) -> RecurrenceOps:

@@ -1,0 +1,107 @@
+"""What else users do with an nn.LSTM module, done to ours: torch.func transforms,
+parametrizations and weight norm, hooks, dtype moves. Each behaves as torch's does."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.utils.parametrize as parametrize
+from torch.func import functional_call, grad, jacrev
+from torch.nn.utils import parametrizations
+
+import fastrnn
+
+
+def _pair(cls_ours, cls_theirs, *args, **kwargs):
+    torch.manual_seed(0)
+    ours, theirs = cls_ours(*args, **kwargs), cls_theirs(*args, **kwargs)
+    theirs.load_state_dict(ours.state_dict())
+    return ours, theirs
+
+
+def test_functional_call_runs_with_the_given_parameters():
+    """MAML-style code swaps parameters per call; the sequence and the no-grad step see them."""
+    ours, theirs = _pair(fastrnn.LSTM, nn.LSTM, 4, 5)
+    x, state = torch.randn(3, 2, 4), (torch.zeros(1, 2, 5), torch.randn(1, 2, 5))
+    params = {k: torch.randn_like(v) for k, v in ours.named_parameters()}
+    torch.testing.assert_close(functional_call(ours, params, (x,))[0], functional_call(theirs, params, (x,))[0])
+    with torch.no_grad():
+        step, want = functional_call(ours, params, (x[:1], state))[0], functional_call(theirs, params, (x[:1], state))[0]
+    torch.testing.assert_close(step, want)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "triton"])
+def test_torch_func_grad_and_jacrev_match_nn_lstm(backend):
+    ours, theirs = _pair(fastrnn.LSTM, nn.LSTM, 4, 5)
+    ours.backend = backend
+    x = torch.randn(3, 2, 4)
+    params = dict(ours.named_parameters())
+
+    def loss(module):
+        return lambda p: functional_call(module, p, (x,))[0].square().sum()
+
+    got, want = grad(loss(ours))(params), grad(loss(theirs))(params)
+    for name in params:
+        torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=1e-5)
+    jac = jacrev(lambda x: ours(x)[0].sum(0))(x)
+    torch.testing.assert_close(jac, jacrev(lambda x: theirs(x)[0].sum(0))(x), atol=1e-5, rtol=1e-5)
+
+
+class _Halve(nn.Module):
+    def forward(self, w):
+        return w * 0.5
+
+
+REPARAMETRIZATIONS = {
+    "parametrize": lambda m, name: parametrize.register_parametrization(m, name, _Halve()),
+    "weight_norm": lambda m, name: parametrizations.weight_norm(m, name),
+    "legacy weight_norm": lambda m, name: torch.nn.utils.weight_norm(m, name),
+}
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("how", REPARAMETRIZATIONS)
+@pytest.mark.parametrize("kind", ["LSTM", "LSTMCell"])
+def test_reparametrized_weights_are_used_on_every_path(kind, how):
+    if kind == "LSTM":
+        ours, theirs = _pair(fastrnn.LSTM, nn.LSTM, 4, 5)
+        name, x, state = "weight_hh_l0", torch.randn(3, 2, 4), (torch.randn(1, 2, 5), torch.randn(1, 2, 5))
+        step_x = x[:1]
+    else:
+        ours, theirs = _pair(fastrnn.LSTMCell, nn.LSTMCell, 4, 5)
+        name, x, state = "weight_hh", torch.randn(2, 4), (torch.randn(2, 5), torch.randn(2, 5))
+        step_x = x
+    for module in (ours, theirs):
+        REPARAMETRIZATIONS[how](module, name)
+    torch.testing.assert_close(ours(x, state)[0], theirs(x, state)[0])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(step_x, state)[0], theirs(step_x, state)[0])
+        if how == "parametrize":  # a changed parametrization input is seen by the next step
+            getattr(ours.parametrizations, name).original.mul_(2)
+            getattr(theirs.parametrizations, name).original.mul_(2)
+            torch.testing.assert_close(ours(step_x, state)[0], theirs(step_x, state)[0])
+
+
+def test_forward_backward_and_state_dict_hooks_fire_as_on_torch():
+    events = {}
+    for cls in (fastrnn.LSTM, nn.LSTM):
+        module, seen = cls(4, 5), []
+        module.register_forward_pre_hook(lambda m, i: seen.append("pre"))
+        module.register_forward_hook(lambda m, i, o: seen.append("forward"))
+        module.register_full_backward_hook(lambda m, gi, go: seen.append("backward"))
+        module._register_state_dict_hook(lambda *a: seen.append("state_dict"))
+        module(torch.randn(3, 2, 4, requires_grad=True))[0].sum().backward()
+        module.state_dict()
+        events[cls] = seen
+    assert events[fastrnn.LSTM] == events[nn.LSTM] == ["pre", "forward", "backward", "state_dict"]
+
+
+def test_half_and_double_moves_run_like_torch():
+    ours, theirs = _pair(fastrnn.LSTM, nn.LSTM, 4, 5)
+    x = torch.randn(3, 2, 4)
+    for move, tol in ((nn.Module.double, 1e-12), (nn.Module.half, 2e-3)):
+        move(ours), move(theirs)
+        dtype = next(theirs.parameters()).dtype
+        got, want = ours(x.to(dtype))[0], theirs(x.to(dtype))[0]
+        assert got.dtype == want.dtype == dtype
+        torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    ours.flatten_parameters()  # a no-op off cuDNN, as torch's
