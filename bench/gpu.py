@@ -222,6 +222,15 @@ def run_case(args, started, dtype_name, hidden, batch, peaks, impls_of) -> list[
     return rows
 
 
+def _auto_choice(kind: str, dtype: str, hidden: int, batch: int) -> str:
+    """What backend="auto" runs for this case (fastrnn/cuda_rule.py)."""
+    if kind == "step":
+        return "triton"
+    from fastrnn.cuda_rule import cudnn_is_faster
+
+    return "cudnn" if cudnn_is_faster(DTYPES[dtype], hidden, hidden, batch, torch.device("cuda")) else "triton"
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     """triton's speedup over each competitor, per (kind, dtype, H, B)."""
     table = {}
@@ -230,7 +239,8 @@ def ratios(rows: list[dict]) -> list[dict]:
     out = []
     for (kind, dtype, hidden, batch), impls in sorted(table.items()):
         ours = impls.get("triton", {})
-        entry = dict(kind=kind, dtype=dtype, hidden=hidden, batch=batch, triton_ms=ours.get("ms"))
+        entry = dict(kind=kind, dtype=dtype, hidden=hidden, batch=batch, triton_ms=ours.get("ms"),
+                     auto=_auto_choice(kind, dtype, hidden, batch))
         for impl, r in impls.items():
             if impl != "triton" and ours.get("ms") and r.get("ms"):
                 entry[f"vs_{impl}"] = r["ms"] / ours["ms"]
@@ -248,10 +258,10 @@ def markdown(meta: dict, rows: list[dict], speedups: list[dict]) -> str:
              f"torch {meta['torch']}, triton {meta['triton']}, T={meta['steps']}; peaks: "
              + ", ".join(f"{k} {v:.0f}" for k, v in meta["peaks"].items()), "",
              "## triton speedup (competitor time / triton time; > 1 means triton is faster)", "",
-             "| kind | dtype | H | B | triton ms | vs cuDNN | vs cell loop | vs compiled cell | vs reference | graph step vs cell loop |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| kind | dtype | H | B | auto runs | triton ms | vs cuDNN | vs cell loop | vs compiled cell | vs reference | graph step vs cell loop |",
+             "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in speedups:
-        lines.append(f"| {s['kind']} | {s['dtype']} | {s['hidden']} | {s['batch']} | {fmt(s['triton_ms'])} | "
+        lines.append(f"| {s['kind']} | {s['dtype']} | {s['hidden']} | {s['batch']} | {s['auto']} | {fmt(s['triton_ms'])} | "
                      f"{fmt(s.get('vs_cudnn'))} | {fmt(s.get('vs_cell_loop'))} | {fmt(s.get('vs_compiled_cell'))} | "
                      f"{fmt(s.get('vs_reference'))} | {fmt(s.get('graph_vs_cell_eager'))} |")
     lines += ["", "## every measurement", "",

@@ -156,6 +156,9 @@ class LSTM(_BackendChoice, nn.LSTM):
         target = autocast_dtype(probe.device.type, probe.dtype, is_cell=False)
         if target is not None:
             return self._autocast_forward(target, input, hx, resets)
+        if probe.is_cuda and self.backend == "auto" and resets is None and self._cudnn_is_faster(input, hx):
+            self.__dict__["last_backend"] = "cudnn"
+            return super().forward(input, hx)
         if hx is not None and not torch.is_grad_enabled() and type(input) is Tensor:
             if _parametrized(self):
                 self._update_flat_weights()
@@ -164,6 +167,22 @@ class LSTM(_BackendChoice, nn.LSTM):
                 return stepped
         self._update_flat_weights()
         return self._forward(input, hx, resets, self._flat_weights)
+
+    def _cudnn_is_faster(self, input, hx) -> bool:
+        """fastrnn/cuda_rule.py: cuDNN for the sequences where it was measured faster; a
+        no-grad single step (a rollout) stays on triton's step kernel."""
+        from fastrnn.cuda_rule import cudnn_is_faster
+
+        if isinstance(input, PackedSequence):
+            batch, data = int(input.batch_sizes[0]), input.data
+        else:
+            data = input
+            steps = input.size(1 if self.batch_first else 0) if input.dim() == 3 else input.size(0)
+            batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
+            if steps == 1 and hx is not None and not torch.is_grad_enabled():
+                return False
+        out_size = self.proj_size or self.hidden_size
+        return cudnn_is_faster(data.dtype, self.hidden_size, out_size, batch, data.device)
 
     def _standard_forward(self, input, hx, resets):
         """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export):

@@ -272,3 +272,18 @@ def test_a_grid_that_cannot_be_resident_is_refused_instead_of_hanging():
                                 xproj.new_empty(0), xproj.new_empty(0), xproj.new_empty(0), False,
                                 config, grid, "ieee")
         torch.cuda.synchronize()
+
+
+def test_auto_hands_multi_pass_batches_to_cudnn_and_says_so():
+    torch.manual_seed(4)
+    ours = fastrnn.LSTM(32, 256).to(DEVICE, torch.bfloat16)
+    theirs = nn.LSTM(32, 256).to(DEVICE, torch.bfloat16)
+    theirs.load_state_dict(ours.state_dict())
+    big = torch.randn(10, 4096, 32, device=DEVICE, dtype=torch.bfloat16)
+    y, _ = ours(big)
+    assert ours.last_backend == "cudnn"
+    torch.testing.assert_close(y, theirs(big)[0], atol=0, rtol=0)
+    ours(big, resets=torch.zeros(10, 4096, dtype=torch.bool, device=DEVICE))
+    assert ours.last_backend == "triton"  # cuDNN cannot reset
+    ours(big[:, :64])
+    assert ours.last_backend == "triton"  # one pass: the persistent kernel is faster
