@@ -22,7 +22,6 @@ from torch import Tensor
 
 from fastrnn.backends import Backend
 from fastrnn.custom_ops import define_recurrence_ops, traced_cell
-from fastrnn.weight_cache import WeightCache
 
 
 def _import_kernels():
@@ -52,8 +51,6 @@ from fastrnn.kernels.sequence_backward import launch_sequence_backward  # noqa: 
 from fastrnn.kernels.sequence_forward import launch_sequence_forward  # noqa: E402
 from fastrnn.kernels.step import launch_step  # noqa: E402
 
-_biases = WeightCache()
-
 
 def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
     if dtype not in DTYPE_NAMES:
@@ -67,6 +64,10 @@ def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
 
 def _as_u8(resets: Tensor | None, device: torch.device) -> Tensor | None:
     return None if resets is None else resets.to(device).contiguous().view(torch.uint8)
+
+
+def _contiguous(tensor: Tensor | None) -> Tensor | None:
+    return None if tensor is None else tensor.contiguous()
 
 
 def _as_i64(lengths: Tensor | None, device: torch.device) -> Tensor | None:
@@ -142,15 +143,6 @@ OPS = define_recurrence_ops("triton_lstm_recurrence", _forward_kernel, _backward
 recurrence = OPS  # the recurrence contract of fastrnn.reference, on the Triton kernels
 
 
-def _fused_bias(w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor:
-    """b_ih + b_hh in float32 (zeros without bias), cached so a captured step allocates nothing."""
-    def make(w_ih, b_ih, b_hh):
-        if b_ih is None:
-            return torch.zeros(w_ih.shape[0], dtype=torch.float32, device=w_ih.device)
-        return (b_ih.detach().float() + b_hh.detach().float()).contiguous()
-    return _biases.get("bias", (w_ih, b_ih, b_hh), make)
-
-
 def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and resets fused: one launch (two with w_hr)."""
     if torch.compiler.is_compiling():
@@ -164,12 +156,14 @@ def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     matmul_precision = precision(x.dtype, x.device, sequence=False)
     c_out = torch.empty_like(c)
     hidden = torch.empty(batch, hidden_size, dtype=h.dtype, device=h.device)
-    launch_step(x, w_ih.contiguous(), _fused_bias(w_ih, b_ih, b_hh), None, h, c, w_hh.contiguous(),
+    # The kernel reads b_ih and b_hh itself: nothing cached that a write through .data skips.
+    launch_step(x, w_ih.contiguous(), _contiguous(b_ih), _contiguous(b_hh), None, h, c, w_hh.contiguous(),
                 _as_u8(resets, x.device), hidden, c_out, step_config, matmul_precision)
     if w_hr is None:
         return hidden.view(h_shape), c_out.view(c_shape)
     h_out = torch.empty(batch, w_hr.shape[0], dtype=h.dtype, device=h.device)
-    launch_projection(hidden, w_hr.contiguous(), h_out, step_config, matmul_precision)
+    launch_projection(hidden, w_hr.contiguous(), h_out, kconfig.projection_config(DTYPE_NAMES[x.dtype]),
+                      matmul_precision)
     return h_out.view(h_shape), c_out.view(c_shape)
 
 

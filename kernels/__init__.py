@@ -8,6 +8,7 @@ One job per file, each kernel beside its launcher (the Triton tutorials' layout)
 - sequence_backward.py persistent reverse recurrence: dgates, dh0, dc0 (and dy for proj)
 - group_sync.py        the barrier that lets a group of CTAs share a time step
 - activations.py       sigmoid / tanh in float32
+- flags.py             runtime 0/1 flags folded into load masks
 - config.py            the tile-size rule, keyed on H, R and dtype (pure Python)
 - launch_plan.py       grid shape per batch size, TF32 policy
 - resources.py         AOT compile for sm_90 + cuobjdump: writes RESOURCES.md

@@ -67,24 +67,34 @@ class StepConfig:
 def _warps(kernel: str, dtype: str, resident: bool, block_h: int, proj: bool) -> int:
     """num_warps per configuration, set by the sm_90 AOT resource check (python -m kernels.resources).
 
-    Triton's register use per layout is not monotone in the warp count, so these are the
-    smallest counts that compile with no spill, not a formula: forward at 8 resident and 4
-    streamed (8 for float32 with a projection); backward at 8, 16 for 32-wide resident slices.
+    Triton's register use per layout is not monotone in the warp count, and ptxas's choices
+    change between Triton versions, so these are the smallest counts that compile with no
+    spill on Triton 3.6 to 3.9 (scripts/triton_versions.sh), not a formula: forward at 8
+    resident and 4 streamed (8 for float32 with a projection); backward at 8, 16 for 32-wide
+    resident slices, 16-bit 16-wide ones and float32 streamed with a projection.
     """
     if kernel == "forward":
         if resident:
             return 8
         return 8 if (dtype == "fp32" and proj) else 4
     if resident:
-        return 16 if block_h == 32 else 8
-    return 8
+        return 16 if block_h == 32 or (block_h == 16 and ELEMENT_BYTES[dtype] == 2) else 8
+    return 16 if (dtype == "fp32" and proj) else 8
+
+
+def _projection_chunk(kernel: str, dtype: str, resident: bool, block_h: int, proj: bool) -> int:
+    """BLOCK_KP, the projection GEMM's reduction chunk: TILED_BLOCK_K, halved for the backward
+    configurations that spill with it at every warp count under some Triton version (3.6 to
+    3.9): 32-wide resident slices and float32 streamed."""
+    if kernel == "backward" and proj and ((resident and block_h == 32) or (not resident and dtype == "fp32")):
+        return TILED_BLOCK_K[dtype] // 2
+    return TILED_BLOCK_K[dtype]
 
 
 def _sequence_config(kernel: str, dtype: str, n_tiles_dim: int, k: int, grid_sync: bool, proj: bool) -> SequenceConfig:
     """n_tiles_dim: the dimension split into BLOCK_H tiles; k: the recurrent GEMM's K."""
     size = ELEMENT_BYTES[dtype]
     block_b = 32 if size == 2 else 16
-    block_kp = TILED_BLOCK_K[dtype]
     k_pad = max(padded(k), MIN_RESIDENT_BLOCK)
     block_h = MAX_RESIDENT_BLOCK_H
     while block_h > MIN_BLOCK and 4 * block_h * k_pad * size > RESIDENT_BYTES:
@@ -92,11 +102,12 @@ def _sequence_config(kernel: str, dtype: str, n_tiles_dim: int, k: int, grid_syn
     fits = 4 * block_h * k_pad * size <= RESIDENT_BYTES
     one_tile = block_h >= n_tiles_dim
     if fits and (grid_sync or one_tile):
-        return SequenceConfig(block_b, block_h, k_pad, block_kp, True,
-                              num_warps=_warps(kernel, dtype, True, block_h, proj), num_stages=1)
+        return SequenceConfig(block_b, block_h, k_pad, _projection_chunk(kernel, dtype, True, block_h, proj),
+                              True, num_warps=_warps(kernel, dtype, True, block_h, proj), num_stages=1)
     # Software pipelining of the streamed weights spills the float32 backward with a projection.
     stages = 1 if (kernel == "backward" and dtype == "fp32" and proj) else 2
-    return SequenceConfig(block_b, MIN_BLOCK, TILED_BLOCK_K[dtype], block_kp, False,
+    return SequenceConfig(block_b, MIN_BLOCK, TILED_BLOCK_K[dtype],
+                          _projection_chunk(kernel, dtype, False, MIN_BLOCK, proj), False,
                           num_warps=_warps(kernel, dtype, False, MIN_BLOCK, proj), num_stages=stages)
 
 
@@ -116,7 +127,14 @@ def backward_config(hidden_size: int, out_size: int, dtype: str, grid_sync: bool
 
 
 def step_config(dtype: str) -> StepConfig:
-    return StepConfig(block_b=16, block_h=32, block_k=TILED_BLOCK_K[dtype], num_warps=4, num_stages=2)
+    # 8 warps for float32: at 4 the TF32 variants spill under Triton 3.9.
+    return StepConfig(block_b=16, block_h=32, block_k=TILED_BLOCK_K[dtype],
+                      num_warps=8 if dtype == "fp32" else 4, num_stages=2)
+
+
+def projection_config(dtype: str) -> StepConfig:
+    """The step's output projection: the step's tiles, 8 warps (at 4 the 16-bit ones spill under Triton 3.9)."""
+    return StepConfig(block_b=16, block_h=32, block_k=TILED_BLOCK_K[dtype], num_warps=8, num_stages=2)
 
 
 def sequence_shapes(max_hidden: int = 4096):

@@ -72,14 +72,32 @@ def cooperative_launch(grid: tuple[int, int], device: torch.device) -> dict:
     return {"launch_cooperative_grid": True}
 
 
+def _tf32_allowed(sequence: bool, backends=torch.backends) -> bool:
+    """Whether torch would run this float32 GEMM on TF32 tensor cores, without touching CUDA.
+
+    Once a user sets the fp32_precision API, reading the legacy allow_tf32 flags raises, so
+    that API is read first: the operation's setting (cuDNN RNN for a sequence, cuBLAS matmul
+    for a step), where it is "none" the CUDA backend's (torch.backends.cudnn.fp32_precision),
+    then the global one, the order torch resolves it in; "none" throughout means no TF32.
+    Torches without it have the legacy flags only.
+    """
+    if not hasattr(backends, "fp32_precision"):
+        return backends.cudnn.allow_tf32 if sequence else backends.cuda.matmul.allow_tf32
+    operation = getattr(backends.cudnn, "rnn", None) if sequence else backends.cuda.matmul
+    for level in (operation, backends.cudnn, backends):
+        setting = getattr(level, "fp32_precision", "none") if level is not None else "none"
+        if setting != "none":
+            return setting == "tf32"
+    return False
+
+
 def precision(dtype: torch.dtype, device: torch.device, sequence: bool) -> str:
     """tl.dot input precision for float32: TF32 exactly when torch would use it here.
 
-    A drop-in for nn.LSTM follows cuDNN's flag (torch.backends.cudnn.allow_tf32, on by
-    default); for nn.LSTMCell, whose GEMMs are cuBLAS matmuls, the matmul flag (off by
-    default). 16-bit inputs always run on tensor cores with float32 accumulation.
+    A drop-in for nn.LSTM follows cuDNN's RNN setting (TF32 by default); for nn.LSTMCell,
+    whose GEMMs are cuBLAS matmuls, the matmul setting (IEEE by default). 16-bit inputs
+    always run on tensor cores with float32 accumulation.
     """
     if dtype != torch.float32 or device.type != "cuda":
         return "ieee"
-    allowed = torch.backends.cudnn.allow_tf32 if sequence else torch.backends.cuda.matmul.allow_tf32
-    return "tf32" if allowed else "ieee"
+    return "tf32" if _tf32_allowed(sequence) else "ieee"

@@ -37,7 +37,7 @@ DTYPES = ("fp32", "fp16", "bf16")
 # Pointer arguments whose element type is fixed, whatever the LSTM's dtype.
 _FIXED_POINTERS = {
     "resets_ptr": "*u8", "lengths_ptr": "*i64", "c_state_ptr": "*fp32", "sync_ptr": "*i32",
-    "dh_state_ptr": "*fp32", "dc_state_ptr": "*fp32", "bias_ptr": "*fp32",
+    "dh_state_ptr": "*fp32", "dc_state_ptr": "*fp32",
 }
 
 
@@ -69,12 +69,15 @@ def all_variants(max_hidden: int = 4096) -> list[dict]:
                             f"H={hidden} R={out} grid_sync={grid_sync}")
         step = kconfig.step_config(dtype)
         for precision in _precisions(dtype):
-            for fused in (True, False):
-                add("step", dtype, dict(FUSED_INPUT=fused, PRECISION=precision, BLOCK_B=step.block_b,
+            # The launcher passes HAS_BIAS=False with a precomputed xproj (biases unused).
+            for fused, bias in ((True, True), (True, False), (False, False)):
+                add("step", dtype, dict(FUSED_INPUT=fused, HAS_BIAS=bias, PRECISION=precision, BLOCK_B=step.block_b,
                                         BLOCK_H=step.block_h, BLOCK_K=step.block_k),
-                    step.num_warps, step.num_stages, "any H")
-            add("projection", dtype, dict(PRECISION=precision, BLOCK_B=step.block_b, BLOCK_N=step.block_h,
-                                          BLOCK_K=step.block_k), step.num_warps, step.num_stages, "any H")
+                    step.num_warps, step.num_stages,
+                    f"any H, {'x W_ih^T' if fused else 'xproj'}{', bias' if bias else ''}")
+            proj = kconfig.projection_config(dtype)
+            add("projection", dtype, dict(PRECISION=precision, BLOCK_B=proj.block_b, BLOCK_N=proj.block_h,
+                                          BLOCK_K=proj.block_k), proj.num_warps, proj.num_stages, "any H")
     return list(variants.values())
 
 
@@ -106,8 +109,8 @@ def compile_variant(variant: dict) -> dict:
 
     fn = _kernel_function(variant["kernel"])
     constexprs = dict(variant["constexprs"])
-    if variant["kernel"] == "step" and not constexprs["FUSED_INPUT"]:
-        constexprs["bias_ptr"] = None  # the launcher passes None: the bias is never read
+    if variant["kernel"] == "step" and not constexprs["HAS_BIAS"]:
+        constexprs.update(b_ih_ptr=None, b_hh_ptr=None)  # the launcher passes None: never read
     signature, attrs = {}, {}
     for index, name in enumerate(fn.arg_names):
         if name in constexprs:
@@ -161,15 +164,15 @@ def markdown(results: list[dict]) -> str:
         "(kernels/config.py), pointers 16-byte aligned. Registers are per thread; shared memory",
         f"per CTA (limit {SHARED_LIMIT_BYTES // 1024} KB opt-in per block); spill = local + stack bytes per thread.",
         "",
-        "| kernel | dtype | precision | proj | resident | sizes % 16 | BLOCK_B | BLOCK_H | BLOCK_K | warps | stages | registers | shared (B) | spill (B) | example shape |",
-        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| kernel | dtype | precision | proj | resident | sizes % 16 | BLOCK_B | BLOCK_H | BLOCK_K | BLOCK_KP | warps | stages | registers | shared (B) | spill (B) | example shape |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         c = r["constexprs"]
         lines.append(
             f"| {r['kernel']} | {r['dtype']} | {c.get('PRECISION')} | {c.get('HAS_PROJ', '-')} | "
             f"{c.get('RESIDENT', '-')} | {'yes' if r.get('aligned', True) else 'no'} | {c['BLOCK_B']} | {c.get('BLOCK_H', c.get('BLOCK_N'))} | {c['BLOCK_K']} | "
-            f"{r['num_warps']} | {r['num_stages']} | {r['registers']} | {r['shared']} | {r['local'] + r['stack']} | {r['example']} |"
+            f"{c.get('BLOCK_KP', '-') if c.get('HAS_PROJ') else '-'} | {r['num_warps']} | {r['num_stages']} | {r['registers']} | {r['shared']} | {r['local'] + r['stack']} | {r['example']} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -28,6 +28,7 @@ import triton.language as tl
 
 from .config import SequenceConfig
 from .launch_plan import cooperative_launch
+from .flags import and_flag
 from .group_sync import group_barrier
 
 
@@ -69,7 +70,7 @@ def lstm_sequence_backward_kernel(
     for b_tile in range(group, tl.cdiv(batch, BLOCK_B), n_groups):
         rows = b_tile * BLOCK_B + offs_b
         row_ok = rows < batch
-        length = tl.load(lengths_ptr + rows, mask=row_ok & (has_lengths != 0), other=steps)
+        length = tl.load(lengths_ptr + rows, mask=and_flag(row_ok, has_lengths), other=steps)
         # Running pointers to step t's slices, starting at the last step.
         last = steps - 1
         last_rows = tl.cast(last, tl.int64) * batch  # 64-bit: T * B * 4H can pass 2**31
@@ -82,7 +83,7 @@ def lstm_sequence_backward_kernel(
         for step in range(0, steps):
             t = last - step
             valid = row_ok & (t < length)
-            reset = tl.load(resets_t + rows, mask=valid & (has_resets != 0), other=0) != 0
+            reset = tl.load(resets_t + rows, mask=and_flag(valid, has_resets), other=0) != 0
             for h_tile in range(member, n_h_tiles, n_split):
                 cols = h_tile * BLOCK_H + offs_h
                 col_ok = cols < hidden_size
@@ -96,13 +97,13 @@ def lstm_sequence_backward_kernel(
                         dy_tile = rows[:, None] * out_size + ks[None, :]
                         dy_mask = row_ok[:, None] & k_ok[None, :]
                         dy = tl.load(dh_state_ptr + dy_tile, mask=dy_mask, other=0.0, cache_modifier=".cg")
-                        dy += tl.load(grad_y_t + dy_tile, mask=dy_mask & (has_grad_y != 0), other=0.0).to(tl.float32)
+                        dy += tl.load(grad_y_t + dy_tile, mask=and_flag(dy_mask, has_grad_y), other=0.0).to(tl.float32)
                         w = tl.load(w_hr_ptr + ks[:, None] * hidden_size + cols[None, :],
                                     mask=k_ok[:, None] & col_ok[None, :], other=0.0)
                         d_hid = tl.dot(dy.to(w.dtype), w, d_hid, input_precision=PRECISION)
                 else:
                     d_hid = tl.load(dh_state_ptr + state_tile, mask=tile_mask, other=0.0)
-                    d_hid += tl.load(grad_y_t + state_tile, mask=tile_mask & (has_grad_y != 0), other=0.0).to(tl.float32)
+                    d_hid += tl.load(grad_y_t + state_tile, mask=and_flag(tile_mask, has_grad_y), other=0.0).to(tl.float32)
                 g_tile = gates_t + rows[:, None] * four_h + cols[None, :]
                 gate_i = tl.load(g_tile, mask=tile_mask, other=0.0).to(tl.float32)
                 gate_f = tl.load(g_tile + hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
@@ -141,7 +142,7 @@ def lstm_sequence_backward_kernel(
                 out_tile_offs = rows[:, None] * out_size + out_cols[None, :]
                 dh_old = tl.load(dh_state_ptr + out_tile_offs, mask=out_mask, other=0.0)
                 if HAS_PROJ:
-                    dy = dh_old + tl.load(grad_y_t + out_tile_offs, mask=out_mask & (has_grad_y != 0), other=0.0).to(tl.float32)
+                    dy = dh_old + tl.load(grad_y_t + out_tile_offs, mask=and_flag(out_mask, has_grad_y), other=0.0).to(tl.float32)
                     tl.store(dy_total_t + out_tile_offs, tl.where(valid[:, None], dy, 0.0).to(dtype), mask=out_mask)
                 acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
                 d_rows = dxproj_t + rows[:, None] * four_h

@@ -29,6 +29,7 @@ from .activations import sigmoid, tanh
 from .config import SequenceConfig
 from .launch_plan import cooperative_launch
 from .gate_gemm import accumulate_gates
+from .flags import and_flag
 from .group_sync import group_barrier
 
 
@@ -69,7 +70,7 @@ def lstm_sequence_forward_kernel(
     for b_tile in range(group, tl.cdiv(batch, BLOCK_B), n_groups):
         rows = b_tile * BLOCK_B + offs_b
         row_ok = rows < batch
-        length = tl.load(lengths_ptr + rows, mask=row_ok & (has_lengths != 0), other=steps)
+        length = tl.load(lengths_ptr + rows, mask=and_flag(row_ok, has_lengths), other=steps)
         # The step whose state is the row's final one: its last valid step, or step 0 for a
         # zero-length row (whose state never changes from h0, c0).
         final_step = tl.maximum(tl.minimum(length, steps), 1) - 1
@@ -84,7 +85,7 @@ def lstm_sequence_forward_kernel(
         resets_t = resets_ptr
         for t in range(0, steps):
             valid = row_ok & (t < length)
-            reset = tl.load(resets_t + rows, mask=valid & (has_resets != 0), other=0) != 0
+            reset = tl.load(resets_t + rows, mask=and_flag(valid, has_resets), other=0) != 0
             for h_tile in range(member, n_h_tiles, n_split):
                 cols = h_tile * BLOCK_H + offs_h
                 col_ok = cols < hidden_size

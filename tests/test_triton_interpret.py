@@ -82,6 +82,7 @@ CASES = [
     (torch.float32, 3, 2, 70, 0, False, False),
     (torch.float32, 3, 4, 40, 13, True, False),
     (torch.float32, 3, 3, 70, 33, False, True),
+    (torch.float32, 3, 5, 24, 7, True, True),  # one resident 32-wide tile, projection in chunks
     (torch.float16, 4, 5, 24, 0, True, False),
     (torch.float16, 3, 3, 70, 20, True, True),
     (torch.float16, 1, 1, 130, 0, False, False),
@@ -156,11 +157,108 @@ def test_step_kernel_with_precomputed_input_and_resets():
     h, c = torch.randn(batch, hidden, generator=gen), torch.randn(batch, hidden, generator=gen)
     resets = torch.tensor([True, False, True, False, False])
     h_out, c_out = torch.empty_like(h), torch.empty_like(c)
-    launch_step(None, None, None, xproj, h, c, w_hh, resets.view(torch.uint8), h_out, c_out,
+    launch_step(None, None, None, None, xproj, h, c, w_hh, resets.view(torch.uint8), h_out, c_out,
                 step_config("fp32"), "ieee")
     _, h_ref, c_ref = lstm_recurrence(xproj.unsqueeze(0), w_hh, None, h, c, resets.unsqueeze(0))
     torch.testing.assert_close(h_out, h_ref, **TOLERANCE[torch.float32])
     torch.testing.assert_close(c_out, c_ref, **TOLERANCE[torch.float32])
+
+
+def test_cell_step_reads_biases_written_through_data():
+    """A write through .data bypasses version counters: the step must not use a cached bias."""
+    torch.manual_seed(10)
+    cell, ref_cell = fastrnn.LSTMCell(4, 10, backend="triton"), fastrnn.LSTMCell(4, 10, backend="reference")
+    lstm, ref_lstm = fastrnn.LSTM(4, 10, backend="triton"), fastrnn.LSTM(4, 10, backend="reference")
+    ref_cell.load_state_dict(cell.state_dict())
+    ref_lstm.load_state_dict(lstm.state_dict())
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        cell(x)  # a first step, as a rollout would have run before the write
+        lstm(x[None])
+        new_bias = torch.randn(40)
+        for module in (cell, ref_cell):
+            module.bias_ih.data.copy_(new_bias)
+        for module in (lstm, ref_lstm):
+            module.bias_ih_l0.data.copy_(new_bias)
+        for got, want in zip(cell(x), ref_cell(x)):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        y, (h, c) = lstm(x[None])  # one no-grad step: the fused cell path
+        y_ref, (h_ref, c_ref) = ref_lstm(x[None])
+    for got, want in ((y, y_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+# (settings a user makes in a fresh process, TF32 expected for a sequence, for a step)
+PRECISION_SCENARIOS = [
+    ([], True, False),  # torch's defaults: cuDNN RNNs on TF32, matmuls not
+    ([("cuda.matmul", "tf32")], True, True),  # makes the legacy matmul flag raise
+    ([("cudnn.rnn", "ieee")], False, False),  # makes the legacy cuDNN flag raise
+    ([("cudnn", "ieee")], False, False),
+    ([("", "tf32"), ("cuda.matmul", "ieee")], True, False),
+    ([("cudnn.rnn", "none")], False, False),  # "none" up to the global setting: no TF32
+    ([("cudnn.rnn", "none"), ("cudnn", "tf32")], True, True),
+]
+
+# Setting one level changes the levels below it only where they were never set themselves,
+# state that cannot be put back: each scenario runs in a fresh fork of one process.
+PRECISION_SCRIPT = r"""
+import json, os, sys, traceback
+import torch
+from kernels.launch_plan import precision
+
+def no_cuda(*args, **kwargs):
+    raise AssertionError("precision() must only read flags, never touch CUDA")
+
+for name in ("_lazy_init", "init", "current_device", "get_device_properties", "is_available", "device_count"):
+    setattr(torch.cuda, name, no_cuda)
+for settings in json.loads(sys.argv[1]):
+    child = os.fork()
+    if child == 0:
+        try:
+            for path, value in settings:
+                level = torch.backends
+                for name in filter(None, path.split(".")):
+                    level = getattr(level, name)
+                level.fp32_precision = value
+            cuda = torch.device("cuda")
+            print(json.dumps([precision(torch.float32, cuda, sequence=True) == "tf32",
+                              precision(torch.float32, cuda, sequence=False) == "tf32",
+                              precision(torch.float16, cuda, sequence=True)]), flush=True)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+    assert os.waitpid(child, 0)[1] == 0, settings
+"""
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch without the fp32_precision API")
+def test_precision_follows_fp32_precision_api():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", PRECISION_SCRIPT, json.dumps([s for s, _, _ in PRECISION_SCENARIOS])],
+                         cwd=repo, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    got = [json.loads(line) for line in run.stdout.splitlines()]
+    want = [[sequence, step, "ieee"] for _, sequence, step in PRECISION_SCENARIOS]
+    assert got == want
+
+
+@pytest.mark.parametrize("cudnn,matmul", [(True, False), (False, True)])
+def test_precision_reads_legacy_flags_without_fp32_precision_api(cudnn, matmul):
+    from types import SimpleNamespace
+
+    from fastrnn.kernels.launch_plan import _tf32_allowed
+
+    old_torch = SimpleNamespace(cudnn=SimpleNamespace(allow_tf32=cudnn),
+                                cuda=SimpleNamespace(matmul=SimpleNamespace(allow_tf32=matmul)))
+    assert _tf32_allowed(True, old_torch) == cudnn
+    assert _tf32_allowed(False, old_torch) == matmul
 
 
 @pytest.mark.parametrize("kwargs", [
