@@ -53,6 +53,7 @@ class SequenceConfig:
     resident: bool  # recurrent weight slice loaded once, before the time loop
     num_warps: int
     num_stages: int
+    carry_h: bool = False  # forward: all of h in one resident tile, kept in registers across steps
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,15 @@ def _warps(kernel: str, dtype: str, resident: bool, block_h: int, proj: bool) ->
     Triton's register use per layout is not monotone in the warp count, and ptxas's choices
     change between Triton versions, so these are the smallest counts that compile with no
     spill on Triton 3.6 to 3.9 (scripts/triton_versions.sh), not a formula: forward at 8
-    resident and 4 streamed (8 for float32 with a projection); backward at 8, 16 for 32-wide
+    resident (16 for float32 32-wide without a projection) and 4 streamed (8 for float32 with
+    a projection); backward at 8, 16 for 32-wide
     resident slices, 16-bit 16-wide ones and float32 streamed with a projection.
     """
     if kernel == "forward":
         if resident:
-            return 8
+            # float32 32-wide without a projection: with the cell state in registers its TF32
+            # variant spills at 8 warps (and at 4 under Triton 3.7), not at 16.
+            return 16 if (dtype == "fp32" and block_h == 32 and not proj) else 8
         return 8 if (dtype == "fp32" and proj) else 4
     if resident:
         return 16 if block_h == 32 or (block_h == 16 and ELEMENT_BYTES[dtype] == 2) else 8
@@ -102,8 +106,11 @@ def _sequence_config(kernel: str, dtype: str, n_tiles_dim: int, k: int, grid_syn
     fits = 4 * block_h * k_pad * size <= RESIDENT_BYTES
     one_tile = block_h >= n_tiles_dim
     if fits and (grid_sync or one_tile):
+        # One tile as wide as the padded K holds all of h: the forward keeps it in registers.
+        carry_h = kernel == "forward" and not proj and one_tile and block_h == k_pad
         return SequenceConfig(block_b, block_h, k_pad, _projection_chunk(kernel, dtype, True, block_h, proj),
-                              True, num_warps=_warps(kernel, dtype, True, block_h, proj), num_stages=1)
+                              True, num_warps=_warps(kernel, dtype, True, block_h, proj), num_stages=1,
+                              carry_h=carry_h)
     # Software pipelining of the streamed weights spills the float32 backward with a projection.
     stages = 1 if (kernel == "backward" and dtype == "fp32" and proj) else 2
     return SequenceConfig(block_b, MIN_BLOCK, TILED_BLOCK_K[dtype],

@@ -65,6 +65,8 @@ def all_variants(max_hidden: int = 4096) -> list[dict]:
                         constexprs = dict(HAS_PROJ=has_proj, RESIDENT=cfg.resident, PRECISION=precision,
                                           BLOCK_B=cfg.block_b, BLOCK_H=cfg.block_h, BLOCK_K=cfg.block_k,
                                           BLOCK_KP=cfg.block_kp)
+                        if kernel == "sequence_forward":
+                            constexprs["CARRY_H"] = cfg.carry_h
                         add(kernel, dtype, constexprs, cfg.num_warps, cfg.num_stages,
                             f"H={hidden} R={out} grid_sync={grid_sync}")
         step = kconfig.step_config(dtype)

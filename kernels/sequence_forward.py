@@ -12,13 +12,18 @@ Per step t (the contract of fastrnn/reference.py):
       writes y[t] (no projection) or hidden[t] (projection).
   phase B, projection only, per output tile:  y[t] = hidden[t] W_hr^T.
 h_{t-1} is read back from y[t-1] (or h0): for a row still inside its length that is its
-state, and rows past their length compute nothing that is stored. The float32 cell state
-lives in c_state (B, H), written and read by the CTA that owns the tile.
-Rows past their length keep their state, output zeros, and h_n/c_n are stored at each row's
-last valid step (step 0 for a zero-length row, which then stores h0/c0).
+state, and rows past their length compute nothing that is stored. Rows past their length
+keep their state, output zeros, and h_n/c_n are stored at each row's last valid step (step 0
+for a zero-length row, which then stores h0/c0).
 
 With RESIDENT the CTA's W_hh slice, 4 x (BLOCK_K = padded R) x BLOCK_H, is loaded once
-before the time loop and stays in registers / shared memory for the whole launch.
+before the time loop and stays on chip; the CTA owns that one hidden tile for the whole
+launch, so its float32 cell state stays in registers (without a projection: with one there
+are no registers to spare). With CARRY_H as well (all of h in that
+tile: H <= BLOCK_H == BLOCK_K, no projection) h stays in registers too, and the next step's
+input projection is loaded during this one: a step's critical path then never leaves the
+CTA (no barrier, no global round trip). Streamed configurations keep the cell state in
+c_state (B, H) float32, written and read by the CTA that owns the tile.
 """
 
 import torch
@@ -33,13 +38,34 @@ from .flags import and_flag
 from .group_sync import group_barrier
 
 
+@triton.jit
+def _gate_inputs(xproj_t, rows, cols, mask, four_h, hidden_size):
+    """Step t's input projection for a tile's four gates, in float32."""
+    x_tile = xproj_t + rows[:, None] * four_h + cols[None, :]
+    x_i = tl.load(x_tile, mask=mask, other=0.0).to(tl.float32)
+    x_f = tl.load(x_tile + hidden_size, mask=mask, other=0.0).to(tl.float32)
+    x_g = tl.load(x_tile + 2 * hidden_size, mask=mask, other=0.0).to(tl.float32)
+    x_o = tl.load(x_tile + 3 * hidden_size, mask=mask, other=0.0).to(tl.float32)
+    return x_i, x_f, x_g, x_o
+
+
+@triton.jit
+def _cell_state(c0_ptr, c_state_ptr, t, state_tile, mask):
+    """c_{t-1} of a tile kept in memory: c0 at the first step, then the float32 c_state."""
+    if t == 0:
+        c = tl.load(c0_ptr + state_tile, mask=mask, other=0.0).to(tl.float32)
+    else:
+        c = tl.load(c_state_ptr + state_tile, mask=mask, other=0.0)
+    return c
+
+
 # Batch, step count and flags change per call: one compiled kernel serves them all.
 @triton.jit(do_not_specialize=["steps", "batch", "has_resets", "has_lengths", "save", "hidden_step_stride"])
 def lstm_sequence_forward_kernel(
     xproj_ptr, w_hh_ptr, w_hr_ptr, h0_ptr, c0_ptr, resets_ptr, lengths_ptr,
     y_ptr, h_n_ptr, c_n_ptr, gates_ptr, cells_ptr, hidden_ptr, c_state_ptr, sync_ptr,
     steps, batch, hidden_size, out_size, has_resets, has_lengths, save, hidden_step_stride,
-    HAS_PROJ: tl.constexpr, RESIDENT: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_PROJ: tl.constexpr, RESIDENT: tl.constexpr, CARRY_H: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_KP: tl.constexpr,
 ):
     group = tl.program_id(0)
@@ -83,6 +109,22 @@ def lstm_sequence_forward_kernel(
         cells_t = cells_ptr
         hidden_t = hidden_ptr
         resets_t = resets_ptr
+        # Register state carried across steps (RESIDENT: the CTA's one tile, columns of member).
+        own_cols = member * BLOCK_H + offs_h
+        own_mask = row_ok[:, None] & (own_cols[None, :] < hidden_size)
+        c_reg = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        x_i = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        x_f = x_i
+        x_g = x_i
+        x_o = x_i
+        h_reg = tl.zeros((BLOCK_B, BLOCK_K), dtype=y_ptr.dtype.element_ty)
+        if RESIDENT and not HAS_PROJ:
+            c_reg = tl.load(c0_ptr + rows[:, None] * hidden_size + own_cols[None, :], mask=own_mask,
+                            other=0.0).to(tl.float32)
+        if CARRY_H:
+            x_i, x_f, x_g, x_o = _gate_inputs(xproj_t, rows, own_cols, own_mask, four_h, hidden_size)
+            h_reg = tl.load(h0_ptr + rows[:, None] * out_size + offs_k[None, :],
+                            mask=row_ok[:, None] & (offs_k[None, :] < out_size), other=0.0).to(y_ptr.dtype.element_ty)
         for t in range(0, steps):
             valid = row_ok & (t < length)
             reset = tl.load(resets_t + rows, mask=and_flag(valid, has_resets), other=0) != 0
@@ -90,37 +132,51 @@ def lstm_sequence_forward_kernel(
                 cols = h_tile * BLOCK_H + offs_h
                 col_ok = cols < hidden_size
                 tile_mask = row_ok[:, None] & col_ok[None, :]
-                x_tile = xproj_t + rows[:, None] * four_h + cols[None, :]
-                acc_i = tl.load(x_tile, mask=tile_mask, other=0.0).to(tl.float32)
-                acc_f = tl.load(x_tile + hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
-                acc_g = tl.load(x_tile + 2 * hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
-                acc_o = tl.load(x_tile + 3 * hidden_size, mask=tile_mask, other=0.0).to(tl.float32)
+                state_tile = rows[:, None] * hidden_size + cols[None, :]
                 if RESIDENT:
-                    h = tl.load(prev_ptr + rows[:, None] * out_size + offs_k[None, :],
-                                mask=row_ok[:, None] & (offs_k[None, :] < out_size) & ~reset[:, None],
-                                other=0.0, cache_modifier=".cg")
-                    acc_i = tl.dot(h, w_i, acc_i, input_precision=PRECISION)
-                    acc_f = tl.dot(h, w_f, acc_f, input_precision=PRECISION)
-                    acc_g = tl.dot(h, w_g, acc_g, input_precision=PRECISION)
-                    acc_o = tl.dot(h, w_o, acc_o, input_precision=PRECISION)
+                    if CARRY_H:
+                        h = tl.where(reset[:, None], 0.0, h_reg).to(w_i.dtype)
+                    else:
+                        x_i, x_f, x_g, x_o = _gate_inputs(xproj_t, rows, cols, tile_mask, four_h, hidden_size)
+                        h = tl.load(prev_ptr + rows[:, None] * out_size + offs_k[None, :],
+                                    mask=row_ok[:, None] & (offs_k[None, :] < out_size) & ~reset[:, None],
+                                    other=0.0, cache_modifier=".cg")
+                    acc_i = tl.dot(h, w_i, x_i, input_precision=PRECISION)
+                    acc_f = tl.dot(h, w_f, x_f, input_precision=PRECISION)
+                    acc_g = tl.dot(h, w_g, x_g, input_precision=PRECISION)
+                    acc_o = tl.dot(h, w_o, x_o, input_precision=PRECISION)
+                    if CARRY_H:
+                        # The next step's input projection does not depend on this one: load it
+                        # now (nothing after the last step). Wider tiles have no registers for it.
+                        x_i, x_f, x_g, x_o = _gate_inputs(xproj_t + batch * four_h, rows, cols,
+                                                          and_flag(tile_mask, steps - 1 - t), four_h, hidden_size)
+                    if HAS_PROJ:  # no registers to spare for the cell state: it stays in c_state
+                        c_prev = _cell_state(c0_ptr, c_state_ptr, t, state_tile, tile_mask)
+                    else:
+                        c_prev = c_reg
                 else:
+                    acc_i, acc_f, acc_g, acc_o = _gate_inputs(xproj_t, rows, cols, tile_mask, four_h, hidden_size)
                     acc_i, acc_f, acc_g, acc_o = accumulate_gates(
                         acc_i, acc_f, acc_g, acc_o, prev_ptr, w_hh_ptr, rows, row_ok, reset, cols, col_ok,
                         out_size, hidden_size, PRECISION, BLOCK_K, True)
+                    # Loaded after the GEMM: not held in registers through it.
+                    c_prev = _cell_state(c0_ptr, c_state_ptr, t, state_tile, tile_mask)
                 gate_i = sigmoid(acc_i)
                 gate_f = sigmoid(acc_f)
                 gate_g = tanh(acc_g)
                 gate_o = sigmoid(acc_o)
-                state_tile = rows[:, None] * hidden_size + cols[None, :]
-                if t == 0:
-                    c_prev = tl.load(c0_ptr + state_tile, mask=tile_mask, other=0.0).to(tl.float32)
-                else:
-                    c_prev = tl.load(c_state_ptr + state_tile, mask=tile_mask, other=0.0)
                 c_prev = tl.where(reset[:, None], 0.0, c_prev)
                 c_new = gate_f * c_prev + gate_i * gate_g
                 h_new = gate_o * tanh(c_new)
                 c_keep = tl.where(valid[:, None], c_new, c_prev)
-                tl.store(c_state_ptr + state_tile, c_keep, mask=tile_mask)
+                if RESIDENT and not HAS_PROJ:
+                    c_reg = c_keep
+                else:
+                    tl.store(c_state_ptr + state_tile, c_keep, mask=tile_mask)
+                if CARRY_H:
+                    # As if stored in y and read back: rounded to the output dtype. Rows past
+                    # their length store nothing more, so what they carry does not matter.
+                    h_reg = h_new.to(y_ptr.dtype.element_ty)
                 is_final = row_ok & (t == final_step)
                 tl.store(c_n_ptr + state_tile, c_keep.to(c_n_ptr.dtype.element_ty), mask=is_final[:, None] & col_ok[None, :])
                 if save != 0:
@@ -139,8 +195,9 @@ def lstm_sequence_forward_kernel(
                     h_first = tl.load(h0_ptr + y_tile, mask=keeps_h0[:, None] & col_ok[None, :], other=0.0).to(tl.float32)
                     h_keep = tl.where(valid[:, None], h_new, h_first)
                     tl.store(h_n_ptr + y_tile, h_keep.to(h_n_ptr.dtype.element_ty), mask=is_final[:, None] & col_ok[None, :])
-            phase += 1
-            group_barrier(counter, phase, n_split)
+            if not CARRY_H:  # with CARRY_H no step reads what another thread stored
+                phase += 1
+                group_barrier(counter, phase, n_split)
             if HAS_PROJ:
                 for out_tile in range(member, n_out_tiles, n_split):
                     out_cols = out_tile * BLOCK_H + offs_h
@@ -196,7 +253,7 @@ def launch_sequence_forward(xproj, w_hh, w_hr, h0, c0, resets_u8, lengths, y, h_
         steps, batch, hidden_size, out_size,
         int(resets_u8 is not None), int(lengths is not None), int(save),
         batch * hidden_size if (save and w_hr is not None) else 0,
-        HAS_PROJ=w_hr is not None, RESIDENT=config.resident, PRECISION=precision,
+        HAS_PROJ=w_hr is not None, RESIDENT=config.resident, CARRY_H=config.carry_h, PRECISION=precision,
         BLOCK_B=config.block_b, BLOCK_H=config.block_h, BLOCK_K=config.block_k, BLOCK_KP=config.block_kp,
         num_warps=config.num_warps, num_stages=config.num_stages, **cooperative_launch(grid, device),
     )

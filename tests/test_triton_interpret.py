@@ -84,6 +84,7 @@ CASES = [
     (torch.float32, 3, 3, 70, 33, False, True),
     (torch.float32, 3, 5, 24, 7, True, True),  # one resident 32-wide tile, projection in chunks
     (torch.float16, 4, 5, 24, 0, True, False),
+    (torch.float16, 5, 37, 48, 0, True, True),  # h kept in registers, two row tiles in one group
     (torch.float16, 3, 3, 70, 20, True, True),
     (torch.float16, 1, 1, 130, 0, False, False),
 ]
@@ -94,6 +95,19 @@ def test_sequence_forward_and_gradients(dtype, steps, batch, hidden, proj, reset
     problem, grads = _random_problem(hash((steps, batch, hidden, proj)) % 1000, dtype, steps, batch, hidden,
                                      proj, resets, lengths)
     _check_against_reference(problem, grads, dtype)
+
+
+def test_cases_cover_every_forward_path():
+    """Streamed, resident, and resident with h kept in registers (kernels/sequence_forward.py),
+    as the launcher picks them here (no grid sync under the interpreter)."""
+    from fastrnn.kernels import config as kconfig
+    from fastrnn.kernels.launch_plan import DTYPE_NAMES
+
+    paths = set()
+    for dtype, _, _, hidden, proj, _, _ in CASES:
+        cfg = kconfig.forward_config(hidden, proj or hidden, DTYPE_NAMES[dtype], grid_sync=False)
+        paths.add("carry" if cfg.carry_h else "resident" if cfg.resident else "streamed")
+    assert paths == {"carry", "resident", "streamed"}
 
 
 @pytest.mark.parametrize("seed", range(3))
