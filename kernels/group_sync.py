@@ -2,7 +2,9 @@
 
 A sequence kernel runs as groups of ``n_split`` CTAs (program_id(1) is the member index);
 each member computes a slice of the hidden units, and step t+1 needs all of step t's slices.
-Members meet at a counter in global memory, one int32 per group: every member adds 1 with
+Members meet at a counter in global memory, one int32 per group, each on its own 128-byte
+line (COUNTER_STRIDE apart), so groups spinning on their counters never share a cache line
+and the atomics of one group do not serialise another's: every member adds 1 with
 release semantics once its stores are done, then waits until the counter reaches
 ``phase * n_split``. The counter only grows, so the n-th barrier of a launch waits for
 ``n * n_split`` arrivals and needs no reset.
@@ -20,6 +22,9 @@ the Triton interpreter, which runs programs one after another, uses that path.
 
 import triton
 import triton.language as tl
+
+
+COUNTER_STRIDE = tl.constexpr(32)  # int32 elements: 128 bytes, one L2 line per group's counter
 
 
 @triton.jit

@@ -29,7 +29,7 @@ import triton.language as tl
 from .config import SequenceConfig
 from .launch_plan import cooperative_launch
 from .flags import and_flag
-from .group_sync import group_barrier
+from .group_sync import COUNTER_STRIDE, group_barrier
 
 
 # Batch, step count and flags change per call: one compiled kernel serves them all.
@@ -45,7 +45,7 @@ def lstm_sequence_backward_kernel(
     n_groups = tl.num_programs(0)
     member = tl.program_id(1)
     n_split = tl.num_programs(1)
-    counter = sync_ptr + group
+    counter = sync_ptr + group * COUNTER_STRIDE
     four_h = 4 * hidden_size
     gate_rows = hidden_size * out_size  # elements of W_hh per gate
     n_h_tiles = tl.cdiv(hidden_size, BLOCK_H)
@@ -194,7 +194,7 @@ def launch_sequence_backward(grad_y, w_hh, w_hr, c0, resets_u8, lengths, gates, 
     hidden_size = four_h // 4
     out_size = w_hh.shape[1]
     device = gates.device
-    counters = torch.zeros(grid[0], dtype=torch.int32, device=device)
+    counters = torch.zeros(grid[0] * COUNTER_STRIDE.value, dtype=torch.int32, device=device)
     no_resets = torch.empty(1, dtype=torch.uint8, device=device) if resets_u8 is None else resets_u8
     no_lengths = torch.empty(1, dtype=torch.int64, device=device) if lengths is None else lengths
     lstm_sequence_backward_kernel[grid](

@@ -35,7 +35,7 @@ from .config import SequenceConfig
 from .launch_plan import cooperative_launch
 from .gate_gemm import accumulate_gates
 from .flags import and_flag
-from .group_sync import group_barrier
+from .group_sync import COUNTER_STRIDE, group_barrier
 
 
 @triton.jit
@@ -72,7 +72,7 @@ def lstm_sequence_forward_kernel(
     n_groups = tl.num_programs(0)
     member = tl.program_id(1)
     n_split = tl.num_programs(1)
-    counter = sync_ptr + group
+    counter = sync_ptr + group * COUNTER_STRIDE
     four_h = 4 * hidden_size
     gate_stride = hidden_size * out_size
     n_h_tiles = tl.cdiv(hidden_size, BLOCK_H)
@@ -242,7 +242,7 @@ def launch_sequence_forward(xproj, w_hh, w_hr, h0, c0, resets_u8, lengths, y, h_
     out_size = h0.shape[1]
     device = xproj.device
     c_state = torch.empty(batch, hidden_size, dtype=torch.float32, device=device)
-    counters = torch.zeros(grid[0], dtype=torch.int32, device=device)
+    counters = torch.zeros(grid[0] * COUNTER_STRIDE.value, dtype=torch.int32, device=device)
     no_resets = torch.empty(1, dtype=torch.uint8, device=device) if resets_u8 is None else resets_u8
     no_lengths = torch.empty(1, dtype=torch.int64, device=device) if lengths is None else lengths
     lstm_sequence_forward_kernel[grid](
