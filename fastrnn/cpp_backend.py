@@ -123,10 +123,37 @@ OPS = define_recurrence_ops("cpp_lstm_recurrence", _forward_kernel, _backward_ke
 recurrence = OPS  # the recurrence contract of fastrnn.reference, on the C++ kernels
 
 
+# The packed step must check its source weights on every call (weight_cache.py). Above this
+# many bytes of weights the source, its snapshot and the packed copy no longer share a core's
+# L2, and the check costs more than the step saves (measured: 2x slower than torch's
+# lstm_cell at H=512, B=1; even at H=256): such steps run torch's own lstm_cell on the
+# weights as they are, which needs no check.
+STEP_PACK_LIMIT_BYTES = 1 << 20
+
+
+def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
+    x2, h2, c2 = x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1])
+    if resets is not None:
+        reset = resets.reshape(-1, 1)
+        h2, c2 = torch.where(reset, 0.0, h2), torch.where(reset, 0.0, c2)
+    if w_hr is None:
+        h_next, c_next = torch._VF.lstm_cell(x2, (h2, c2), w_ih, w_hh, b_ih, b_hh)
+    else:  # lstm_cell takes no projection: h has proj_size columns
+        gates = torch.nn.functional.linear(x2, w_ih, b_ih) + torch.nn.functional.linear(h2, w_hh, b_hh)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c_next = torch.sigmoid(f) * c2 + torch.sigmoid(i) * torch.tanh(g)
+        h_next = (torch.sigmoid(o) * torch.tanh(c_next)) @ w_hr.t()
+    return h_next.view(h.shape), c_next.view(c.shape)
+
+
 def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
-    """One no-grad step with the input projection and the resets fused: a single C++ call."""
+    """One no-grad step with the input projection and the resets fused: a single C++ call
+    on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights)."""
     if torch.compiler.is_compiling():
         return traced_cell(OPS, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
+    if weight_elements * w_hh.element_size() > STEP_PACK_LIMIT_BYTES:
+        return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
     input_size, hidden_size, out_size = x.shape[-1], c.shape[-1], h.shape[-1]
     batch = c.numel() // hidden_size
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()

@@ -63,8 +63,14 @@ def test_cpp_recurrence_matches_reference(shape, dtype, with_resets, with_length
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("proj", [0, 3])
-def test_cpp_no_grad_step_matches_reference(dtype, proj, cpu_isa):
-    """The fused no-grad step (input projection inside the kernel) used by RL rollouts."""
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "large weights"])
+def test_cpp_no_grad_step_matches_reference(dtype, proj, packed, cpu_isa, monkeypatch):
+    """The fused no-grad step (input projection inside the kernel) used by RL rollouts, and
+    the path for weights over STEP_PACK_LIMIT_BYTES (forced here by a zero limit)."""
+    from fastrnn import cpp_backend
+
+    if not packed:
+        monkeypatch.setattr(cpp_backend, "STEP_PACK_LIMIT_BYTES", 0)
     torch.manual_seed(0)
     reference = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="reference").to(dtype)
     cpp = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="cpp").to(dtype)
