@@ -14,6 +14,7 @@ module shared by several threads packs consistently.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import OrderedDict
 from typing import Callable
@@ -25,17 +26,30 @@ _all_caches: list["WeightCache"] = []
 
 
 class _Entry:
-    __slots__ = ("sources", "identity", "snapshots", "triples", "value")
+    __slots__ = ("sources", "present", "addresses", "contiguous", "snapshots", "triples", "value")
 
     def __init__(self, sources: tuple, value):
-        present = [t for t in sources if t is not None]
         self.sources = sources  # held, so no other tensor can take their ids or addresses
-        self.identity = tuple((t, t.data_ptr(), t.shape, t.is_contiguous()) for t in present)
-        self.snapshots = tuple(t.detach().clone(memory_format=torch.contiguous_format) for t in present)
+        self.present = tuple(t for t in sources if t is not None)
+        self.addresses = tuple(map(Tensor.data_ptr, self.present))
+        self.contiguous = all(t.is_contiguous() for t in self.present)
+        self.snapshots = tuple(t.detach().clone(memory_format=torch.contiguous_format) for t in self.present)
         # (source address, snapshot address, bytes) for every source, flat: one native call.
-        self.triples = [n for t, s in zip(present, self.snapshots)
+        self.triples = [n for t, s in zip(self.present, self.snapshots)
                         for n in (t.data_ptr(), s.data_ptr(), s.numel() * s.element_size())]
         self.value = value
+
+    def unchanged(self, sources: tuple, all_bytes_equal) -> bool:
+        # Cheapest first: the same tensor objects at the same addresses (`p.data = ...` moves
+        # them, and the bytes at an old address may be freed), then the bytes. Runs on every
+        # no-grad step, so the loops are C-level maps.
+        if not all(map(operator.is_, sources, self.sources)):
+            return False
+        if tuple(map(Tensor.data_ptr, self.present)) != self.addresses:
+            return False
+        if all_bytes_equal is not None and self.contiguous:
+            return all_bytes_equal(self.triples)
+        return all(_same_bits(t, s) for t, s in zip(self.present, self.snapshots))
 
 
 class WeightCache:
@@ -53,10 +67,11 @@ class WeightCache:
         _all_caches.append(self)
 
     def get(self, kind: str, sources: tuple, make: Callable, layout_key=None):
-        key = (kind, layout_key, *map(id, sources))
+        # Keyed by the first source's identity; the entry checks that every source is the one it holds.
+        key = (kind, layout_key, id(sources[0]))
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and self._unchanged(entry):
+            if entry is not None and entry.unchanged(sources, self._all_bytes_equal):
                 return entry.value
             entry = _Entry(sources, make(*sources))
             self._entries[key] = entry
@@ -64,16 +79,6 @@ class WeightCache:
             if len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
             return entry.value
-
-    def _unchanged(self, entry: _Entry) -> bool:
-        contiguous = True
-        for tensor, address, shape, was_contiguous in entry.identity:
-            if tensor.data_ptr() != address or tensor.shape != shape:
-                return False
-            contiguous &= was_contiguous
-        if contiguous and self._all_bytes_equal is not None:
-            return self._all_bytes_equal(entry.triples)
-        return all(_same_bits(t, s) for (t, *_), s in zip(entry.identity, entry.snapshots))
 
     def clear(self) -> None:
         with self._lock:
