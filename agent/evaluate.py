@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import fastrnn
+
 from agent.checkpoint import load_checkpoint
 from agent.config import TrainConfig
 from agent.model import sample_actions
@@ -41,7 +43,8 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
                                                                   "value", "value_last", "hidden")}
     episode_ids = torch.arange(task.num_envs, device=task.device)
     at_trial_start = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
-    with torch.no_grad():
+    # Frozen weights: nothing writes them, so version counters prove them unchanged.
+    with torch.no_grad(), fastrnn.trust_version_counters():
         while bool(active.any()):
             logits, value, hidden, state = agent.step(x, state, starts)
             trial_start_value = torch.where(at_trial_start, value, trial_start_value)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+import fastrnn
+
 from agent.model import MetaRLAgent
 from agent.timing import PhaseTimer
 
@@ -76,6 +78,7 @@ class RolloutBuffer:
 
 
 @torch.no_grad()
+@fastrnn.trust_version_counters()  # the agent writes weights only by optimizer steps
 def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffer,
                     sampler: torch.Generator, timer: PhaseTimer) -> Carry:
     """Fill buffer with buffer.steps environment steps from carry; return the new carry."""

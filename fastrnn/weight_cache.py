@@ -14,6 +14,7 @@ module shared by several threads packs consistently.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
 from collections import OrderedDict
@@ -23,15 +24,35 @@ import torch
 from torch import Tensor
 
 _all_caches: list["WeightCache"] = []
+_trust = threading.local()
+
+
+@contextlib.contextmanager
+def trust_version_counters():
+    """Within this block (this thread), a cached packed weight is reused while its source
+    tensors keep their addresses and version counters, without comparing bytes.
+
+    For code that writes weights only in ways that bump version counters (optimizer steps,
+    ``load_state_dict``, in-place ops on the parameters under ``torch.no_grad()``) and never
+    through ``.data``, numpy views or other aliases: an RL rollout between updates, say. The
+    default, outside this block, compares bytes and is exact whatever wrote the weights.
+    """
+    previous = getattr(_trust, "on", False)
+    _trust.on = True
+    try:
+        yield
+    finally:
+        _trust.on = previous
 
 
 class _Entry:
-    __slots__ = ("sources", "present", "addresses", "contiguous", "snapshots", "triples", "value")
+    __slots__ = ("sources", "present", "addresses", "versions", "contiguous", "snapshots", "triples", "value")
 
     def __init__(self, sources: tuple, value):
         self.sources = sources  # held, so no other tensor can take their ids or addresses
         self.present = tuple(t for t in sources if t is not None)
         self.addresses = tuple(map(Tensor.data_ptr, self.present))
+        self.versions = _versions(self.present)
         self.contiguous = all(t.is_contiguous() for t in self.present)
         self.snapshots = tuple(t.detach().clone(memory_format=torch.contiguous_format) for t in self.present)
         # (source address, snapshot address, bytes) for every source, flat: one native call.
@@ -47,6 +68,9 @@ class _Entry:
             return False
         if tuple(map(Tensor.data_ptr, self.present)) != self.addresses:
             return False
+        if getattr(_trust, "on", False) and self.versions is not None:
+            if _versions(self.present) == self.versions:
+                return True  # trust_version_counters(): the caller vouches for .data writes
         if all_bytes_equal is not None and self.contiguous:
             return all_bytes_equal(self.triples)
         return all(_same_bits(t, s) for t, s in zip(self.present, self.snapshots))
@@ -83,6 +107,13 @@ class WeightCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def _versions(tensors: tuple) -> tuple | None:
+    try:
+        return tuple(t._version for t in tensors)
+    except RuntimeError:  # inference tensors have no version counter
+        return None
 
 
 def _same_bits(a: Tensor, b: Tensor) -> bool:
