@@ -89,8 +89,7 @@ class _BackendChoice:
     def __getstate__(self):
         # The cached choice holds the backend's kernels and ops, which neither pickle nor
         # deep-copy; a copy resolves its backend again on its first call.
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
+        state = dict(super().__getstate__())  # RNNBase's drops its weak references
         state.pop("_last_pick", None)
         return state
 
@@ -159,13 +158,18 @@ class LSTM(_BackendChoice, nn.LSTM):
         if probe.is_cuda and self.backend == "auto" and resets is None and self._cudnn_is_faster(input, hx):
             self.__dict__["last_backend"] = "cudnn"
             return super().forward(input, hx)
+        refreshed = False
         if hx is not None and not torch.is_grad_enabled() and type(input) is Tensor:
-            if _parametrized(self):
+            # The step skips refreshing _flat_weights (microseconds) unless a parametrization
+            # computes them.
+            refreshed = _parametrized(self)
+            if refreshed:
                 self._update_flat_weights()
             stepped = self._rollout_fast_path(input, hx, resets)
             if stepped is not None:
                 return stepped
-        self._update_flat_weights()
+        if not refreshed:
+            self._update_flat_weights()
         return self._forward(input, hx, resets, self._flat_weights)
 
     def _cudnn_is_faster(self, input, hx) -> bool:
