@@ -194,9 +194,16 @@ def test_torch_compile_forward_and_backward():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_auto_picks_triton_on_cuda():
+def test_auto_follows_the_cuda_rule_and_says_which_it_ran():
+    """fastrnn/cuda_rule.py: a small float32 sequence goes to cuDNN, the same call with resets
+    (which cuDNN cannot express) and the bfloat16 call run triton."""
     model = fastrnn.LSTM(4, 8).to(DEVICE)
-    model(torch.randn(3, 2, 4, device=DEVICE))
+    x = torch.randn(3, 2, 4, device=DEVICE)
+    model(x)
+    assert model.last_backend == "cudnn"
+    model(x, resets=torch.zeros(3, 2, dtype=torch.bool, device=DEVICE))
+    assert model.last_backend == "triton"
+    model.bfloat16()(x.bfloat16())
     assert model.last_backend == "triton"
 
 
