@@ -1,5 +1,9 @@
 """Checkpoint files: written atomically (temp file + rename), so a run killed mid-write keeps
-its previous checkpoint intact."""
+its previous checkpoint intact.
+
+Besides the resumable checkpoint, training keeps the agent's weights at each tenth of its
+episodes (RUN_DIR/quantiles/q01.pt .. q10.pt), so eval can show how the behaviour grew
+(Harlow's Fig. 6c: accuracy by trial per training quantile)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+QUANTILES_DIR = "quantiles"
+QUANTILES = 10
 
 
 def checkpoint_path(run_dir: str | os.PathLike) -> Path:
@@ -28,3 +34,31 @@ def load_checkpoint(run_dir, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"RUN_DIR: no checkpoint at {path} (train a run there first)")
     return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def quantile_path(run_dir, quantile: int) -> Path:
+    return Path(run_dir) / QUANTILES_DIR / f"q{quantile:02d}.pt"
+
+
+def save_quantile_snapshots(run_dir, agent, episodes: int, total_episodes: int) -> None:
+    """Write the weights for every tenth of training that `episodes` has reached and that has no
+    snapshot yet (a resumed run writes the ones its killed predecessor did not)."""
+    reached = min(QUANTILES, QUANTILES * episodes // total_episodes)
+    for quantile in range(1, reached + 1):
+        path = quantile_path(run_dir, quantile)
+        if path.is_file():
+            continue
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"agent": agent.state_dict(), "episodes": episodes, "quantile": quantile}, tmp)
+        os.replace(tmp, path)
+
+
+def load_quantile_snapshots(run_dir, map_location="cpu") -> dict[int, dict]:
+    """quantile -> snapshot, for the snapshots the run has."""
+    snapshots = {}
+    for quantile in range(1, QUANTILES + 1):
+        path = quantile_path(run_dir, quantile)
+        if path.is_file():
+            snapshots[quantile] = torch.load(path, map_location=map_location, weights_only=True)
+    return snapshots

@@ -40,8 +40,37 @@ def _task_name(text: str) -> str:
     return text
 
 
+TASK_OPTION_PREFIX = "task_option__"
+# Test episodes per demo task: Harlow's criterion is stated on at least 1,000.
+DEMO_EPISODES = {"two_step": 300, "harlow": 2000}
+
+
+def _add_task_options(parser: argparse.ArgumentParser, *, at_eval: bool = False) -> None:
+    """One flag per task option of any registered task (eval: those marked at_eval); a flag
+    given for a task without that option is refused by TrainConfig.validate."""
+    from agent.tasks import get_task_class, task_names
+
+    seen = set()
+    for task in task_names():
+        for name, option in get_task_class(task).options.items():
+            if name in seen or (at_eval and not option.at_eval):
+                continue
+            seen.add(name)
+            default = option.test_default if at_eval and option.test_default is not None else option.default
+            parser.add_argument("--" + name.replace("_", "-"), dest=TASK_OPTION_PREFIX + name, default=None,
+                                choices=option.choices, help=f"{option.help} (default: {default})")
+
+
+def _given_task_options(args) -> dict:
+    return {k[len(TASK_OPTION_PREFIX):]: v for k, v in vars(args).items()
+            if k.startswith(TASK_OPTION_PREFIX) and v is not None}
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
+        if f.name == "task_options":
+            _add_task_options(parser)
+            continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
         if f.name == "task":
@@ -50,6 +79,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=["cpu", "cuda"], **kwargs)
         elif f.name == "core":
             parser.add_argument(flag, choices=["fast", "reference", "torch"], **kwargs)
+        elif f.name == "optimizer":
+            parser.add_argument(flag, choices=["rmsprop", "adam"], **kwargs)
+        elif f.name == "entropy_coef_final":
+            parser.add_argument(flag, type=float, **kwargs)
         elif f.name == "seed":
             parser.add_argument(flag, type=_nonnegative_int, **kwargs)
         elif f.type in (int, "int"):
@@ -76,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ev.add_argument("--core", choices=["fast", "reference", "torch"], default="fast")
     ev.add_argument("--out", required=True, type=Path, help="evaluation directory (EVAL_DIR)")
+    _add_task_options(ev, at_eval=True)
 
     ver = sub.add_parser("verify", help="fast core vs reference core: one rollout and one update per task")
     ver.add_argument("--task", default="all", type=lambda t: t if t == "all" else _task_name(t),
@@ -84,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list the registered tasks")
 
-    demo = sub.add_parser("demo", help="train two_step on the CPU with the fast core, evaluate it, write "
-                          "its figure (the README's main command)")
+    demo = sub.add_parser("demo", help="train a task (two_step by default) on the CPU with the fast core and its "
+                          "default settings, evaluate it, write its figures (the README's main command)")
     demo.add_argument("--out", required=True, type=Path, help="directory for run/ and eval/")
+    demo.add_argument("--task", default="two_step", choices=DEMO_EPISODES, help="two_step (default, 2-3 min) or "
+                      "harlow (the paper's Fig. 6; see README for its time)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -103,7 +139,8 @@ def _check_device(parser, device: str, flag: str = "--device") -> None:
 def cmd_train(parser, args) -> int:
     from agent.train import check_run_dir, train
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "task_options"}
+    overrides["task_options"] = _given_task_options(args)
     try:
         config = resolve_config(overrides)
         check_run_dir(config, args.out)
@@ -126,8 +163,17 @@ def cmd_eval(parser, args) -> int:
     if args.out.resolve() == args.run_dir.resolve():
         parser.error("argument --out: must differ from RUN_DIR (the run directory is never modified)")
     _check_device(parser, args.device)
+    from agent.checkpoint import load_checkpoint
+    from agent.evaluate import test_options
+    from agent.tasks import get_task_class
+
+    config = TrainConfig.from_dict(load_checkpoint(args.run_dir)["config"])
+    try:
+        test_options(get_task_class(config.task), config.task_options, _given_task_options(args))
+    except ValueError as error:
+        parser.error(str(error))
     metrics = evaluate(args.run_dir, args.out, episodes=args.episodes, seed=args.seed, device=args.device,
-                       core=args.core)
+                       core=args.core, task_options=_given_task_options(args))
     print(summarize(metrics))
     print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
     return 0
@@ -149,6 +195,10 @@ def summarize(metrics: dict) -> str:
         kernel = metrics["lagged_regression"]["reward_kernel"]
         lines.append(f"matching slope {metrics['matching_slope']:.2f}; reward kernel (lags 1..) "
                      + ", ".join(f"{v:.2f}" for v in kernel))
+    if "accuracy_by_trial" in metrics:
+        from agent.analysis.harlow import summary_lines
+
+        lines.extend(summary_lines(metrics))
     return "\n".join(lines)
 
 
@@ -175,14 +225,14 @@ def cmd_demo(parser, args) -> int:
     from agent.train import check_run_dir, train
 
     start = time.perf_counter()
-    config = resolve_config({"task": "two_step", "seed": args.seed, "device": "cpu", "core": "fast"})
+    config = resolve_config({"task": args.task, "seed": args.seed, "device": "cpu", "core": "fast"})
     run_dir, eval_dir = args.out / "run", args.out / "eval"
     try:
         check_run_dir(config, run_dir)
     except ValueError as error:
         parser.error(str(error))
     train(config, run_dir, progress=not args.quiet)
-    metrics = evaluate(run_dir, eval_dir, device="cpu", core="fast")
+    metrics = evaluate(run_dir, eval_dir, episodes=DEMO_EPISODES[args.task], device="cpu", core="fast")
     print(summarize(metrics))
     print(f"figure: {metrics['figures'][0]}; total {time.perf_counter() - start:.0f} s")
     return 0

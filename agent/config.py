@@ -32,13 +32,19 @@ class TrainConfig:
     gamma: float = _doc("discount (paper)", 0.9)
     value_coef: float = _doc("weight of the value loss (paper)", 0.05)
     entropy_coef: float = _doc("weight of the entropy bonus (paper)", 0.05)
-    lr: float = _doc("RMSProp learning rate (paper)", 7e-4)
+    entropy_coef_final: float = _doc("anneal the entropy weight linearly to this by the end of training; "
+                                     "negative = keep it constant (paper: constant)", -1.0)
+    optimizer: str = _doc("rmsprop (paper) or adam", "rmsprop")
+    lr: float = _doc("learning rate (paper: 7e-4 with RMSProp)", 7e-4)
     rmsprop_alpha: float = _doc("RMSProp squared-gradient decay (torch default)", 0.99)
     rmsprop_eps: float = _doc("RMSProp epsilon (ours: 1e-5 keeps early steps bounded)", 1e-5)
     max_grad_norm: float = _doc("clip the gradient norm to this; 0 = no clipping", 0.0)
     threads: int = _doc("torch CPU threads (ours: 1, the batch is too small to split across cores)", 1)
     checkpoint_every: int = _doc("updates between checkpoints (a final one is always written)", 200)
     log_every: int = _doc("updates between metric lines in metrics.jsonl", 20)
+    # The task's own settings (its TaskOptions, e.g. harlow's --positions), completed with their
+    # defaults by resolve_config; not a flag itself (each option is one).
+    task_options: dict = field(default_factory=dict, metadata={"help": "task options"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -64,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"--gamma must be in [0, 1], got {self.gamma}")
         if self.lr <= 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
         if self.core not in ("fast", "reference", "torch"):
             raise ValueError(f"--core must be fast, reference or torch, got {self.core!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -73,7 +81,7 @@ class TrainConfig:
             if not torch.cuda.is_available():
                 raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
         from agent.tasks import get_task_class
-        get_task_class(self.task)
+        self.task_options = get_task_class(self.task).resolve_options(self.task_options)
 
 
 def resolve_config(overrides: dict) -> TrainConfig:
@@ -82,7 +90,9 @@ def resolve_config(overrides: dict) -> TrainConfig:
 
     given = {k: v for k, v in overrides.items() if v is not None}
     task = given.get("task", TrainConfig.task)
-    values = {**get_task_class(task).train_defaults, **given}
+    task_defaults = dict(get_task_class(task).train_defaults)
+    options = {**task_defaults.pop("task_options", {}), **given.pop("task_options", {})}
+    values = {**task_defaults, **given, "task_options": options}
     config = TrainConfig.from_dict(values)
     config.validate()
     return config

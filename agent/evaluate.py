@@ -18,11 +18,11 @@ import torch
 
 import fastrnn
 
-from agent.checkpoint import load_checkpoint
+from agent.checkpoint import load_checkpoint, load_quantile_snapshots
 from agent.config import TrainConfig
 from agent.model import sample_actions
 from agent.rollout import Carry
-from agent.tasks import make_task
+from agent.tasks import get_task_class, make_task
 from agent.trainer import make_agent
 
 DEFAULT_TEST_EPISODES = 300
@@ -85,33 +85,67 @@ def _fmt(value) -> str:
     return str(int(value))
 
 
-def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: int = DEFAULT_TEST_SEED,
-             device: str = "cpu", core: str = "fast", progress: bool = True) -> dict:
-    start = time.perf_counter()
-    saved = load_checkpoint(run_dir, map_location=device)
-    config = TrainConfig.from_dict(saved["config"])
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task = make_task(config.task, episodes, seed=seed, device=device, mode="test")
+def test_options(task_class, run_options: dict, overrides: dict | None = None) -> dict:
+    """The task options of the test episodes: the run's, then each option's test default, then
+    eval's overrides (raises ValueError naming a flag the task does not take)."""
+    overrides = dict(overrides or {})
+    refused = sorted(name for name in overrides if name not in task_class.options
+                     or not task_class.options[name].at_eval)
+    if refused:
+        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in refused)}: not an eval option of task "
+                         f"{task_class.name!r}")
+    defaults = {name: option.test_default for name, option in task_class.options.items()
+                if option.test_default is not None}
+    return task_class.resolve_options({**run_options, **defaults, **overrides})
+
+
+def play_frozen(config: TrainConfig, weights: dict, task_options: dict, *, episodes: int, seed: int,
+                device: str, core: str):
+    """(trials, task, agent): fresh test episodes played by the given weights, frozen."""
+    task = make_task(config.task, episodes, seed=seed, device=device, mode="test", options=task_options)
     agent = make_agent(config, type(task), core=core).to(device)
-    agent.load_state_dict(saved["trainer"]["agent"])
+    agent.load_state_dict(weights)
     agent.eval()
     agent.requires_grad_(False)  # frozen
     sampler = torch.Generator(device=device)
     sampler.manual_seed(seed)
-    trials = run_frozen_episodes(agent, task, sampler)
+    return run_frozen_episodes(agent, task, sampler), task, agent
+
+
+def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: int = DEFAULT_TEST_SEED,
+             device: str = "cpu", core: str = "fast", progress: bool = True,
+             task_options: dict | None = None) -> dict:
+    """task_options: eval's overrides of the test episodes' task options (harlow's --positions)."""
+    start = time.perf_counter()
+    saved = load_checkpoint(run_dir, map_location=device)
+    config = TrainConfig.from_dict(saved["config"])
+    task_class = get_task_class(config.task)
+    options = test_options(task_class, config.task_options, task_options)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    play = dict(episodes=episodes, seed=seed, device=device, core=core)
+    trials, task, agent = play_frozen(config, saved["trainer"]["agent"], options, **play)
+    # Training quantiles, each played on the same test episodes (same seed) as the final weights.
+    quantile_trials, quantile_episodes = {}, {}
+    if task_class.evaluates_quantiles:
+        for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
+            quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
+            quantile_episodes[quantile] = int(snapshot["episodes"])
     columns = ["episode", "trial", *task.trial_columns]
     write_trials_csv(out_dir / "trials.csv", trials, columns)
     metrics = {
         "task": config.task, "run_dir": str(run_dir), "episodes": episodes, "seed": seed,
-        "core": core, "backend": getattr(agent.core, "last_backend", None),
+        "core": core, "backend": getattr(agent.core, "last_backend", None), "task_options": options,
         "train_episodes": saved["trainer"]["episodes"], "train_seconds": saved["trainer"]["train_seconds"],
         "mean_reward_per_trial": float(np.mean(trials["reward"])),
         "mean_reward_per_episode": float(np.sum(trials["reward"]) / episodes),
     }
     if task.analysis_module:
         analysis = importlib.import_module(task.analysis_module)
-        metrics.update(analysis.analyze(trials, out_dir, {"task": task, "config": config, "seed": seed}))
+        metrics.update(analysis.analyze(trials, out_dir, {"task": task, "config": config, "seed": seed,
+                                                          "quantile_trials": quantile_trials,
+                                                          "quantile_episodes": quantile_episodes,
+                                                          "run_dir": Path(run_dir)}))
     metrics["eval_seconds"] = time.perf_counter() - start
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
     return metrics

@@ -1,7 +1,10 @@
 """The meta-RL agent network: input builder, LSTM core, linear policy and value heads.
 
 Input per step = [observation, one-hot previous action, previous reward]; at an episode's first
-step the previous action and reward are zero and the core's state is reset to zero.
+step the previous action and reward are zero and the core's state is reset to zero. A task may
+give an encoder (images, for Harlow): the rollout then stores the raw input row above, and the
+core sees [encoder(observation), previous action, previous reward], recomputed with gradients
+in the learning pass so that the A2C loss trains the encoder too.
 """
 
 from __future__ import annotations
@@ -15,13 +18,19 @@ from agent.cores import make_core
 
 
 class MetaRLAgent(nn.Module):
-    def __init__(self, obs_size: int, num_actions: int, hidden_size: int = 48, core: str = "fast"):
+    def __init__(self, obs_size: int, num_actions: int, hidden_size: int = 48, core: str = "fast",
+                 encoder: nn.Module | None = None, readout: nn.Module | None = None):
         super().__init__()
         self.obs_size = obs_size
         self.num_actions = num_actions
         self.hidden_size = hidden_size
-        self.input_size = obs_size + num_actions + 1
+        self.encoder = encoder
+        self.raw_size = obs_size + num_actions + 1  # the rollout's input rows
+        self.input_size = (encoder.out_size if encoder is not None else obs_size) + num_actions + 1  # the core's
         self.core = make_core(core, self.input_size, hidden_size)
+        # Optional extra policy logits from the hidden state and the core's input (Harlow's
+        # per-object readout, encoders.py); None: the linear heads alone.
+        self.readout = readout
         # Policy logits (first num_actions outputs) and value (last) in one GEMM: per env step
         # the heads cost one small op instead of two.
         self.heads = nn.Linear(hidden_size, num_actions + 1)
@@ -40,34 +49,47 @@ class MetaRLAgent(nn.Module):
                 torch.zeros(1, batch, self.hidden_size, device=device))
 
     def make_input(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, out: Tensor | None = None) -> Tensor:
-        """(B, input_size), written into `out` if given. prev_action == num_actions means none."""
+        """The raw input row (B, raw_size), written into `out` if given. prev_action == num_actions means none."""
         parts = [obs, self._action_codes[prev_action], prev_reward.unsqueeze(1)]
         return torch.cat(parts, dim=1) if out is None else torch.cat(parts, dim=1, out=out)
 
-    def split_heads(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+    def embed(self, raw: Tensor) -> Tensor:
+        """Raw input rows (..., raw_size) -> the core's input (..., input_size)."""
+        if self.encoder is None:
+            return raw
+        return torch.cat([self.encoder(raw[..., : self.obs_size]), raw[..., self.obs_size :]], dim=-1)
+
+    def split_heads(self, hidden: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits, value) from the hidden state; features: the core's input at the same step."""
         out = F.linear(hidden, self.heads.weight, self.heads.bias)
-        return out[..., : self.num_actions], out[..., self.num_actions]
+        logits = out[..., : self.num_actions]
+        if self.readout is not None:
+            logits = logits + self.readout(hidden, features)
+        return logits, out[..., self.num_actions]
 
     def core_step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor | None):
         """One rollout step of the core: under torch.no_grad() (the caller's, entered once per
         unroll rather than per step) fastrnn takes its fused single-step path.
-        x (B, I), resets (B,) bool or None (no row starts an episode). Returns (hidden (B, H), new state)."""
-        y, state = self.core(x.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
-        return y[0], state
+        x (B, raw_size), resets (B,) bool or None (no row starts an episode).
+        Returns (hidden (B, H), new state, the core's input (B, input_size))."""
+        features = self.embed(x)
+        y, state = self.core(features.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
+        return y[0], state, features
 
     @torch.no_grad()
     def step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):
         """core_step then the heads: (logits (B, A), value (B,), hidden (B, H), new state)."""
-        hidden, state = self.core_step(x, state, resets)
-        logits, value = self.split_heads(hidden)
+        hidden, state, features = self.core_step(x, state, resets)
+        logits, value = self.split_heads(hidden, features)
         return logits, value, hidden, state
 
     def unroll(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):
-        """The learning pass over a whole unroll in sequence mode. x (T, B, I), resets (T, B).
+        """The learning pass over a whole unroll in sequence mode. x (T, B, raw_size), resets (T, B).
 
         Returns (logits (T, B, A), values (T, B), hidden (T, B, H), final state)."""
-        y, final = self.core(x, state, resets=resets)
-        logits, values = self.split_heads(y)
+        features = self.embed(x)
+        y, final = self.core(features, state, resets=resets)
+        logits, values = self.split_heads(y, features)
         return logits, values, y, final
 
 

@@ -50,10 +50,10 @@ class RolloutBuffer:
     """Row t of inputs/starts belongs to step t; row T holds the input after the unroll (the
     bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
 
-    def __init__(self, steps: int, batch: int, input_size: int, hidden_size: int, num_actions: int, device,
+    def __init__(self, steps: int, batch: int, raw_size: int, hidden_size: int, num_actions: int, device,
                  keep_hidden=False):
         self.steps = steps
-        self.all_inputs = torch.zeros(steps + 1, batch, input_size, device=device)
+        self.all_inputs = torch.zeros(steps + 1, batch, raw_size, device=device)  # raw rows (model.py)
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
         self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.rewards = torch.zeros(steps, batch, device=device)
@@ -92,9 +92,10 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     gumbel = torch.empty_like(buffer.gumbel).exponential_(generator=sampler).log_().neg_()
     for t in range(buffer.steps):
         with timer.phase("core step"):
-            hidden, state = agent.core_step(buffer.all_inputs[t], state, buffer.all_starts[t] if any_start else None)
+            hidden, state, features = agent.core_step(buffer.all_inputs[t], state,
+                                                      buffer.all_starts[t] if any_start else None)
         with timer.phase("heads + sampling"):
-            logits, _ = agent.split_heads(hidden)
+            logits, _ = agent.split_heads(hidden, features)
             action = (logits + gumbel[t]).argmax(dim=-1)  # Gumbel-max: a sample of softmax(logits)
         with timer.phase("env step"):
             result = task.step(action)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agent.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from agent.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, save_quantile_snapshots
 from agent.config import TrainConfig
 from agent.trainer import Trainer
 
@@ -54,6 +54,7 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
     (out_dir / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     torch.set_num_threads(config.threads)
     trainer = trainer or Trainer(config)
+    trainer.task.write_run_files(out_dir)
     if checkpoint_path(out_dir).is_file():
         saved = load_checkpoint(out_dir, map_location=config.device)
         trainer.load_state_dict(saved["trainer"])
@@ -94,6 +95,7 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
                 bar.set_postfix(reward_per_trial=f"{line['reward_per_trial']:.3f}",
                                 steps_s=f"{line['steps_per_second']:.0f}")
                 trainer.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}
+            save_quantile_snapshots(out_dir, trainer.agent, trainer.episodes, config.episodes)
             if trainer.updates % config.checkpoint_every == 0:
                 save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(),
                                           "finished": False})

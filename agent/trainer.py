@@ -20,7 +20,16 @@ SAMPLER_SEED_OFFSET = 2_000_029
 
 
 def make_agent(config: TrainConfig, task_class, core: str | None = None) -> MetaRLAgent:
-    return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core)
+    options = task_class.resolve_options(config.task_options)
+    encoder, readout = task_class.make_agent_modules(config.hidden_size, options)
+    return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core,
+                       encoder=encoder, readout=readout)
+
+
+def make_optimizer(config: TrainConfig, parameters):
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.lr)
+    return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps)
 
 
 class Trainer:
@@ -31,14 +40,14 @@ class Trainer:
         self.timer = timer or PhaseTimer(enabled=False)
         torch.manual_seed(config.seed)  # the weights' initialization
         self.task = make_task(config.task, config.num_envs, seed=config.seed + TASK_SEED_OFFSET, device=device,
-                              mode="train", trials_per_episode=trials_per_episode)
+                              mode="train", trials_per_episode=trials_per_episode,
+                              options=config.task_options)
         self.agent = make_agent(config, type(self.task)).to(device)
-        self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=config.lr, alpha=config.rmsprop_alpha,
-                                             eps=config.rmsprop_eps)
+        self.optimizer = make_optimizer(config, self.agent.parameters())
         self.sampler = torch.Generator(device=device)
         self.sampler.manual_seed(config.seed + SAMPLER_SEED_OFFSET)
         self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
-        self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.input_size, config.hidden_size,
+        self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.raw_size, config.hidden_size,
                                     self.agent.num_actions, device, keep_hidden=keep_hidden)
         self.updates = 0
         self.episodes = 0
@@ -57,8 +66,16 @@ class Trainer:
         with self.timer.phase("learn forward"):
             logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
             returns = discounted_returns(buf.rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
-            loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, cfg.entropy_coef)
+            loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef())
         return loss, hidden
+
+    def entropy_coef(self) -> float:
+        """The entropy weight now: constant, or annealed linearly over the training episodes."""
+        cfg = self.config
+        if cfg.entropy_coef_final < 0:
+            return cfg.entropy_coef
+        progress = min(1.0, self.episodes / cfg.episodes)
+        return cfg.entropy_coef + (cfg.entropy_coef_final - cfg.entropy_coef) * progress
 
     def update(self) -> dict:
         """One A2C update; returns its statistics as Python numbers."""

@@ -108,6 +108,7 @@ def verify_task(task: str, device: str = "cpu", *, num_envs: int = 4, trials_per
             return fail(f"parameter {name} differs after the optimizer step: max |fast - reference| = "
                         f"{float((param - ref_params[name]).abs().max()):.3g}")
     details["max_grad_diff"] = worst
+    details["parameters_compared"] = [name for name, _ in fast.agent.named_parameters()]
     details["loss"] = float(losses["fast"].total.detach())
     trivial = " (fast core resolved to the reference backend: nothing faster installed)" if backend == "reference" else ""
     return VerifyResult(task, True, f"{task}: OK, fast core backend {backend!r}, {num_envs} envs x {unroll} steps, "

@@ -23,7 +23,7 @@ def run_steps(task, steps, policy=None, seed=0):
 def test_task_follows_the_common_interface(name):
     cls = get_task_class(name)
     assert cls.description and "\n" not in cls.description
-    assert cls.trial_columns[:2] == ("action", "reward")
+    assert {"action", "reward"} <= set(cls.trial_columns)
     task = make_task(name, 5, seed=1)
     task.recording = True
     obs = task.reset()

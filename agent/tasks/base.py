@@ -13,10 +13,23 @@ when the task is recording, fills `record` with that trial's columns for trials.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A setting of one task, given on the command line as --NAME (train; eval too if at_eval)."""
+
+    default: object
+    help: str
+    choices: tuple | None = None
+    at_eval: bool = False  # eval may override it for the test episodes
+    test_default: object = None  # what test episodes use when eval does not override (None: the run's value)
+    check: Callable | None = None  # raises ValueError naming the flag for a bad value, before any work
 
 
 @dataclass
@@ -37,7 +50,7 @@ class BatchedTask:
     obs_size: int = 0
     num_actions: int = 2
     steps_per_trial: int = 1
-    # Columns of trials.csv after `episode, trial`; the first two are always action and reward.
+    # Columns of trials.csv after `episode, trial`, in order; every task has action and reward.
     trial_columns: tuple[str, ...] = ("action", "reward")
     # Module with analyze(trials, out_dir, context) -> metrics, run by `eval` (imported lazily).
     analysis_module: str | None = None
@@ -45,6 +58,37 @@ class BatchedTask:
     train_defaults: dict = {}
     # Names of the tensor attributes that make up the task's state (saved in checkpoints).
     state_tensors: tuple[str, ...] = ()
+    # The task's own settings (name -> TaskOption), stored in TrainConfig.task_options.
+    options: dict[str, TaskOption] = {}
+    # Analyses that evaluate each training-quantile checkpoint (evaluate.py) set this.
+    evaluates_quantiles: bool = False
+
+    @classmethod
+    def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:
+        """(encoder, readout) for the agent (model.py), trained with it. encoder: an nn.Module
+        mapping observations (..., obs_size) to the core's features (..., out_size); readout:
+        extra policy logits from (hidden, core input). None, None (default): observations go to
+        the core as they are and the linear heads alone act."""
+        return None, None
+
+    @classmethod
+    def resolve_options(cls, given: dict) -> dict:
+        """given, checked against the task's options and completed with their defaults."""
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+            raise ValueError(f"{flags}: not an option of task {cls.name!r}"
+                             + (f" (its options: {', '.join(cls.options)})" if cls.options else " (it has none)"))
+        values = {}
+        for name, option in cls.options.items():
+            value = given.get(name, option.default)
+            if option.choices is not None and value not in option.choices:
+                raise ValueError(f"--{name.replace('_', '-')}: expected one of {', '.join(map(str, option.choices))}, "
+                                 f"got {value!r}")
+            if option.check is not None:
+                option.check(value)
+            values[name] = value
+        return values
 
     def __init__(
         self,
@@ -54,6 +98,7 @@ class BatchedTask:
         device: str | torch.device = "cpu",
         mode: str = "train",
         trials_per_episode: int | None = None,
+        options: dict | None = None,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -62,6 +107,7 @@ class BatchedTask:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.mode = mode
+        self.options = type(self).resolve_options(options or {})
         # None: the task's own episode length(s); an int shortens episodes (verify, tests).
         self.trials_override = trials_per_episode
         self.generator = torch.Generator(device=self.device)
@@ -90,6 +136,9 @@ class BatchedTask:
     def observe(self) -> Tensor:
         """The current observation, (B, obs_size)."""
         return self._empty_obs
+
+    def write_run_files(self, run_dir) -> None:
+        """Files a training run keeps beside its checkpoint (Harlow: objects.json); none by default."""
 
     # ---- shared machinery -----------------------------------------------------------------
     def rand(self, *shape: int) -> Tensor:
