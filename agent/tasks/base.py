@@ -58,6 +58,8 @@ class BatchedTask:
     train_defaults: dict = {}
     # Names of the tensor attributes that make up the task's state (saved in checkpoints).
     state_tensors: tuple[str, ...] = ()
+    # Names of plain Python attributes that are also state (a stage shared by all rows).
+    state_scalars: tuple[str, ...] = ()
     # The task's own settings (name -> TaskOption), stored in TrainConfig.task_options.
     options: dict[str, TaskOption] = {}
     # Analyses that evaluate each training-quantile checkpoint (evaluate.py) set this.
@@ -183,10 +185,13 @@ class BatchedTask:
 
     def state_dict(self) -> dict:
         state = {name: getattr(self, name).clone() for name in self.state_tensors}
+        state.update({name: getattr(self, name) for name in self.state_scalars})
         state["generator"] = self.generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         for name in self.state_tensors:
             getattr(self, name).copy_(state[name])
+        for name in self.state_scalars:
+            setattr(self, name, state[name])
         self.generator.set_state(state["generator"])

@@ -53,6 +53,7 @@ class Harlow(BatchedTask):
     analysis_module = "agent.analysis.harlow"
     evaluates_quantiles = True
     state_tensors = ("good", "bad", "good_left", "fixation_view")
+    state_scalars = ("stage",)
     options = {
         "positions": TaskOption("independent", "harlow: side of the rewarded object, balanced (3 left, 3 right, "
                                 "shuffled; leaks the answer) or independent per trial", POSITIONS,
@@ -168,13 +169,6 @@ class Harlow(BatchedTask):
             self.fixation_view = view
         self.trial += 1
         return reward, self._all, record
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "stage": self.stage}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.stage = state["stage"]
 
     @classmethod
     def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:

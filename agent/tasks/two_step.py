@@ -35,6 +35,7 @@ class TwoStep(BatchedTask):
     trial_columns = ("action", "reward", "state", "common", "good_state")
     analysis_module = "agent.analysis.two_step"
     state_tensors = ("location", "first_action", "common", "good_state")
+    state_scalars = ("stage",)
     # (ours) 30k episodes (6M steps, ~1-2 min on one CPU core): with 32 envs per update (~9.4k
     # updates) all five seeds we ran reached the paper's stay pattern (>= 0.99 after common-
     # rewarded and rare-unrewarded); a 10k-episode run stopped at ~0.87.
@@ -86,10 +87,3 @@ class TwoStep(BatchedTask):
         self.location = torch.zeros_like(self.location)
         self.trial += 1
         return reward, self._all, record
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "stage": self.stage}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.stage = state["stage"]
