@@ -199,6 +199,10 @@ def summarize(metrics: dict) -> str:
         from agent.analysis.harlow import summary_lines
 
         lines.extend(summary_lines(metrics))
+    if "rescorla_wagner_fit" in metrics:
+        from agent.analysis import volatility
+
+        lines.extend(volatility.summary_lines(metrics))
     return "\n".join(lines)
 
 

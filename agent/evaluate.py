@@ -71,12 +71,22 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
     return {name: values[order] for name, values in columns.items()}
 
 
-def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[str]) -> None:
+def td_rpe(trials: dict[str, np.ndarray], gamma: float) -> np.ndarray:
+    """Per trial of one-step tasks: reward + gamma * V(next trial of the episode) - V(this trial),
+    with V after the episode's last trial 0 (the episode ends)."""
+    same_episode = np.r_[trials["episode"][1:] == trials["episode"][:-1], False]
+    following = np.where(same_episode, np.r_[trials["value"][1:], 0.0], 0.0)
+    return trials["reward"] + gamma * following - trials["value"]
+
+
+def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[str],
+                     labels: dict[str, tuple[str, ...]] | None = None) -> None:
+    labels = labels or {}
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for i in range(len(trials["episode"])):
-            writer.writerow([_fmt(trials[c][i]) for c in columns])
+            writer.writerow([labels[c][int(trials[c][i])] if c in labels else _fmt(trials[c][i]) for c in columns])
 
 
 def _fmt(value) -> str:
@@ -131,8 +141,10 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
         for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
             quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
             quantile_episodes[quantile] = int(snapshot["episodes"])
-    columns = ["episode", "trial", *task.trial_columns]
-    write_trials_csv(out_dir / "trials.csv", trials, columns)
+    if "rpe" in task.derived_columns:
+        trials["rpe"] = td_rpe(trials, config.gamma)
+    columns = ["episode", "trial", *task.trial_columns, *task.derived_columns]
+    write_trials_csv(out_dir / "trials.csv", trials, columns, task.column_labels)
     metrics = {
         "task": config.task, "run_dir": str(run_dir), "episodes": episodes, "seed": seed,
         "core": core, "backend": getattr(agent.core, "last_backend", None), "task_options": options,

@@ -52,6 +52,11 @@ class BatchedTask:
     steps_per_trial: int = 1
     # Columns of trials.csv after `episode, trial`, in order; every task has action and reward.
     trial_columns: tuple[str, ...] = ("action", "reward")
+    # Columns eval computes after the trial columns: "value" (the value estimate at the trial's
+    # decision step) and "rpe" (reward + gamma * next trial's value - value; see evaluate.py).
+    derived_columns: tuple[str, ...] = ()
+    # Integer-coded columns written as names in trials.csv (column -> names by code).
+    column_labels: dict[str, tuple[str, ...]] = {}
     # Module with analyze(trials, out_dir, context) -> metrics, run by `eval` (imported lazily).
     analysis_module: str | None = None
     # Training settings this task needs that differ from TrainConfig's defaults (see config.py).

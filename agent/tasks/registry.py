@@ -8,7 +8,8 @@ import importlib
 _TASKS: dict[str, type] = {}
 
 # Modules that define tasks; importing one registers its classes.
-_TASK_MODULES = ("agent.tasks.two_step", "agent.tasks.foraging", "agent.tasks.bandits", "agent.tasks.harlow")
+_TASK_MODULES = ("agent.tasks.two_step", "agent.tasks.foraging", "agent.tasks.bandits", "agent.tasks.harlow",
+                 "agent.tasks.volatility")
 
 
 def register(task_class: type) -> type:
