@@ -45,11 +45,12 @@ class Volatility(BatchedTask):
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)
         lengths = TRAIN_PHASE_TRIALS if self.mode == "train" else TEST_PHASE_TRIALS
-        if self.trials_override is not None:
-            half = max(1, self.trials_override // 2)
-            lengths = (half, half)
-        self.phase_lengths = lengths
-        self.max_trials = 2 * lengths[1] + 1
+        self.stable_lengths = self.volatile_lengths = lengths
+        if self.trials_override is not None:  # short episodes (verify, tests): the phases split it
+            stable = self.trials_override // 2
+            self.stable_lengths = (stable, stable)
+            self.volatile_lengths = (self.trials_override - stable,) * 2
+        self.max_trials = self.stable_lengths[1] + self.volatile_lengths[1] + 1
         # per row and trial of the episode: arm 0's reward probability and whether it is volatile
         self.p_0 = torch.zeros(num_envs, self.max_trials, device=self.device)
         self.volatile = torch.zeros(num_envs, self.max_trials, dtype=torch.bool, device=self.device)
@@ -62,13 +63,13 @@ class Volatility(BatchedTask):
     def _new_episodes(self, rows: Tensor) -> None:
         B, dev = self.num_envs, self.device
         t = torch.arange(self.max_trials, device=dev)
-        stable_len = self._randint(*self.phase_lengths, B)
-        volatile_len = self._randint(*self.phase_lengths, B)
+        stable_len = self._randint(*self.stable_lengths, B)
+        volatile_len = self._randint(*self.volatile_lengths, B)
         stable_first = self.rand(B) < 0.5
         volatile_start = torch.where(stable_first, stable_len, 0).unsqueeze(1)
         in_volatile = (t >= volatile_start) & (t < volatile_start + volatile_len.unsqueeze(1))
         # swaps: block ends counted from the volatile phase's start (enough blocks to cover it)
-        blocks = self._randint(*SWAP_EVERY, B, self.phase_lengths[1] // SWAP_EVERY[0] + 1)
+        blocks = self._randint(*SWAP_EVERY, B, self.volatile_lengths[1] // SWAP_EVERY[0] + 1)
         into_phase = (t - volatile_start).clamp(min=0)
         swaps = (into_phase.unsqueeze(-1) >= blocks.cumsum(1).unsqueeze(1)).sum(-1)
         arm_0_better_volatile = (self.rand(B) < 0.5).unsqueeze(1) ^ (swaps % 2 == 1)
