@@ -40,11 +40,15 @@ def quantile_path(run_dir, quantile: int) -> Path:
     return Path(run_dir) / QUANTILES_DIR / f"q{quantile:02d}.pt"
 
 
+def quantiles_reached(episodes: int, total_episodes: int) -> int:
+    """How many tenths of training `episodes` completes."""
+    return min(QUANTILES, QUANTILES * episodes // total_episodes)
+
+
 def save_quantile_snapshots(run_dir, agent, episodes: int, total_episodes: int) -> None:
     """Write the weights for every tenth of training that `episodes` has reached and that has no
     snapshot yet (a resumed run writes the ones its killed predecessor did not)."""
-    reached = min(QUANTILES, QUANTILES * episodes // total_episodes)
-    for quantile in range(1, reached + 1):
+    for quantile in range(1, quantiles_reached(episodes, total_episodes) + 1):
         path = quantile_path(run_dir, quantile)
         if path.is_file():
             continue

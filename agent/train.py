@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from agent.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, save_quantile_snapshots
+from agent.checkpoint import (checkpoint_path, load_checkpoint, quantiles_reached, save_checkpoint,
+                              save_quantile_snapshots)
 from agent.config import TrainConfig
 from agent.trainer import Trainer
 
@@ -69,6 +70,7 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
                disable=not progress, dynamic_ncols=True, desc=config.task)
     steps_per_trial = type(trainer.task).steps_per_trial
     calls = 0
+    snapshots_checked = -1  # tenths of training whose snapshots exist (-1: not yet looked, e.g. after a resume)
     with open(metrics_path, "a") as log:
         while trainer.episodes < config.episodes:
             start = time.perf_counter()
@@ -95,7 +97,10 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
                 bar.set_postfix(reward_per_trial=f"{line['reward_per_trial']:.3f}",
                                 steps_s=f"{line['steps_per_second']:.0f}")
                 trainer.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}
-            save_quantile_snapshots(out_dir, trainer.agent, trainer.episodes, config.episodes)
+            # The snapshot files are looked at only when a new tenth is reached, not every update.
+            if quantiles_reached(trainer.episodes, config.episodes) > snapshots_checked:
+                save_quantile_snapshots(out_dir, trainer.agent, trainer.episodes, config.episodes)
+                snapshots_checked = quantiles_reached(trainer.episodes, config.episodes)
             if trainer.updates % config.checkpoint_every == 0:
                 save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(),
                                           "finished": False})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, logit
+from statsmodels.tools.numdiff import approx_hess3
 
 from agent.figures import new_figure, save_figure
 
@@ -47,29 +48,13 @@ def negative_log_likelihood(params: np.ndarray, data: dict[str, np.ndarray]) -> 
     return float(total)
 
 
-def _hessian(f, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
-    """Central-difference Hessian of a scalar function (3 parameters: 19 evaluations)."""
-    n = len(x)
-    hess = np.zeros((n, n))
-    f0 = f(x)
-    for i in range(n):
-        for j in range(i, n):
-            ei, ej = np.eye(n)[i] * step, np.eye(n)[j] * step
-            if i == j:
-                hess[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / step**2
-            else:
-                hess[i, j] = hess[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
-                    4 * step**2)
-    return hess
-
-
 def fit_rescorla_wagner(trials: dict[str, np.ndarray]) -> dict:
     """Maximum-likelihood alpha per phase and shared beta, each with a 95% interval."""
     data = episode_arrays(trials)
     start = np.array([logit(0.2), logit(0.2), np.log(3.0)])
     result = minimize(negative_log_likelihood, start, args=(data,), method="L-BFGS-B",
                       bounds=[(-8, 8), (-8, 8), (-5, 5)])
-    covariance = np.linalg.pinv(_hessian(lambda x: negative_log_likelihood(x, data), result.x))
+    covariance = np.linalg.pinv(approx_hess3(result.x, negative_log_likelihood, args=(data,)))
     half = 1.96 * np.sqrt(np.clip(np.diag(covariance), 0, None))
     low, high = result.x - half, result.x + half
     fitted = {f"alpha_{phase}": {"value": float(expit(result.x[i])),

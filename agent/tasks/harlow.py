@@ -87,7 +87,6 @@ class Harlow(BatchedTask):
         self.train_ids, self.test_ids = split_pools(self.objects, self.options["holdout"], self.SPLIT_SEED)
         pool = self.train_ids if self.mode == "train" else self.test_ids
         self.pool_images, self.pool_labels, self.pool_ids = pool_tensors(self.objects, pool, dev)
-        self.positions = self.options["positions"]
         # Per row: pool indices of the rewarded (good) and unrewarded (bad) object, and per trial
         # whether the good one is on the left.
         self.good = torch.zeros(B, dtype=torch.long, device=dev)
@@ -102,6 +101,7 @@ class Harlow(BatchedTask):
         self.fixation_view = self._fixation_obs.clone()
         self._all = torch.ones(B, dtype=torch.bool, device=dev)
         self._rows = torch.arange(B, device=dev)
+        self._no_mark = torch.zeros(B, 1, device=dev)  # the mark's slot while the images are up
 
     def _new_episodes(self, rows: Tensor) -> None:
         B, pool = self.num_envs, len(self.pool_ids)
@@ -123,7 +123,7 @@ class Harlow(BatchedTask):
     def _draw_sides(self) -> Tensor:
         """(B, max_trials) bool, rewarded object on the left, for the trials of the row's episode."""
         keys = self.rand(self.num_envs, self.max_trials)
-        if self.positions == "independent":
+        if self.options["positions"] == "independent":
             return keys < 0.5
         # balanced: half of the episode's trials left, half right, in a random order (an odd
         # length gives the extra trial to a random side); keys past the episode's length sort last
@@ -137,13 +137,15 @@ class Harlow(BatchedTask):
     def observe(self) -> Tensor:
         if self.stage == 0:
             return self.fixation_view
-        left, right = self._sides()
-        images = self.pool_images
-        return torch.cat([torch.zeros(self.num_envs, 1, device=self.device), images[left], images[right]], dim=1)
+        left, right = self._sides(self._good_left_now())
+        return torch.cat([self._no_mark, self.pool_images[left], self.pool_images[right]], dim=1)
 
-    def _sides(self) -> tuple[Tensor, Tensor]:
-        """Pool indices of the left and the right object on the current trial."""
-        good_left = self.good_left[self._rows, self.trial.clamp(max=self.max_trials - 1)]
+    def _good_left_now(self) -> Tensor:
+        """(B,) bool: the rewarded object is on the left on the current trial."""
+        return self.good_left[self._rows, self.trial.clamp(max=self.max_trials - 1)]
+
+    def _sides(self, good_left: Tensor) -> tuple[Tensor, Tensor]:
+        """Pool indices of the left and the right object."""
         return torch.where(good_left, self.good, self.bad), torch.where(good_left, self.bad, self.good)
 
     def _advance(self, actions: Tensor):
@@ -151,17 +153,20 @@ class Harlow(BatchedTask):
             self.stage = 1
             return (actions == FIXATE).float() * FIXATION_REWARD, None, None
         self.stage = 0
-        left, right = self._sides()
-        chosen = torch.where(actions == LEFT, left, right)
-        correct = (actions != FIXATE) & (chosen == self.good)
+        good_left = self._good_left_now()
+        correct = torch.where(good_left, actions == LEFT, actions == RIGHT)
         reward = torch.where(correct, CHOICE_REWARD, -CHOICE_REWARD)
         record = None
+        feedback = self.options["feedback"] == "chosen"
+        if self.recording or feedback:  # which objects: only the record and the chosen view need them
+            left, right = self._sides(good_left)
+            chosen = torch.where(actions == LEFT, left, right)
         if self.recording:
             ids = self.pool_ids
             record = {"left_id": ids[left], "right_id": ids[right], "rewarded_id": ids[self.good],
                       "action": actions, "chosen_id": torch.where(actions == FIXATE, -1, ids[chosen]),
                       "reward": reward}
-        if self.options["feedback"] == "chosen":
+        if feedback:
             view = self._fixation_obs.clone()
             image = self.pool_images[chosen] * (actions != FIXATE).unsqueeze(1)
             view[:, 1 : 1 + IMAGE_SIZE] = torch.where((actions == LEFT).unsqueeze(1), image, 0.0)
