@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import sys
 import time
 from pathlib import Path
 
-from agent.config import TrainConfig, resolve_config
+from agent.config import TrainConfig, flag_name, resolve_config
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -57,7 +58,7 @@ def _add_task_options(parser: argparse.ArgumentParser, *, at_eval: bool = False)
                 continue
             seen.add(name)
             default = option.test_default if at_eval and option.test_default is not None else option.default
-            parser.add_argument("--" + name.replace("_", "-"), dest=TASK_OPTION_PREFIX + name, default=None,
+            parser.add_argument(flag_name(name), dest=TASK_OPTION_PREFIX + name, default=None,
                                 choices=option.choices, help=f"{option.help} (default: {default})")
 
 
@@ -71,7 +72,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         if f.name == "task_options":
             _add_task_options(parser)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_name(f.name)
         kwargs = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: {f.default})"}
         if f.name == "task":
             parser.add_argument(flag, required=True, type=_task_name, **kwargs)
@@ -195,14 +196,13 @@ def summarize(metrics: dict) -> str:
         kernel = metrics["lagged_regression"]["reward_kernel"]
         lines.append(f"matching slope {metrics['matching_slope']:.2f}; reward kernel (lags 1..) "
                      + ", ".join(f"{v:.2f}" for v in kernel))
-    if "accuracy_by_trial" in metrics:
-        from agent.analysis.harlow import summary_lines
+    # Newer analyses print their own lines (an analysis module's summary_lines).
+    from agent.tasks import get_task_class
 
-        lines.extend(summary_lines(metrics))
-    if "rescorla_wagner_fit" in metrics:
-        from agent.analysis import volatility
-
-        lines.extend(volatility.summary_lines(metrics))
+    module_name = get_task_class(metrics["task"]).analysis_module
+    analysis = importlib.import_module(module_name) if module_name else None
+    if hasattr(analysis, "summary_lines"):
+        lines.extend(analysis.summary_lines(metrics))
     return "\n".join(lines)
 
 

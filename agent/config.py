@@ -11,6 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting: learning_rate -> --learning-rate."""
+    return "--" + name.replace("_", "-")
+
+
 def _doc(text: str, default):
     return field(default=default, metadata={"help": text})
 
@@ -62,10 +67,10 @@ class TrainConfig:
         positive = ("episodes", "num_envs", "unroll", "hidden_size", "threads", "checkpoint_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{flag_name(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("value_coef", "entropy_coef", "max_grad_norm"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{flag_name(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"--gamma must be in [0, 1], got {self.gamma}")
         if self.lr <= 0:

@@ -19,7 +19,7 @@ import torch
 import fastrnn
 
 from agent.checkpoint import load_checkpoint, load_quantile_snapshots
-from agent.config import TrainConfig
+from agent.config import TrainConfig, flag_name
 from agent.model import sample_actions
 from agent.rollout import Carry
 from agent.tasks import get_task_class, make_task
@@ -102,7 +102,7 @@ def test_options(task_class, run_options: dict, overrides: dict | None = None) -
     refused = sorted(name for name in overrides if name not in task_class.options
                      or not task_class.options[name].at_eval)
     if refused:
-        raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in refused)}: not an eval option of task "
+        raise ValueError(f"{', '.join(map(flag_name, refused))}: not an eval option of task "
                          f"{task_class.name!r}")
     defaults = {name: option.test_default for name, option in task_class.options.items()
                 if option.test_default is not None}

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from agent.config import flag_name
+
 
 @dataclass(frozen=True)
 class TaskOption:
@@ -83,14 +85,14 @@ class BatchedTask:
         """given, checked against the task's options and completed with their defaults."""
         unknown = sorted(set(given) - set(cls.options))
         if unknown:
-            flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+            flags = ", ".join(map(flag_name, unknown))
             raise ValueError(f"{flags}: not an option of task {cls.name!r}"
                              + (f" (its options: {', '.join(cls.options)})" if cls.options else " (it has none)"))
         values = {}
         for name, option in cls.options.items():
             value = given.get(name, option.default)
             if option.choices is not None and value not in option.choices:
-                raise ValueError(f"--{name.replace('_', '-')}: expected one of {', '.join(map(str, option.choices))}, "
+                raise ValueError(f"{flag_name(name)}: expected one of {', '.join(map(str, option.choices))}, "
                                  f"got {value!r}")
             if option.check is not None:
                 option.check(value)
