@@ -71,14 +71,6 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
     return {name: values[order] for name, values in columns.items()}
 
 
-def td_rpe(trials: dict[str, np.ndarray], gamma: float) -> np.ndarray:
-    """Per trial of one-step tasks: reward + gamma * V(next trial of the episode) - V(this trial),
-    with V after the episode's last trial 0 (the episode ends)."""
-    same_episode = np.r_[trials["episode"][1:] == trials["episode"][:-1], False]
-    following = np.where(same_episode, np.r_[trials["value"][1:], 0.0], 0.0)
-    return trials["reward"] + gamma * following - trials["value"]
-
-
 def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[str],
                      labels: dict[str, tuple[str, ...]] | None = None) -> None:
     labels = labels or {}
@@ -141,8 +133,7 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
         for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
             quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
             quantile_episodes[quantile] = int(snapshot["episodes"])
-    if "rpe" in task.derived_columns:
-        trials["rpe"] = td_rpe(trials, config.gamma)
+    trials.update(task.derive_columns(trials, config.gamma))
     columns = ["episode", "trial", *task.trial_columns, *task.derived_columns]
     write_trials_csv(out_dir / "trials.csv", trials, columns, task.column_labels)
     metrics = {

@@ -159,7 +159,7 @@ def test_train_and_eval_through_the_command_line_write_every_file_the_issue_name
     out = run_cli("eval", str(run), "--episodes", "40", "--out", str(ev))
     assert out.returncode == 0, out.stderr
     lines = (ev / "trials.csv").read_text().splitlines()
-    assert lines[0] == "episode,trial,left_id,right_id,rewarded_id,action,chosen_id,reward"
+    assert lines[0] == "episode,trial,left_id,right_id,rewarded_id,action,chosen_id,reward,value,rpe"
     assert len(lines) == 1 + 40 * TRIALS_PER_EPISODE
     rows = np.array([[int(float(v)) for v in line.split(",")] for line in lines[1:]])
     assert set(rows[:, 2]) <= set(objects["test"])  # eval plays the test pool only

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent.analysis.volatility import better_arm_rate, fit_rescorla_wagner
-from agent.evaluate import td_rpe
+from agent.rpe import td_rpe
 from agent.tasks import make_task
 
 

@@ -55,8 +55,9 @@ def stay_regression(pairs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]
     return {name: {"coef": float(coefs[i]), "p": float(pvalues[i])} for i, name in enumerate(names)}
 
 
-def second_stage_rpe(trials: dict[str, np.ndarray], gamma: float) -> dict[str, float]:
-    rpe = gamma * trials["value_last"] - trials["value"]
+def second_stage_rpe(trials: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean RPE at second-stage onset (trials.csv's `rpe`) after common and rare transitions."""
+    rpe = trials["rpe"]
     common = trials["common"].astype(bool)
     return {"common": float(rpe[common].mean()), "rare": float(rpe[~common].mean())}
 
@@ -65,7 +66,7 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
     pairs = consecutive_pairs(trials)
     stay = stay_probabilities(pairs)
     regression = stay_regression(pairs)
-    rpe = second_stage_rpe(trials, context["config"].gamma)
+    rpe = second_stage_rpe(trials)
 
     fig, (ax_stay, ax_reg, ax_rpe) = new_figure(3)
     xs = np.array([0, 1, 3, 4])

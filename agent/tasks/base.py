@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from agent.config import flag_name
+from agent.rpe import td_rpe
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,8 @@ class BatchedTask:
     steps_per_trial: int = 1
     # Columns of trials.csv after `episode, trial`, in order; every task has action and reward.
     trial_columns: tuple[str, ...] = ("action", "reward")
-    # Columns eval computes after the trial columns: "value" (the value estimate at the trial's
-    # decision step) and "rpe" (reward + gamma * next trial's value - value; see evaluate.py).
-    derived_columns: tuple[str, ...] = ()
+    # Columns eval computes after the trial columns from the value head's estimates (derive_columns).
+    derived_columns: tuple[str, ...] = ("value", "rpe")
     # Integer-coded columns written as names in trials.csv (column -> names by code).
     column_labels: dict[str, tuple[str, ...]] = {}
     # Module with analyze(trials, out_dir, context) -> metrics, run by `eval` (imported lazily).
@@ -145,6 +146,12 @@ class BatchedTask:
     def observe(self) -> Tensor:
         """The current observation, (B, obs_size)."""
         return self._empty_obs
+
+    def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
+        """derived_columns from the per-trial `value` (first step) and `value_last` (last step)
+        that eval records. Default, for one-step trials: `value` is the estimate at the decision
+        and `rpe` the outcome RPE, reward + gamma * V(next trial) - V(this trial)."""
+        return {"value": trials["value"], "rpe": td_rpe(trials, gamma)}
 
     def write_run_files(self, run_dir) -> None:
         """Files a training run keeps beside its checkpoint (Harlow: objects.json); none by default."""

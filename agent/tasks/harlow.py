@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from agent.rpe import td_rpe
 from agent.tasks.base import BatchedTask, TaskOption
 from agent.tasks.objects import (DEFAULT_SOURCE, HOLDOUTS, IMAGE_SIZE, check_source, load_objects, pool_tensors,
                                  split_pools)
@@ -50,6 +52,8 @@ class Harlow(BatchedTask):
     steps_per_trial = 2
     # ids index the object set (objects.json); action 1 = left, 2 = right, 0 = fixate (no choice).
     trial_columns = ("left_id", "right_id", "rewarded_id", "action", "chosen_id", "reward")
+    # value: V at the choice step (the decision); rpe: the choice's outcome RPE, reward + gamma *
+    # V(next trial's fixation) - V(choice).
     analysis_module = "agent.analysis.harlow"
     evaluates_quantiles = True
     state_tensors = ("good", "bad", "good_left", "fixation_view")
@@ -133,6 +137,9 @@ class Harlow(BatchedTask):
         extra = self.rand(self.num_envs, 1) < 0.5
         lefts = trials // 2 + (extra & (trials % 2 == 1))
         return ranks < lefts
+
+    def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
+        return {"value": trials["value_last"], "rpe": td_rpe(trials, gamma, value="value_last")}
 
     def observe(self) -> Tensor:
         if self.stage == 0:

@@ -11,9 +11,11 @@ agent is in (S1, S2, S3).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from agent.rpe import onset_rpe
 from agent.tasks.base import BatchedTask
 from agent.tasks.registry import register
 
@@ -33,6 +35,8 @@ class TwoStep(BatchedTask):
     steps_per_trial = 2
     # state: the second-stage state reached (0 = S2, 1 = S3); good_state: the rewarding one then.
     trial_columns = ("action", "reward", "state", "common", "good_state")
+    # value: V at stage 1 (the choice); rpe: at the second-stage state's onset, gamma * V(stage 2)
+    # - V(stage 1) (no reward between them): the RPE the paper splits by transition type.
     analysis_module = "agent.analysis.two_step"
     state_tensors = ("location", "first_action", "common", "good_state")
     state_scalars = ("stage",)
@@ -62,6 +66,9 @@ class TwoStep(BatchedTask):
         self.episode_trials = torch.where(rows, self.draw_episode_lengths(TRIALS_PER_EPISODE, TRIALS_PER_EPISODE),
                                           self.episode_trials)
         self.location.masked_fill_(rows, 0)
+
+    def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
+        return {"value": trials["value"], "rpe": onset_rpe(trials, gamma)}
 
     def observe(self) -> Tensor:
         return self._at_first_stage if self.stage == 0 else self._eye[self.location]

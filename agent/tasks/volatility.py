@@ -34,7 +34,6 @@ class Volatility(BatchedTask):
     obs_size = 0
     num_actions = 2
     trial_columns = ("phase", "action", "reward", "p_0", "p_1")
-    derived_columns = ("value", "rpe")
     column_labels = {"phase": PHASES}
     analysis_module = "agent.analysis.volatility"
     state_tensors = ("p_0", "volatile")
