@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from agent.tasks import get_task_class, make_task, task_names
-from agent.tasks.foraging import Foraging
 
 ALL_TASKS = task_names()
 
@@ -120,39 +119,6 @@ def test_two_step_observation_is_the_state_the_agent_is_in():
     assert bool((result.reward == 0).all()) and not bool(result.trial_end.any())
     result = task.step(torch.tensor([1, 1, 1]))
     assert bool((result.obs.argmax(1) == 0).all()) and bool(result.trial_end.all())
-
-
-def test_foraging_reward_probability_follows_the_baiting_formula():
-    task = make_task("foraging", 20000, seed=0, mode="test")
-    task.reset()
-    base = task.base_rates.clone()
-    for _ in range(3):  # arm 0 chosen three times: arm 1 unchosen for 3 trials
-        task.step(torch.zeros(20000, dtype=torch.long))
-    task.recording = True
-    result = task.step(torch.ones(20000, dtype=torch.long))
-    expected_1 = 1 - (1 - base[:, 1]) ** 4
-    assert torch.allclose(result.record["p_1"], expected_1, atol=1e-6)
-    assert torch.allclose(result.record["p_0"], base[:, 0], atol=1e-6)
-    assert abs(result.reward.mean().item() - expected_1.mean().item()) < 0.01
-    result = task.step(torch.ones(20000, dtype=torch.long))
-    assert torch.allclose(result.record["p_1"], base[:, 1], atol=1e-6)  # chosen last trial: back to its base rate
-    assert torch.allclose(result.record["p_0"], 1 - (1 - base[:, 0]) ** 2, atol=1e-6)
-
-
-def test_foraging_base_rates_sum_to_half_and_train_rates_fall_in_three_bands():
-    train = make_task("foraging", 30000, seed=0)
-    train.reset()
-    left = train.base_rates[:, 0]
-    assert torch.allclose(train.base_rates.sum(1), torch.full((30000,), 0.5))
-    in_band = ((left >= 0) & (left <= 0.1)) | ((left >= 0.2) & (left <= 0.3)) | ((left >= 0.4) & (left <= 0.5))
-    assert bool(in_band.all())
-    lengths = train.episode_trials
-    assert lengths.min() == 50 and lengths.max() == 100
-    test = make_task("foraging", 30000, seed=0, mode="test")
-    test.reset()
-    assert bool((test.episode_trials == 100).all())
-    assert abs((test.base_rates[:, 0] < 0.1).float().mean().item() - 0.2) < 0.01  # U(0, 0.5)
-    assert isinstance(test, Foraging)
 
 
 @pytest.mark.parametrize("name,pair", [("bandit_dependent_easy", (0.1, 0.9)), ("bandit_dependent_medium", (0.25, 0.75)),

@@ -107,7 +107,7 @@ def test_rerunning_a_finished_run_changes_nothing_and_other_settings_are_refused
 @pytest.mark.parametrize("task,columns", [
     ("two_step", "episode,trial,action,reward,state,common,good_state,value,rpe"),
     ("bandit_independent", "episode,trial,action,reward,p_0,p_1,value,rpe"),
-    ("foraging", "episode,trial,action,reward,p_0,p_1,base_0,base_1,value,rpe"),
+    ("foraging", "episode,trial,block,action,reward,p_0,p_1,base_0,base_1,value,rpe"),
     ("reversal", "episode,trial,cue,big_cue,trials_since_reversal,action,reward,value_fixation,value_cue,rpe_cue"),
 ])
 def test_eval_leaves_the_checkpoint_untouched_and_writes_trials_metrics_and_figures(tmp_path, task, columns):

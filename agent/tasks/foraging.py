@@ -3,10 +3,19 @@
 Each arm a has a base rate p0_a; its reward probability on a trial is 1 - (1 - p0_a)^(n_a + 1)
 where n_a counts the trials since a was last chosen (0 if chosen on the previous trial), so
 an unchosen arm accumulates ("baits") reward. The observation is empty: the agent sees only
-its previous action and reward.
-Training: 50-100 trials (uniform); p0_L from one of U(0, 0.1), U(0.2, 0.3), U(0.4, 0.5)
-(chosen uniformly), p0_R = 0.5 - p0_L. Test: 100 trials, p0_L ~ U(0, 0.5), p0_R = 0.5 - p0_L.
-Arm 0 is L, arm 1 is R.
+its previous action and reward. Arm 0 is L, arm 1 is R.
+
+An episode is one of Tsutsui's sessions: 2-4 blocks (uniform count), each with freshly drawn
+base rates, the boundaries unsignalled. With the base rates fixed for a whole episode every
+past reward is equally informative about the rich arm, and a trained agent weighed rewards
+1-3 trials back equally (a flat reward kernel); changes inside the episode make recent
+rewards worth more, as for the monkeys. Base rates per block: training p0_L from one of
+U(0, 0.1), U(0.2, 0.3), U(0.4, 0.5) (chosen uniformly), test p0_L ~ U(0, 0.5); p0_R = 0.5 - p0_L
+(paper). Blocks are drawn independently, so a block may repeat its predecessor's band.
+Episode lengths stay the paper's: 50-100 trials (uniform) in training, 100 at test. Block
+lengths (ours) are proportional to weights u_k ~ U(1, 2), so no block is shorter than 1/7 of
+the episode (14 test trials) or longer than 2/3 of it. The baiting counters n_a carry across
+a block boundary: the monkeys' arms kept their bait when the rates changed.
 """
 
 from __future__ import annotations
@@ -21,52 +30,77 @@ TRAIN_TRIALS = (50, 100)
 TEST_TRIALS = (100, 100)
 TRAIN_BASE_INTERVALS = torch.tensor([0.0, 0.2, 0.4])  # lower ends of the three U(lo, lo + 0.1)
 BASE_RATE_SUM = 0.5
+BLOCKS = (2, 4)  # blocks per episode, uniform on [2, 4]
+BLOCK_WEIGHT = (1.0, 2.0)  # a block's length is proportional to its weight u ~ U(1, 2)
 
 
 @register
 class Foraging(BatchedTask):
     name = "foraging"
-    description = "dynamic foraging (Sim. 1): baited two-armed task, base rates summing to 0.5, 50-100 trials"
+    description = ("dynamic foraging (Sim. 1): baited two-armed task, base rates summing to 0.5, 2-4 "
+                   "unsignalled blocks per 50-100 trials")
     obs_size = 0
     num_actions = 2
-    # p_0, p_1: the arms' (baited) reward probabilities on that trial; base_0, base_1: base rates.
-    trial_columns = ("action", "reward", "p_0", "p_1", "base_0", "base_1")
+    # block: index of the trial's block within the episode (0-based); p_0, p_1: the arms' (baited)
+    # reward probabilities on that trial; base_0, base_1: that block's base rates.
+    trial_columns = ("block", "action", "reward", "p_0", "p_1", "base_0", "base_1")
+    derived_columns = ("value", "rpe")
     analysis_module = "agent.analysis.foraging"
-    state_tensors = ("base_rates", "since_chosen")
-    # (ours) 30k episodes (~2.3M steps, under a minute): 100k changed neither the matching slope
-    # (0.47 -> 0.54) nor the reward per trial (0.433 -> 0.436) much.
+    state_tensors = ("block_left_rates", "block_ends", "since_chosen")
+    # (ours) 30k episodes (~2.3M steps, about two minutes on two cores). The unroll stays at 20:
+    # blocks last 7-67 trials, and the A2C value bootstraps past the cut.
     train_defaults = {"episodes": 30_000}
 
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)
-        self.base_rates = torch.zeros(num_envs, 2, device=self.device)
+        max_blocks = BLOCKS[1]
+        # per row: each block's p0_L, and the trial index at which each block ends (cumulative);
+        # blocks past the episode's count end at its last trial, so they are never reached.
+        self.block_left_rates = torch.zeros(num_envs, max_blocks, device=self.device)
+        self.block_ends = torch.zeros(num_envs, max_blocks, dtype=torch.long, device=self.device)
         self.since_chosen = torch.zeros(num_envs, 2, device=self.device)  # n_a, float for pow
         self._all = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         self._arms = torch.arange(2, device=self.device)
 
-    def _new_episodes(self, rows: Tensor) -> None:
-        B = self.num_envs
+    def _draw_left_rates(self, *shape: int) -> Tensor:
         if self.mode == "train":
-            low = TRAIN_BASE_INTERVALS.to(self.device)[
-                torch.randint(0, 3, (B,), generator=self.generator, device=self.device)]
-            left = low + 0.1 * self.rand(B)
-            lengths = self.draw_episode_lengths(*TRAIN_TRIALS)
-        else:
-            left = BASE_RATE_SUM * self.rand(B)
-            lengths = self.draw_episode_lengths(*TEST_TRIALS)
-        base = torch.stack([left, BASE_RATE_SUM - left], dim=1)
-        self.base_rates = torch.where(rows.unsqueeze(1), base, self.base_rates)
+            band = torch.randint(0, 3, shape, generator=self.generator, device=self.device)
+            return TRAIN_BASE_INTERVALS.to(self.device)[band] + 0.1 * self.rand(*shape)
+        return BASE_RATE_SUM * self.rand(*shape)
+
+    def _draw_block_ends(self, lengths: Tensor) -> Tensor:
+        B, max_blocks = self.num_envs, BLOCKS[1]
+        counts = torch.randint(BLOCKS[0], BLOCKS[1] + 1, (B,), generator=self.generator, device=self.device)
+        low, high = BLOCK_WEIGHT
+        weights = low + (high - low) * self.rand(B, max_blocks)
+        weights = weights.masked_fill(torch.arange(max_blocks, device=self.device) >= counts.unsqueeze(1), 0.0)
+        fractions = weights.cumsum(1) / weights.sum(1, keepdim=True)
+        return (fractions * lengths.unsqueeze(1)).round().long()
+
+    def _new_episodes(self, rows: Tensor) -> None:
+        lengths = self.draw_episode_lengths(*(TRAIN_TRIALS if self.mode == "train" else TEST_TRIALS))
+        left = self._draw_left_rates(self.num_envs, BLOCKS[1])
+        ends = self._draw_block_ends(lengths)
+        self.block_left_rates = torch.where(rows.unsqueeze(1), left, self.block_left_rates)
+        self.block_ends = torch.where(rows.unsqueeze(1), ends, self.block_ends)
         self.since_chosen = self.since_chosen.masked_fill(rows.unsqueeze(1), 0.0)
         self.episode_trials = torch.where(rows, lengths, self.episode_trials)
 
+    def current_block(self) -> Tensor:
+        """(B,) long: the block of each row's current trial."""
+        return (self.trial.unsqueeze(1) >= self.block_ends).sum(1).clamp(max=BLOCKS[1] - 1)
+
     def _advance(self, actions: Tensor):
-        reward_probs = 1 - (1 - self.base_rates) ** (self.since_chosen + 1)
+        block = self.current_block()
+        left = self.block_left_rates.gather(1, block.unsqueeze(1))
+        base_rates = torch.cat([left, BASE_RATE_SUM - left], dim=1)
+        reward_probs = 1 - (1 - base_rates) ** (self.since_chosen + 1)
         chosen_prob = reward_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
         reward = (self.rand(self.num_envs) < chosen_prob).float()
         record = None
         if self.recording:
-            record = {"action": actions, "reward": reward, "p_0": reward_probs[:, 0], "p_1": reward_probs[:, 1],
-                      "base_0": self.base_rates[:, 0].clone(), "base_1": self.base_rates[:, 1].clone()}
+            record = {"block": block, "action": actions, "reward": reward, "p_0": reward_probs[:, 0],
+                      "p_1": reward_probs[:, 1], "base_0": base_rates[:, 0], "base_1": base_rates[:, 1]}
         chosen = actions.unsqueeze(1) == self._arms
         self.since_chosen = torch.where(chosen, 0.0, self.since_chosen + 1)
         self.trial += 1
