@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.config import TrainConfig, flag_name, resolve_config
+from agent.config import REWARD_INPUTS, TrainConfig, flag_name, resolve_config
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -82,6 +82,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=["fast", "reference", "torch"], **kwargs)
         elif f.name == "optimizer":
             parser.add_argument(flag, choices=["rmsprop", "adam"], **kwargs)
+        elif f.name == "reward_input":
+            parser.add_argument(flag, choices=REWARD_INPUTS, **kwargs)
         elif f.name == "entropy_coef_final":
             parser.add_argument(flag, type=float, **kwargs)
         elif f.name == "seed":

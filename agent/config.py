@@ -11,6 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+REWARD_INPUTS = ("reward", "rpe", "both")  # what the network gets besides the previous action (model.py)
+
+
 def flag_name(name: str) -> str:
     """The command-line flag of a setting: learning_rate -> --learning-rate."""
     return "--" + name.replace("_", "-")
@@ -43,6 +46,9 @@ class TrainConfig:
     lr: float = _doc("learning rate (paper: 7e-4 with RMSProp)", 7e-4)
     rmsprop_alpha: float = _doc("RMSProp squared-gradient decay (torch default)", 0.99)
     rmsprop_eps: float = _doc("RMSProp epsilon (ours: 1e-5 keeps early steps bounded)", 1e-5)
+    reward_input: str = _doc("what the network gets besides the previous action: the previous reward (paper, "
+                             "simulations 1-5), the previous step's RPE r - V(s) in its place (rpe; Simulation 6 "
+                             "sets it), or both", "reward")
     max_grad_norm: float = _doc("clip the gradient norm to this; 0 = no clipping", 0.0)
     threads: int = _doc("torch CPU threads (ours: 1, the batch is too small to split across cores)", 1)
     checkpoint_every: int = _doc("updates between checkpoints (a final one is always written)", 200)
@@ -77,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
+        if self.reward_input not in REWARD_INPUTS:
+            raise ValueError(f"--reward-input must be one of {', '.join(REWARD_INPUTS)}, got {self.reward_input!r}")
         if self.core not in ("fast", "reference", "torch"):
             raise ValueError(f"--core must be fast, reference or torch, got {self.core!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -64,8 +64,7 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
             at_trial_start = result.trial_end
             active &= ~result.done
             starts = result.done
-            prev_action = torch.where(starts, agent.num_actions, action)
-            x = agent.make_input(result.obs, prev_action, torch.where(starts, 0.0, result.reward))
+            x = agent.next_input(result, action, value)
     columns = {name: torch.cat(parts).cpu().numpy() for name, parts in rows.items()}
     order = np.lexsort((columns["trial"], columns["episode"]))
     return {name: values[order] for name, values in columns.items()}
@@ -126,14 +125,20 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     play = dict(episodes=episodes, seed=seed, device=device, core=core)
-    trials, task, agent = play_frozen(config, saved["trainer"]["agent"], options, **play)
+    # Most tasks play one set of test episodes; a task with test-time conditions (risky_safe's
+    # manipulations) plays the same episodes (same seed) once per condition, rows stacked.
+    played = [play_frozen(config, saved["trainer"]["agent"], variant, **play)
+              for variant in task_class.eval_variants(options)]
+    for variant_trials, variant_task, _ in played:
+        variant_trials.update(variant_task.derive_columns(variant_trials, config.gamma))
+    trials = {name: np.concatenate([t[name] for t, _, _ in played]) for name in played[0][0]}
+    task, agent = played[0][1], played[0][2]
     # Training quantiles, each played on the same test episodes (same seed) as the final weights.
     quantile_trials, quantile_episodes = {}, {}
     if task_class.evaluates_quantiles:
         for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
             quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
             quantile_episodes[quantile] = int(snapshot["episodes"])
-    trials.update(task.derive_columns(trials, config.gamma))
     columns = ["episode", "trial", *task.trial_columns, *task.derived_columns]
     write_trials_csv(out_dir / "trials.csv", trials, columns, task.column_labels)
     metrics = {

@@ -1,7 +1,12 @@
 """The meta-RL agent network: input builder, LSTM core, linear policy and value heads.
 
 Input per step = [observation, one-hot previous action, previous reward]; at an episode's first
-step the previous action and reward are zero and the core's state is reset to zero. A task may
+step the previous action and reward are zero and the core's state is reset to zero. With
+reward_input "rpe" the previous reward's slot holds the previous step's reward prediction
+error instead, r - V(s) from the value head as the rollout computed it (data, no gradient
+through it; Simulation 6), plus any offset the task adds (test-time manipulations); "both"
+gives the network the two side by side. The previous action is the one the task executed (a
+forced trial's lever, not the sampled one). A task may
 give an encoder (images, for Harlow): the rollout then stores the raw input row above, and the
 core sees [encoder(observation), previous action, previous reward], recomputed with gradients
 in the learning pass so that the A2C loss trains the encoder too.
@@ -14,19 +19,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from agent.config import REWARD_INPUTS
 from agent.cores import make_core
 
 
 class MetaRLAgent(nn.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden_size: int = 48, core: str = "fast",
-                 encoder: nn.Module | None = None, readout: nn.Module | None = None):
+                 encoder: nn.Module | None = None, readout: nn.Module | None = None, reward_input: str = "reward"):
         super().__init__()
+        if reward_input not in REWARD_INPUTS:
+            raise ValueError(f"--reward-input: expected one of {', '.join(REWARD_INPUTS)}, got {reward_input!r}")
         self.obs_size = obs_size
         self.num_actions = num_actions
         self.hidden_size = hidden_size
         self.encoder = encoder
-        self.raw_size = obs_size + num_actions + 1  # the rollout's input rows
-        self.input_size = (encoder.out_size if encoder is not None else obs_size) + num_actions + 1  # the core's
+        self.reward_input = reward_input
+        signals = 2 if reward_input == "both" else 1
+        self.raw_size = obs_size + num_actions + signals  # the rollout's input rows
+        self.input_size = (encoder.out_size if encoder is not None else obs_size) + num_actions + signals  # the core's
         self.core = make_core(core, self.input_size, hidden_size)
         # Optional extra policy logits from the hidden state and the core's input (Harlow's
         # per-object readout, encoders.py); None: the linear heads alone.
@@ -48,10 +58,34 @@ class MetaRLAgent(nn.Module):
         return (torch.zeros(1, batch, self.hidden_size, device=device),
                 torch.zeros(1, batch, self.hidden_size, device=device))
 
-    def make_input(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, out: Tensor | None = None) -> Tensor:
-        """The raw input row (B, raw_size), written into `out` if given. prev_action == num_actions means none."""
-        parts = [obs, self._action_codes[prev_action], prev_reward.unsqueeze(1)]
+    def make_input(self, obs: Tensor, prev_action: Tensor, *signals: Tensor, out: Tensor | None = None) -> Tensor:
+        """The raw input row (B, raw_size), written into `out` if given. prev_action == num_actions
+        means none; signals: the previous reward and/or RPE, (B,) each, as reward_input says."""
+        parts = [obs, self._action_codes[prev_action], *(signal.unsqueeze(1) for signal in signals)]
         return torch.cat(parts, dim=1) if out is None else torch.cat(parts, dim=1, out=out)
+
+    def first_input(self, obs: Tensor) -> Tensor:
+        """The raw input of an episode's first step: no previous action, reward or RPE."""
+        zero = torch.zeros(obs.shape[0], device=obs.device)
+        no_action = torch.full((obs.shape[0],), self.num_actions, dtype=torch.long, device=obs.device)
+        return self.make_input(obs, no_action, *([zero] * (self.raw_size - self.obs_size - self.num_actions)))
+
+    def next_input(self, result, action: Tensor, value: Tensor, out: Tensor | None = None) -> Tensor:
+        """The raw input of the step after a task step (a StepResult): the executed action, the
+        reward and/or the RPE r - value (+ the task's rpe_offset); none of them where the step
+        began a new episode."""
+        if result.executed is not None:
+            action = result.executed
+        signals = []
+        if self.reward_input != "rpe":
+            signals.append(result.reward)
+        if self.reward_input != "reward":
+            rpe = result.reward - value
+            signals.append(rpe if result.rpe_offset is None else rpe + result.rpe_offset)
+        if result.any_done:
+            action = torch.where(result.done, self.num_actions, action)
+            signals = [torch.where(result.done, 0.0, signal) for signal in signals]
+        return self.make_input(result.obs, action, *signals, out=out)
 
     def embed(self, raw: Tensor) -> Tensor:
         """Raw input rows (..., raw_size) -> the core's input (..., input_size)."""

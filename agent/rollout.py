@@ -32,10 +32,8 @@ class Carry:
     @classmethod
     def initial(cls, agent: MetaRLAgent, first_obs: Tensor) -> "Carry":
         batch = first_obs.shape[0]
-        no_action = torch.full((batch,), agent.num_actions, dtype=torch.long, device=first_obs.device)
-        x = agent.make_input(first_obs, no_action, torch.zeros(batch, device=first_obs.device))
         starts = torch.ones(batch, dtype=torch.bool, device=first_obs.device)
-        return cls(x, starts, agent.initial_state(batch, first_obs.device))
+        return cls(agent.first_input(first_obs), starts, agent.initial_state(batch, first_obs.device))
 
     def state_dict(self) -> dict:
         return {"next_input": self.next_input, "next_starts": self.next_starts,
@@ -51,13 +49,16 @@ class RolloutBuffer:
     bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
 
     def __init__(self, steps: int, batch: int, raw_size: int, hidden_size: int, num_actions: int, device,
-                 keep_hidden=False):
+                 keep_hidden=False, forced_steps=False):
         self.steps = steps
         self.all_inputs = torch.zeros(steps + 1, batch, raw_size, device=device)  # raw rows (model.py)
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
         self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.rewards = torch.zeros(steps, batch, device=device)
         self.gumbel = torch.zeros(steps, batch, num_actions, device=device)  # sampling noise, shape template
+        # Tasks with forced steps (the task, not the policy, chose the action): which steps were
+        # free choices; the policy loss counts only those.
+        self.free = torch.ones(steps, batch, dtype=torch.bool, device=device) if forced_steps else None
         # Only verify keeps these: the rollout's hidden and cell states, to compare.
         self.hidden = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
         self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
@@ -86,7 +87,6 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     buffer.all_starts[0].copy_(carry.next_starts)
     buffer.initial_state = state = carry.state
     any_start = bool(carry.next_starts.any())
-    no_action = agent.num_actions
     keep = buffer.hidden is not None
     # The Gumbel noise of every step's action sample, drawn in three ops per unroll, not per step.
     gumbel = torch.empty_like(buffer.gumbel).exponential_(generator=sampler).log_().neg_()
@@ -95,7 +95,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             hidden, state, features = agent.core_step(buffer.all_inputs[t], state,
                                                       buffer.all_starts[t] if any_start else None)
         with timer.phase("heads + sampling"):
-            logits, _ = agent.split_heads(hidden, features)
+            logits, value = agent.split_heads(hidden, features)
             action = (logits + gumbel[t]).argmax(dim=-1)  # Gumbel-max: a sample of softmax(logits)
         with timer.phase("env step"):
             result = task.step(action)
@@ -103,15 +103,13 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             buffer.actions[t] = action
             buffer.rewards[t] = result.reward
             buffer.all_starts[t + 1] = result.done
+            if buffer.free is not None:
+                buffer.free[t] = ~result.forced
             if keep:
                 buffer.hidden[t] = state[0][0]
                 buffer.cells[t] = state[1][0]
             any_start = result.any_done
-            prev_action, prev_reward = action, result.reward
-            if any_start:
-                prev_action = torch.where(result.done, no_action, action)
-                prev_reward = torch.where(result.done, 0.0, result.reward)
-            agent.make_input(result.obs, prev_action, prev_reward, out=buffer.all_inputs[t + 1])
+            agent.next_input(result, action, value, out=buffer.all_inputs[t + 1])
     with timer.phase("core step"):
         last = buffer.steps
         _, bootstrap, _, _ = agent.step(buffer.all_inputs[last], state, buffer.all_starts[last] if any_start else None)

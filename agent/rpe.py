@@ -26,3 +26,9 @@ def onset_rpe(trials: dict[str, np.ndarray], gamma: float) -> np.ndarray:
     (two-step: the second-stage state's onset; reversal: the cue's onset):
     gamma * V(last step) - V(first step)."""
     return gamma * trials["value_last"] - trials["value"]
+
+
+def outcome_rpe(trials: dict[str, np.ndarray]) -> np.ndarray:
+    """The RPE that does not look ahead: reward - V(the trial's step) (Simulation 6 feeds it to the
+    network, so it must be known when the reward arrives, before the next step's value)."""
+    return trials["reward"] - trials["value"]

@@ -23,7 +23,7 @@ def make_agent(config: TrainConfig, task_class, core: str | None = None) -> Meta
     options = task_class.resolve_options(config.task_options)
     encoder, readout = task_class.make_agent_modules(config.hidden_size, options)
     return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core,
-                       encoder=encoder, readout=readout)
+                       encoder=encoder, readout=readout, reward_input=config.reward_input)
 
 
 def make_optimizer(config: TrainConfig, parameters):
@@ -48,7 +48,8 @@ class Trainer:
         self.sampler.manual_seed(config.seed + SAMPLER_SEED_OFFSET)
         self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
         self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.raw_size, config.hidden_size,
-                                    self.agent.num_actions, device, keep_hidden=keep_hidden)
+                                    self.agent.num_actions, device, keep_hidden=keep_hidden,
+                                    forced_steps=type(self.task).has_forced_steps)
         self.updates = 0
         self.episodes = 0
         self.env_steps = 0
@@ -66,7 +67,8 @@ class Trainer:
         with self.timer.phase("learn forward"):
             logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
             returns = discounted_returns(buf.rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
-            loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef())
+            loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
+                            policy_mask=buf.free)
         return loss, hidden
 
     def entropy_coef(self) -> float:

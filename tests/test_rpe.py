@@ -9,7 +9,8 @@ from agent.tasks import get_task_class, make_task, task_names
 GAMMA = 0.9
 # two episodes: 3 trials, then 2; value: V at each trial's first step, value_last: at its last
 TRIALS = {"episode": np.array([0, 0, 0, 1, 1]), "trial": np.array([0, 1, 2, 0, 1]),
-          "reward": np.array([1.0, 0.0, 1.0, 0.2, 1.0]),
+          "reward": np.array([1.0, 0.0, 1.0, 0.2, 1.0]), "action": np.array([0, 1, 0, 1, 1]),
+          "risky_action": np.array([0, 0, 0, 1, 1]),
           "value": np.array([0.5, 0.6, 0.4, 0.3, 0.7]), "value_last": np.array([0.8, 0.1, 0.9, 0.2, 1.0])}
 
 
@@ -38,6 +39,12 @@ def test_reversal_splits_fixation_and_cue_values_and_takes_the_cue_onset_rpe():
     np.testing.assert_allclose(derived["rpe_cue"], GAMMA * TRIALS["value_last"] - TRIALS["value"])
     np.testing.assert_allclose(derived["value_fixation"], TRIALS["value"])
     np.testing.assert_allclose(derived["value_cue"], TRIALS["value_last"])
+
+
+def test_risky_safe_feeds_and_records_the_rpe_that_does_not_look_ahead():
+    derived = make_task("risky_safe", 1).derive_columns(TRIALS, GAMMA)
+    np.testing.assert_allclose(derived["rpe_raw"], TRIALS["reward"] - TRIALS["value"])
+    np.testing.assert_allclose(derived["rpe_input"], derived["rpe_raw"])  # control: no offset
 
 
 def test_every_task_derives_exactly_the_columns_it_declares():

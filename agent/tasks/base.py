@@ -44,6 +44,10 @@ class StepResult:
     trial_end: Tensor  # (B,) bool: the action just taken completed a trial
     record: dict[str, Tensor] | None  # trial_columns -> (B,) values, valid where trial_end; None unless recording
     any_done: bool  # done.any(), which step() needs anyway; callers skip episode-start work without it
+    # Set only by tasks that override the agent (see BatchedTask.has_forced_steps):
+    executed: Tensor | None = None  # (B,) long: the action the task carried out (a forced trial's, else the agent's)
+    forced: Tensor | None = None  # (B,) bool: the task chose the action (out of the policy loss)
+    rpe_offset: Tensor | None = None  # (B,) float: added to the agent's RPE input (test-time manipulations)
 
 
 class BatchedTask:
@@ -72,6 +76,12 @@ class BatchedTask:
     options: dict[str, TaskOption] = {}
     # Analyses that evaluate each training-quantile checkpoint (evaluate.py) set this.
     evaluates_quantiles: bool = False
+    # Tasks whose steps may be forced set this and, in _advance, the attributes below for the
+    # step just taken; step() hands them on in the StepResult.
+    has_forced_steps: bool = False
+    executed: Tensor | None = None
+    forced: Tensor | None = None
+    rpe_offset: Tensor | None = None
 
     @classmethod
     def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:
@@ -153,6 +163,11 @@ class BatchedTask:
         and `rpe` the outcome RPE, reward + gamma * V(next trial) - V(this trial)."""
         return {"value": trials["value"], "rpe": td_rpe(trials, gamma)}
 
+    @classmethod
+    def eval_variants(cls, options: dict) -> list[dict]:
+        """The task options of each set of test episodes eval plays (same seed each); one by default."""
+        return [options]
+
     def write_run_files(self, run_dir) -> None:
         """Files a training run keeps beside its checkpoint (Harlow: objects.json); none by default."""
 
@@ -187,15 +202,16 @@ class BatchedTask:
 
     def step(self, actions: Tensor) -> StepResult:
         reward, trial_end, record = self._advance(actions)
+        extras = (self.executed, self.forced, self.rpe_offset)
         if trial_end is None:
-            return StepResult(self.observe(), reward, self._no_row, self._no_row, record, False)
+            return StepResult(self.observe(), reward, self._no_row, self._no_row, record, False, *extras)
         done = trial_end & (self.trial >= self.episode_trials)
         # One host sync per step buys skipping the reset ops on the (most) steps with no episode end.
         any_done = bool(done.any())
         if any_done:
             self._new_episodes(done)
             self.trial.masked_fill_(done, 0)
-        return StepResult(self.observe(), reward, done, trial_end, record, any_done)
+        return StepResult(self.observe(), reward, done, trial_end, record, any_done, *extras)
 
     def state_dict(self) -> dict:
         state = {name: getattr(self, name).clone() for name in self.state_tensors}

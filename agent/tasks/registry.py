@@ -9,7 +9,8 @@ _TASKS: dict[str, type] = {}
 
 # Modules that define tasks; importing one registers its classes.
 _TASK_MODULES = ("agent.tasks.two_step", "agent.tasks.foraging", "agent.tasks.bandits", "agent.tasks.harlow",
-                 "agent.tasks.volatility", "agent.tasks.reversal")
+                 "agent.tasks.volatility", "agent.tasks.reversal",
+                 "agent.tasks.risky_safe")
 
 
 def register(task_class: type) -> type:
