@@ -185,20 +185,7 @@ def cmd_eval(parser, args) -> int:
 def summarize(metrics: dict) -> str:
     lines = [f"{metrics['task']}: {metrics['episodes']} test episodes, mean reward per trial "
              f"{metrics['mean_reward_per_trial']:.3f}"]
-    if "stay_probability" in metrics:
-        stay = metrics["stay_probability"]
-        inter = metrics["stay_regression"]["reward_x_transition"]
-        lines.append("stay probability: " + ", ".join(f"{k} {v:.3f}" for k, v in stay.items()))
-        p_text = "p < 1e-300 (underflows to 0)" if inter["p"] == 0 else f"p = {inter['p']:.3g}"
-        lines.append(f"reward x transition interaction: coef {inter['coef']:.3f}, {p_text}")
-    if "regret_at_last_trial" in metrics:
-        lines.append("cumulative regret at last trial: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in metrics["regret_at_last_trial"].items()))
-    if "matching_slope" in metrics:
-        kernel = metrics["lagged_regression"]["reward_kernel"]
-        lines.append(f"matching slope {metrics['matching_slope']:.2f}; reward kernel (lags 1..) "
-                     + ", ".join(f"{v:.2f}" for v in kernel))
-    # Newer analyses print their own lines (an analysis module's summary_lines).
+    # Each analysis module prints its own lines (its summary_lines).
     from agent.tasks import get_task_class
 
     module_name = get_task_class(metrics["task"]).analysis_module

@@ -63,3 +63,8 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
         "trials_per_episode": trial_count,
         "figures": [figure],
     }
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    return ["cumulative regret at last trial: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in metrics["regret_at_last_trial"].items())]

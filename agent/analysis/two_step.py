@@ -96,3 +96,11 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
 
     return {"stay_probability": stay, "stay_regression": regression, "second_stage_rpe": rpe,
             "n_pairs": int(len(pairs["stay"])), "figures": [figure]}
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    stay = metrics["stay_probability"]
+    inter = metrics["stay_regression"]["reward_x_transition"]
+    p_text = "p < 1e-300 (underflows to 0)" if inter["p"] == 0 else f"p = {inter['p']:.3g}"
+    return ["stay probability: " + ", ".join(f"{k} {v:.3f}" for k, v in stay.items()),
+            f"reward x transition interaction: coef {inter['coef']:.3f}, {p_text}"]
