@@ -3,9 +3,14 @@
 Input per step = [observation, one-hot previous action, previous reward]; at an episode's first
 step the previous action and reward are zero and the core's state is reset to zero. With
 reward_input "rpe" the previous reward's slot holds the previous step's reward prediction
-error instead, r - V(s) from the value head as the rollout computed it (data, no gradient
-through it; Simulation 6), plus any offset the task adds (test-time manipulations); "both"
-gives the network the two side by side. The previous action is the one the task executed (a
+error instead (Simulation 6), r - (1 - gamma) V(s) from the value head as the rollout computed
+it (data, no gradient through it), plus any offset the task adds (test-time manipulations);
+"both" gives the network the two side by side. Why (1 - gamma) V(s) and not V(s): the RPE fed
+back must be known when the reward arrives, so it cannot use the next step's value, and V(s)
+is a discounted sum, about E[r] / (1 - gamma) = 10 rewards at gamma 0.9: r - V(s) sits near
+-10 whatever happened, while (1 - gamma) V(s) is the value head's estimate of the reward per
+step, so r minus it is centred and on the scale of the rewards and of the manipulations'
+offsets (+1, -4, -1). The previous action is the one the task executed (a
 forced trial's lever, not the sampled one). A task may
 give an encoder (images, for Harlow): the rollout then stores the raw input row above, and the
 core sees [encoder(observation), previous action, previous reward], recomputed with gradients
@@ -25,7 +30,8 @@ from agent.cores import make_core
 
 class MetaRLAgent(nn.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden_size: int = 48, core: str = "fast",
-                 encoder: nn.Module | None = None, readout: nn.Module | None = None, reward_input: str = "reward"):
+                 encoder: nn.Module | None = None, readout: nn.Module | None = None, reward_input: str = "reward",
+                 gamma: float = 0.9):
         super().__init__()
         if reward_input not in REWARD_INPUTS:
             raise ValueError(f"--reward-input: expected one of {', '.join(REWARD_INPUTS)}, got {reward_input!r}")
@@ -34,6 +40,7 @@ class MetaRLAgent(nn.Module):
         self.hidden_size = hidden_size
         self.encoder = encoder
         self.reward_input = reward_input
+        self.expected_reward_scale = 1.0 - gamma  # (1 - gamma) V(s): the expected reward per step
         signals = 2 if reward_input == "both" else 1
         self.raw_size = obs_size + num_actions + signals  # the rollout's input rows
         self.input_size = (encoder.out_size if encoder is not None else obs_size) + num_actions + signals  # the core's
@@ -72,15 +79,15 @@ class MetaRLAgent(nn.Module):
 
     def next_input(self, result, action: Tensor, value: Tensor, out: Tensor | None = None) -> Tensor:
         """The raw input of the step after a task step (a StepResult): the executed action, the
-        reward and/or the RPE r - value (+ the task's rpe_offset); none of them where the step
-        began a new episode."""
+        reward and/or the RPE r - (1 - gamma) value (+ the task's rpe_offset); none of them where
+        the step began a new episode."""
         if result.executed is not None:
             action = result.executed
         signals = []
         if self.reward_input != "rpe":
             signals.append(result.reward)
         if self.reward_input != "reward":
-            rpe = result.reward - value
+            rpe = result.reward - self.expected_reward_scale * value
             signals.append(rpe if result.rpe_offset is None else rpe + result.rpe_offset)
         if result.any_done:
             action = torch.where(result.done, self.num_actions, action)

@@ -28,7 +28,8 @@ def onset_rpe(trials: dict[str, np.ndarray], gamma: float) -> np.ndarray:
     return gamma * trials["value_last"] - trials["value"]
 
 
-def outcome_rpe(trials: dict[str, np.ndarray]) -> np.ndarray:
-    """The RPE that does not look ahead: reward - V(the trial's step) (Simulation 6 feeds it to the
-    network, so it must be known when the reward arrives, before the next step's value)."""
-    return trials["reward"] - trials["value"]
+def outcome_rpe(trials: dict[str, np.ndarray], gamma: float) -> np.ndarray:
+    """The RPE that does not look ahead: reward - (1 - gamma) * V(the trial's step), V scaled to
+    the reward per step (Simulation 6 feeds it to the network, so it must be known when the
+    reward arrives, before the next step's value; model.py says why the scale)."""
+    return trials["reward"] - (1.0 - gamma) * trials["value"]

@@ -23,7 +23,8 @@ def make_agent(config: TrainConfig, task_class, core: str | None = None) -> Meta
     options = task_class.resolve_options(config.task_options)
     encoder, readout = task_class.make_agent_modules(config.hidden_size, options)
     return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core,
-                       encoder=encoder, readout=readout, reward_input=config.reward_input)
+                       encoder=encoder, readout=readout, reward_input=config.reward_input,
+                       gamma=config.gamma)
 
 
 def make_optimizer(config: TrainConfig, parameters):

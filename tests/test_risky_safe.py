@@ -100,14 +100,14 @@ def test_training_refuses_a_manipulation():
 
 def test_the_rpe_input_is_the_previous_reward_minus_the_value_and_zero_at_an_episode_start():
     for reward_input, slots in (("rpe", 1), ("both", 2)):
-        agent = MetaRLAgent(2, 2, hidden_size=8, reward_input=reward_input)
+        agent = MetaRLAgent(2, 2, hidden_size=8, reward_input=reward_input, gamma=0.8)
         assert agent.raw_size == 2 + 2 + slots
         task = make_task("risky_safe", 6, seed=4, options={"manipulation": "control"})
         task.reset()
         result = task.step(torch.zeros(6, dtype=torch.long))
         value = torch.linspace(-1, 1, 6)
         x = agent.next_input(result, torch.zeros(6, dtype=torch.long), value)
-        np.testing.assert_allclose(x[:, -1], result.reward - value)
+        np.testing.assert_allclose(x[:, -1], result.reward - 0.2 * value, rtol=1e-6)
         if reward_input == "both":
             np.testing.assert_allclose(x[:, -2], result.reward)
         np.testing.assert_allclose(x[:, 2:4], torch.nn.functional.one_hot(result.executed, 2).float())
@@ -139,11 +139,11 @@ def test_the_trainer_masks_the_forced_steps_and_feeds_the_rollouts_rpe():
     trainer.collect()
     buf = trainer.buffer
     assert (~buf.free).any() and buf.free.any()
-    # the RPE slot of each next input is the step's reward minus the value the rollout computed
+    # the RPE slot of each next input is the step's reward minus (1 - gamma) x the value the rollout computed
     with torch.no_grad():
         _, values, _, _ = trainer.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
     rpe_slot = buf.all_inputs[1:, :, -1]
-    expected = torch.where(buf.dones, 0.0, buf.rewards - values)
+    expected = torch.where(buf.dones, 0.0, buf.rewards - (1 - trainer.config.gamma) * values)
     torch.testing.assert_close(rpe_slot, expected, atol=1e-5, rtol=0)
 
 

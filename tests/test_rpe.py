@@ -43,7 +43,7 @@ def test_reversal_splits_fixation_and_cue_values_and_takes_the_cue_onset_rpe():
 
 def test_risky_safe_feeds_and_records_the_rpe_that_does_not_look_ahead():
     derived = make_task("risky_safe", 1).derive_columns(TRIALS, GAMMA)
-    np.testing.assert_allclose(derived["rpe_raw"], TRIALS["reward"] - TRIALS["value"])
+    np.testing.assert_allclose(derived["rpe_raw"], TRIALS["reward"] - (1 - GAMMA) * TRIALS["value"])
     np.testing.assert_allclose(derived["rpe_input"], derived["rpe_raw"])  # control: no offset
 
 

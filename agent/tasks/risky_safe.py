@@ -9,7 +9,8 @@ on each lever, shuffled; the rats had 8): only one lever is offered, the task pr
 whatever the agent does, the agent sees that lever as its previous action, and the step is left
 out of the policy loss. Observation: which levers are offered, [lever 0, lever 1].
 
-The agent gets the RPE as an input instead of the reward (train_defaults reward_input "rpe").
+The agent gets the RPE as an input instead of the reward (train_defaults reward_input "rpe"),
+r - (1 - gamma) V(s) (model.py says why this form).
 At test time, `--manipulation` adds an offset to that RPE input after particular outcomes,
 weights frozen (offsets from the reimplementation): +1 after a risky loss (stimulation of
 dopamine neurons), -4 after a risky win or -1 after a safe reward (inhibition). The offsets
@@ -144,9 +145,9 @@ class RiskySafe(BatchedTask):
         return reward, self._all, record
 
     def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
-        # rpe_raw: r - V(s) at the trial's (single) step, the RPE the network is fed; rpe_input: what
-        # it was fed after the manipulation's offset.
-        rpe_raw = outcome_rpe(trials)
+        # rpe_raw: r - (1 - gamma) V(s) at the trial's (single) step, the RPE the network is fed;
+        # rpe_input: what it was fed after the manipulation's offset.
+        rpe_raw = outcome_rpe(trials, gamma)
         name = self.options["manipulation"]
         offset = manipulation_offset(name, trials["action"] == trials["risky_action"], trials["reward"] > 0)
         condition = np.full(len(rpe_raw), tuple(MANIPULATIONS).index(name))
