@@ -38,7 +38,8 @@ def reversal_table(trials: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     block_start = np.flatnonzero(since == 0)
     block_end = np.r_[block_start[1:], len(episode)]
     rows = {name: [] for name in ("newly_big", "pre", "first", "steady", "experienced", "first_trial")}
-    excluded = {"reversal_trial_error": 0, "inferred_cue_error": 0, "inferred_cue_not_shown": 0}
+    # no_steady_state: the episode ended before the new block (or the old one) showed Y settled
+    excluded = {"reversal_trial_error": 0, "inferred_cue_error": 0, "inferred_cue_not_shown": 0, "no_steady_state": 0}
     for b in range(1, len(block_start)):
         start, end = block_start[b], block_end[b]
         previous_start = block_start[b - 1]
@@ -60,7 +61,7 @@ def reversal_table(trials: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         before = before[(cue[before] == y) & correct[before]]
         after = after[(cue[after] == y) & correct[after]]
         if len(before) == 0 or len(after) == 0:
-            excluded["inferred_cue_not_shown"] += 1
+            excluded["no_steady_state"] += 1
             continue
         rows["newly_big"].append(trials["big_cue"][start] == y)
         rows["pre"].append(rpe[before].mean())
