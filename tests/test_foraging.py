@@ -85,6 +85,72 @@ def test_state_dict_restores_the_blocks_exactly():
     assert all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions))
 
 
+def switch_then_stay(changeover):
+    """Arm 0 on trials 0-2, arm 1 on trials 3 and 4: the switch's and the stay's records and
+    rewards, with block 0's base rates (every block is at least 14 test trials long)."""
+    B = 20000
+    task = make_task("foraging", B, seed=0, mode="test", options={"changeover": changeover})
+    task.reset()
+    base = torch.stack([task.block_left_rates[:, 0], 0.5 - task.block_left_rates[:, 0]], 1)
+    for _ in range(3):
+        task.step(torch.zeros(B, dtype=torch.long))
+    task.recording = True
+    switch = task.step(torch.ones(B, dtype=torch.long))
+    stay = task.step(torch.ones(B, dtype=torch.long))
+    return base, switch, stay
+
+
+def test_without_a_changeover_delay_a_switch_pays_and_collects_the_bait():
+    base, switch, stay = switch_then_stay("none")
+    expected = 1 - (1 - base[:, 1]) ** 4
+    assert abs(switch.reward.mean().item() - expected.mean().item()) < 0.01
+    assert torch.allclose(stay.record["p_1"], base[:, 1], atol=1e-6)  # chosen last trial: base rate again
+
+
+def test_under_withhold_a_switch_never_pays_and_the_bait_stays_for_the_next_choice():
+    base, switch, stay = switch_then_stay("withhold")
+    assert switch.reward.sum().item() == 0
+    assert torch.allclose(switch.record["p_1"], 1 - (1 - base[:, 1]) ** 4, atol=1e-6)  # the bait it held
+    expected = 1 - (1 - base[:, 1]) ** 5  # the switch left the counter running: one more trial of baiting
+    assert torch.allclose(stay.record["p_1"], expected, atol=1e-6)
+    assert abs(stay.reward.mean().item() - expected.mean().item()) < 0.01
+
+
+def test_under_withhold_an_episodes_first_trial_is_no_switch_whatever_the_last_episode_chose():
+    B = 4000
+    task = make_task("foraging", B, seed=2, mode="test", trials_per_episode=5, options={"changeover": "withhold"})
+    # arm 1 on each episode's first trial, arm 0 on the other four: from the second episode on,
+    # trial 0 follows the previous episode's arm-0 trial, which must not make it a switch
+    s = play(task, 20, policy=lambda task: (task.trial == 0).long())
+    trial = np.tile(np.arange(5), 4)
+    assert s["reward"][trial == 0][1:].mean() > 0.2  # later episodes' first trials pay (p_1 = base_1, mean 0.25)
+    assert np.allclose(s["reward"][trial == 1], 0)  # 1 -> 0 is a switch
+    assert s["reward"][trial >= 2].mean() > 0.1  # staying on arm 0 pays
+
+
+def test_changeover_is_checked_and_kept_in_the_task_state():
+    with pytest.raises(ValueError, match="--changeover"):
+        make_task("foraging", 2, options={"changeover": "delay"})
+    task = make_task("foraging", 8, seed=3, options={"changeover": "withhold"})
+    task.reset(stagger=True)
+    actions = torch.randint(0, 2, (200, 8), generator=torch.Generator().manual_seed(0))
+    for a in actions[:50]:
+        task.step(a)
+    saved = task.state_dict()
+    first = [task.step(a).reward for a in actions[50:]]
+    task.load_state_dict(saved)
+    assert all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions[50:]))
+
+
+def test_stay_rates_count_repeats_within_episodes_only():
+    trials = {"episode": np.array([0, 0, 0, 0, 1, 1]), "action": np.array([0, 0, 1, 1, 0, 1]),
+              "reward": np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])}
+    rates = foraging.stay_rates(trials)
+    # pairs within episodes: (0,0) after a win: stay; (0,1) after a loss: switch; (1,1) after a win: stay; (0,1) after a win: switch
+    assert rates["stay"] == pytest.approx(2 / 4)
+    assert rates["win_stay"] == pytest.approx(2 / 3) and rates["lose_stay"] == pytest.approx(0.0)
+
+
 # ---- analyses ------------------------------------------------------------------------------
 
 def kernel_agent(reward_kernel, episodes=400, trials=100, bias_sd=1.0, seed=0):

@@ -11,6 +11,9 @@
   information on the kernels (their bias runs to infinity) and are dropped and counted.
   Intervals: 95% Wald intervals from the inverse Hessian of the likelihood. A reward kernel
   that decays from lag 1 is the signature of a learner that weighs recent rewards most.
+- Stay rates: the share of trials (after an episode's first) that repeat the previous choice,
+  overall and after a rewarded (win-stay) and an unrewarded (lose-stay) trial. Without a
+  changeover delay an agent may alternate to collect bait (stay rate well under 1/2).
 - Single units (Tsutsui et al. 2016): each LSTM unit's activity at the start of trial t is
   regressed (OLS) on the last action, the last reward, their product and the value of the
   action chosen at t; the fraction of units with p < 0.05 for each is reported. The value is
@@ -157,6 +160,15 @@ def kernel_decays(regression: dict) -> bool:
     return bool(ci[0][0] > 0 and ci[0][0] > ci[2][1] and ci[2][0] > ci[4][1])
 
 
+def stay_rates(trials: dict[str, np.ndarray]) -> dict[str, float]:
+    """P(a_t = a_{t-1}) over trials with a predecessor in the episode; also after a win, a loss."""
+    same_episode = trials["episode"][1:] == trials["episode"][:-1]
+    stay = (trials["action"][1:] == trials["action"][:-1])[same_episode]
+    won = (trials["reward"][:-1] > 0)[same_episode]
+    share = lambda x: float(x.mean()) if len(x) else float("nan")  # noqa: E731
+    return {"stay": share(stay), "win_stay": share(stay[won]), "lose_stay": share(stay[~won])}
+
+
 def _padded(trials: dict[str, np.ndarray], names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], tuple]:
     """(episodes, max trials) arrays of the named columns, and each trial's (row, column) in them."""
     row, col = np.unique(trials["episode"], return_inverse=True)[1].ravel(), trials["trial"].astype(int)
@@ -271,6 +283,7 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
         "undermatching": bool(match["slope_ci95"][1] < 1),
         "lagged_regression": regression,
         "reward_kernel_decays": kernel_decays(regression),
+        "stay_rates": stay_rates(trials),
         "q_learning_fit": q_fit,
         "unit_coding_fraction": units,
         "figures": [figure],
@@ -287,6 +300,10 @@ def summary_lines(metrics: dict) -> list[str]:
              f"({regression['episodes_dropped']} episodes without both choices dropped)",
              f"matching slope per {metrics['matching_unit']} [{low:.2f}, {high:.2f}]; undermatching: "
              f"{'yes' if metrics['undermatching'] else 'no'}"]
+    stays = metrics.get("stay_rates")
+    if stays:
+        lines.append(f"stay rate {stays['stay']:.2f} (after a reward {stays['win_stay']:.2f}, "
+                     f"after none {stays['lose_stay']:.2f})")
     if units:
         lines.append("units coding (p < 0.05): " + ", ".join(f"{name} {value:.0%}" for name, value in units.items()))
     return lines

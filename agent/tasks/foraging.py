@@ -16,6 +16,16 @@ Episode lengths stay the paper's: 50-100 trials (uniform) in training, 100 at te
 lengths (ours) are proportional to weights u_k ~ U(1, 2), so no block is shorter than 1/7 of
 the episode (14 test trials) or longer than 2/3 of it. The baiting counters n_a carry across
 a block boundary: the monkeys' arms kept their bait when the rates changed.
+
+Changeover (option --changeover, ours): "none" (default) pays a switch like any choice;
+"withhold" is a one-trial changeover delay in discrete-trial form: a choice of the other arm
+than on the episode's previous trial earns nothing and leaves that arm's bait in place (its
+counter n_a runs on as if unchosen), so the bait can be collected by choosing the arm again on
+the next trial. The first trial of an episode is never a switch. Matching experiments commonly
+impose a changeover delay to stop an animal from alternating to collect bait; without one, our agents
+alternate (they repeat their last choice on about a third of trials; results/foraging/README.md).
+Under "withhold" p_0, p_1 in trials.csv stay the probability that the arm holds bait, what a
+choice of it would earn without the rule.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agent.tasks.base import BatchedTask
+from agent.tasks.base import BatchedTask, TaskOption
 from agent.tasks.registry import register
 
 TRAIN_TRIALS = (50, 100)
@@ -32,6 +42,7 @@ TRAIN_BASE_INTERVALS = torch.tensor([0.0, 0.2, 0.4])  # lower ends of the three 
 BASE_RATE_SUM = 0.5
 BLOCKS = (2, 4)  # blocks per episode, uniform on [2, 4]
 BLOCK_WEIGHT = (1.0, 2.0)  # a block's length is proportional to its weight u ~ U(1, 2)
+CHANGEOVERS = ("none", "withhold")
 
 
 @register
@@ -46,7 +57,12 @@ class Foraging(BatchedTask):
     trial_columns = ("block", "action", "reward", "p_0", "p_1", "base_0", "base_1")
     derived_columns = ("value", "rpe")
     analysis_module = "agent.analysis.foraging"
-    state_tensors = ("block_left_rates", "block_ends", "since_chosen")
+    state_tensors = ("block_left_rates", "block_ends", "since_chosen", "last_action")
+    options = {
+        "changeover": TaskOption("none", "foraging: a choice that switches arms earns as usual (none) or earns "
+                                 "nothing and leaves the bait on the arm (withhold: a one-trial changeover "
+                                 "delay)", CHANGEOVERS, at_eval=True),
+    }
     # (ours) 30k episodes (~2.3M steps, about two minutes on two cores). The unroll stays at 20:
     # blocks last 7-67 trials, and the A2C value bootstraps past the cut.
     train_defaults = {"episodes": 30_000}
@@ -59,6 +75,9 @@ class Foraging(BatchedTask):
         self.block_left_rates = torch.zeros(num_envs, max_blocks, device=self.device)
         self.block_ends = torch.zeros(num_envs, max_blocks, dtype=torch.long, device=self.device)
         self.since_chosen = torch.zeros(num_envs, 2, device=self.device)  # n_a, float for pow
+        # the episode's previous action, -1 before its first trial (no trial is a switch then)
+        self.last_action = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
+        self.withhold = self.options["changeover"] == "withhold"
         self._all = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         self._arms = torch.arange(2, device=self.device)
 
@@ -84,6 +103,7 @@ class Foraging(BatchedTask):
         self.block_left_rates = torch.where(rows.unsqueeze(1), left, self.block_left_rates)
         self.block_ends = torch.where(rows.unsqueeze(1), ends, self.block_ends)
         self.since_chosen = self.since_chosen.masked_fill(rows.unsqueeze(1), 0.0)
+        self.last_action = self.last_action.masked_fill(rows, -1)
         self.episode_trials = torch.where(rows, lengths, self.episode_trials)
 
     def current_block(self) -> Tensor:
@@ -97,11 +117,15 @@ class Foraging(BatchedTask):
         reward_probs = 1 - (1 - base_rates) ** (self.since_chosen + 1)
         chosen_prob = reward_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
         reward = (self.rand(self.num_envs) < chosen_prob).float()
+        # a switch under "withhold": no reward, and the chosen arm keeps its bait (counter runs on)
+        collects = (actions == self.last_action) | (self.last_action < 0) if self.withhold else self._all
+        reward = reward * collects
         record = None
         if self.recording:
             record = {"block": block, "action": actions, "reward": reward, "p_0": reward_probs[:, 0],
                       "p_1": reward_probs[:, 1], "base_0": base_rates[:, 0], "base_1": base_rates[:, 1]}
-        chosen = actions.unsqueeze(1) == self._arms
+        chosen = (actions.unsqueeze(1) == self._arms) & collects.unsqueeze(1)
+        self.last_action = actions.clone()
         self.since_chosen = torch.where(chosen, 0.0, self.since_chosen + 1)
         self.trial += 1
         return reward, self._all, record
