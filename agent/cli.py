@@ -1,4 +1,4 @@
-"""Command line: python -m agent {train,eval,verify,tasks,demo} (run from the repository root).
+"""Command line: python -m agent {train,eval,verify,tasks,demo,reproduce} (run from the repository root).
 
 Every argument is checked (type, range, existence of paths, known task) before any work, and
 an error names the argument (argparse exits with status 2 and a usage line).
@@ -128,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
                       "harlow (the paper's Fig. 6; see README for its time)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from agent.reproduce.simulations import SIM_CHOICES
+
+    rep = sub.add_parser("reproduce", help="train and evaluate each simulation for several seeds (reusing finished "
+                         "runs, resuming interrupted ones) and write DIR/REPORT.md and DIR/summary.json")
+    rep.add_argument("--sim", nargs="+", choices=SIM_CHOICES, default=["all"], metavar="SIM",
+                     help=f"simulations: {' '.join(SIM_CHOICES)} (default: all)")
+    rep.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0..N-1 per simulation (default: 5)")
+    rep.add_argument("--jobs", type=_positive_int, default=1, help="runs side by side, one process and one torch "
+                     "thread each (default: 1)")
+    rep.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    rep.add_argument("--episodes", type=_positive_int, default=None, help="training episodes for every simulation "
+                     "instead of each task's default (tests, smoke runs; the report says so)")
+    rep.add_argument("--eval-episodes", type=_positive_int, default=None, help="test episodes per seed instead of "
+                     "each simulation's default")
+    rep.add_argument("--out", required=True, type=Path, help="directory for runs/, figures/, REPORT.md, summary.json")
     return parser
 
 
@@ -231,7 +247,18 @@ def cmd_demo(parser, args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo}
+def cmd_reproduce(parser, args) -> int:
+    from agent.reproduce.command import ReproduceInputError, reproduce
+
+    _check_device(parser, args.device)
+    try:
+        return reproduce(args)
+    except ReproduceInputError as error:
+        parser.error(str(error))
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo,
+            "reproduce": cmd_reproduce}
 
 
 def main(argv: list[str] | None = None) -> int:

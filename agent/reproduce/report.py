@@ -1,0 +1,188 @@
+"""summary.json and REPORT.md from the finished jobs. The numbers are gathered once, into the
+summary; the markdown only formats the summary, so the two cannot disagree."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+from agent.reproduce.across_seeds import mean_with_t_interval, value_range
+from agent.reproduce.jobs import JobResult
+from agent.reproduce.simulations import Simulation, seeds_needed
+
+REPORT_NAME = "REPORT.md"
+SUMMARY_NAME = "summary.json"
+FIGURE_SEED = 0  # the seed whose figures the report shows (the first that succeeded if it failed)
+
+
+def _seed_entry(simulation: Simulation, result: JobResult) -> dict:
+    entry = {"seed": result.job.seed, "run_dir": str(result.job.run_dir), "training": result.training,
+             "evaluation": result.evaluation, "train_wall_seconds": result.train_wall_seconds,
+             "eval_wall_seconds": result.eval_wall_seconds, "error": result.error}
+    failed = {**entry, "meets": False, "values": {}, "ci95": {}}
+    if not result.ok:
+        return failed
+    metrics = result.metrics
+    try:
+        entry.update({
+            "meets": bool(simulation.meets(metrics)),
+            "values": {q.label: float(q.value(metrics)) for q in simulation.quantities},
+            "ci95": {q.label: [float(v) for v in q.ci95(metrics)] for q in simulation.quantities if q.ci95},
+            "train_episodes": metrics["train_episodes"], "test_episodes": metrics["episodes"],
+            "train_seconds": metrics["train_seconds"], "eval_seconds": metrics["eval_seconds"],
+        })
+    except (KeyError, IndexError, TypeError) as error:  # the analysis wrote other keys than the table reads
+        failed["error"] = {"stage": "report", "returncode": None,
+                           "stderr_tail": f"{result.job.eval_dir / 'metrics.json'} lacks what simulations.py reads: "
+                                          f"{type(error).__name__}: {error}"}
+        return failed
+    return entry
+
+
+def _copy_figures(simulation: Simulation, results: list[JobResult], out_dir: Path) -> tuple[int | None, list[str]]:
+    """Copy one seed's eval PNGs to out_dir/figures/<name>/; (that seed, paths relative to out_dir)."""
+    done = [r for r in results if r.ok]
+    if not done:
+        return None, []
+    shown = next((r for r in done if r.job.seed == FIGURE_SEED), done[0])
+    target = out_dir / "figures" / simulation.name
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for png in sorted(shown.job.eval_dir.glob("*.png")):
+        shutil.copy2(png, target / png.name)
+        copied.append((target / png.name).relative_to(out_dir).as_posix())
+    return shown.job.seed, copied
+
+
+def simulation_summary(simulation: Simulation, results: list[JobResult], out_dir: Path) -> dict:
+    seeds = [_seed_entry(simulation, r) for r in sorted(results, key=lambda r: r.job.seed)]
+    across = {}
+    for q in simulation.quantities:
+        values = [s["values"][q.label] for s in seeds if q.label in s["values"]]
+        across[q.label] = value_range(values) if q.across_seeds == "range" else mean_with_t_interval(values)
+    meeting, needed = sum(s["meets"] for s in seeds), seeds_needed(simulation, len(seeds))
+    figure_seed, figures = _copy_figures(simulation, results, out_dir)
+    return {
+        "key": simulation.key, "name": simulation.name, "title": simulation.title, "task": simulation.task,
+        "test_episodes": results[0].job.eval_episodes, "paper": simulation.paper,
+        "seed_criterion": simulation.seed_criterion, "overall_criterion": overall_criterion_text(simulation),
+        "notes": simulation.notes, "seeds": seeds, "across_seeds": across,
+        "seeds_meeting": meeting, "seeds_needed": needed, "seeds_total": len(seeds), "overall_met": meeting >= needed,
+        "figure_seed": figure_seed, "figures": figures,
+    }
+
+
+def overall_criterion_text(simulation: Simulation) -> str:
+    if simulation.min_share_of_seeds >= 1:
+        return "every seed meets the per-seed criterion"
+    return f"at least {simulation.min_share_of_seeds:.0%} of seeds meet the per-seed criterion"
+
+
+def write_summary(summary: dict, out_dir: Path) -> None:
+    (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+# ---- markdown ----
+
+def _number(value, spec: str) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def seed_cell(entry: dict, label: str, spec: str) -> str:
+    """One seed's value as the report prints it, with the analysis' own interval if it has one."""
+    text = _number(entry["values"][label], spec)
+    if label in entry["ci95"]:
+        low, high = entry["ci95"][label]
+        text += f" [{_number(low, spec)}, {_number(high, spec)}]"
+    return text
+
+
+def across_cell(stat: dict, spec: str) -> str:
+    if "min" in stat:
+        return f"{_number(stat['min'], spec)} to {_number(stat['max'], spec)} (range)"
+    if stat["ci95"] is None:
+        return f"{_number(stat['mean'], spec)} (n={stat['n']})"
+    half = stat["ci95"][1] - stat["mean"]
+    return f"{_number(stat['mean'], spec)} ± {_number(half, spec)}"
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def simulation_markdown(entry: dict, simulation: Simulation) -> list[str]:
+    verdict = "met" if entry["overall_met"] else "not met"
+    lines = [f"## {entry['title']} (`--sim {entry['key']}`, task `{entry['task']}`)", "",
+             f"- Paper: {entry['paper']}",
+             f"- Per-seed criterion: {entry['seed_criterion']}",
+             f"- Overall criterion: {entry['overall_criterion']} (needs {entry['seeds_needed']} of "
+             f"{entry['seeds_total']}): **{verdict}, {entry['seeds_meeting']}/{entry['seeds_total']} seeds**",
+             f"- Test episodes per seed: {entry['test_episodes']}"]
+    if entry["notes"]:
+        lines.append(f"- Note: {entry['notes']}")
+    labels = [q.label for q in simulation.quantities]
+    header = ["seed", *labels, "criterion", "training", "train episodes", "train s (updates)", "train wall s",
+              "eval s", "eval wall s"]
+    lines += ["", _row(header), "|" + " --- |" * len(header)]
+    for seed in entry["seeds"]:
+        if seed["error"]:
+            lines.append(_row([seed["seed"], *(["-"] * len(labels)), "FAILED", seed["training"] or "-", "-", "-",
+                               _seconds(seed["train_wall_seconds"]), "-", _seconds(seed["eval_wall_seconds"])]))
+            continue
+        cells = [seed_cell(seed, q.label, q.format_spec) for q in simulation.quantities]
+        lines.append(_row([seed["seed"], *cells, "yes" if seed["meets"] else "no", seed["training"],
+                           f"{seed['train_episodes']:,}", _seconds(seed["train_seconds"]),
+                           _seconds(seed["train_wall_seconds"]), _seconds(seed["eval_seconds"]),
+                           _seconds(seed["eval_wall_seconds"])]))
+    lines.append(_row(["mean ± 95% t (over seeds)",
+                       *(across_cell(entry["across_seeds"][q.label], q.format_spec) for q in simulation.quantities),
+                       f"{entry['seeds_meeting']}/{entry['seeds_total']}", "", "", "", "", "", ""]))
+    lines += ["", "Intervals in brackets are each analysis' own 95% intervals; \"train s\" is update time "
+              "(metrics.json's train_seconds over the whole run, resumed parts included), \"wall s\" the "
+              "subprocess's wall time in this invocation (- where the run or evaluation was reused)."]
+    for seed in entry["seeds"]:
+        if seed["error"]:
+            error = seed["error"]
+            code = "" if error["returncode"] is None else f" (exit code {error['returncode']})"
+            lines += ["", f"Seed {seed['seed']} failed in {error['stage']}{code}:", "",
+                      "```", error["stderr_tail"], "```"]
+    if entry["figures"]:
+        lines += ["", f"Figures (seed {entry['figure_seed']}):", ""]
+        lines += [f"![{Path(f).stem}]({f})" for f in entry["figures"]]
+    return lines + [""]
+
+
+def report_markdown(summary: dict, simulations: list[Simulation]) -> str:
+    lines = ["# Reproduction report", "",
+             f"Command: `{summary['command']}`", "",
+             f"Total wall time: {summary['total_wall_seconds']:.1f} s ({summary['jobs']} parallel jobs, one torch "
+             f"thread each, device {summary['device']}; started {summary['started']}).", ""]
+    if summary["train_episodes_override"]:
+        lines += [f"**Not the default setting: every simulation trained for {summary['train_episodes_override']:,} "
+                  "episodes (--episodes), not its task's default; these numbers are no reproduction.**", ""]
+    if summary["eval_episodes_override"]:
+        lines += [f"**Test episodes set to {summary['eval_episodes_override']:,} per seed (--eval-episodes), not "
+                  "each simulation's default.**", ""]
+    if summary["failed_jobs"]:
+        lines += [f"**{summary['failed_jobs']} job(s) failed; see their sections.**", ""]
+    header = ["simulation", "task", "paper", "overall criterion", "result"]
+    lines += [_row(header), "|" + " --- |" * len(header)]
+    for entry in summary["simulations"]:
+        lines.append(_row([entry["key"], entry["task"], entry["paper"], entry["overall_criterion"],
+                           f"{'met' if entry['overall_met'] else 'not met'} "
+                           f"({entry['seeds_meeting']}/{entry['seeds_total']} seeds)"]))
+    lines.append("")
+    by_key = {s.key: s for s in simulations}
+    for entry in summary["simulations"]:
+        lines += simulation_markdown(entry, by_key[entry["key"]])
+    return "\n".join(lines)
+
+
+def write_report(summary: dict, simulations: list[Simulation], out_dir: Path) -> None:
+    (out_dir / REPORT_NAME).write_text(report_markdown(summary, simulations))
