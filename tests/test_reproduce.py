@@ -141,13 +141,18 @@ def test_a_second_invocation_reuses_every_finished_run_and_evaluation(reproduced
     out, _, _, _ = reproduced
     watched = sorted(out.glob("runs/*/checkpoint.pt")) + sorted(out.glob("runs/*/eval/metrics.json"))
     before = {path: path.stat().st_mtime_ns for path in watched}
+    first = json.loads((out / "summary.json").read_text())
     assert main(["reproduce", *TINY, "--out", str(out)]) == 0
     assert {path: path.stat().st_mtime_ns for path in watched} == before
     summary = json.loads((out / "summary.json").read_text())
-    for entry in summary["simulations"]:
-        for seed in entry["seeds"]:
+    for entry, first_entry in zip(summary["simulations"], first["simulations"]):
+        for seed, first_seed in zip(entry["seeds"], first_entry["seeds"]):
             assert (seed["training"], seed["evaluation"]) == ("reused", "reused")
-            assert seed["train_wall_seconds"] is None and seed["eval_wall_seconds"] is None
+            assert seed["values"] == first_seed["values"]
+            # the wall times measured when the processes ran are kept, marked as earlier ones
+            assert seed["train_wall_seconds"] == first_seed["train_wall_seconds"] is not None
+            assert not seed["train_wall_measured_now"] and not seed["eval_wall_measured_now"]
+    assert "(earlier)" in (out / "REPORT.md").read_text()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.reproduce.jobs import Job, JobResult, run_job
-from agent.reproduce.report import simulation_summary, write_report, write_summary
+from agent.reproduce.report import (SUMMARY_NAME, earlier_wall_times, simulation_summary, write_report,
+                                    write_summary)
 from agent.reproduce.simulations import Simulation, selected
 
 
@@ -73,8 +74,10 @@ def reproduce(args, log=print) -> int:
                 device=args.device)
     check_plan(jobs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier_walls = earlier_wall_times(out_dir / SUMMARY_NAME)
     results = run_jobs(jobs, args.jobs, log)
-    sections = [simulation_summary(s, [r for r in results if r.job.simulation is s], out_dir) for s in simulations]
+    sections = [simulation_summary(s, [r for r in results if r.job.simulation is s], out_dir, earlier_walls)
+                for s in simulations]
     summary = {
         "command": command_text(args), "started": started, "jobs": args.jobs, "device": args.device,
         "seeds": list(range(args.seeds)), "train_episodes_override": args.episodes,

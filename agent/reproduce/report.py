@@ -17,10 +17,29 @@ SUMMARY_NAME = "summary.json"
 FIGURE_SEED = 0  # the seed whose figures the report shows (the first that succeeded if it failed)
 
 
-def _seed_entry(simulation: Simulation, result: JobResult) -> dict:
+def earlier_wall_times(summary_path: Path) -> dict[str, dict]:
+    """run_dir -> the wall times an earlier invocation's summary.json holds for it, so a run or
+    evaluation reused now keeps the time it took when it ran."""
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {seed["run_dir"]: {stage: seed.get(f"{stage}_wall_seconds") for stage in ("train", "eval")}
+            for section in summary.get("simulations", []) for seed in section.get("seeds", [])}
+
+
+def _wall_times(result: JobResult, earlier: dict) -> dict:
+    """Per stage: the wall time of its last process, and whether that process ran in this invocation."""
+    times = {}
+    for stage, now in (("train", result.train_wall_seconds), ("eval", result.eval_wall_seconds)):
+        times[f"{stage}_wall_seconds"] = now if now is not None else earlier.get(stage)
+        times[f"{stage}_wall_measured_now"] = now is not None
+    return times
+
+
+def _seed_entry(simulation: Simulation, result: JobResult, earlier: dict) -> dict:
     entry = {"seed": result.job.seed, "run_dir": str(result.job.run_dir), "training": result.training,
-             "evaluation": result.evaluation, "train_wall_seconds": result.train_wall_seconds,
-             "eval_wall_seconds": result.eval_wall_seconds, "error": result.error}
+             "evaluation": result.evaluation, **_wall_times(result, earlier), "error": result.error}
     failed = {**entry, "meets": False, "values": {}, "ci95": {}}
     if not result.ok:
         return failed
@@ -56,8 +75,11 @@ def _copy_figures(simulation: Simulation, results: list[JobResult], out_dir: Pat
     return shown.job.seed, copied
 
 
-def simulation_summary(simulation: Simulation, results: list[JobResult], out_dir: Path) -> dict:
-    seeds = [_seed_entry(simulation, r) for r in sorted(results, key=lambda r: r.job.seed)]
+def simulation_summary(simulation: Simulation, results: list[JobResult], out_dir: Path,
+                       earlier_walls: dict[str, dict] | None = None) -> dict:
+    earlier_walls = earlier_walls or {}
+    seeds = [_seed_entry(simulation, r, earlier_walls.get(str(r.job.run_dir), {}))
+             for r in sorted(results, key=lambda r: r.job.seed)]
     across = {}
     for q in simulation.quantities:
         values = [s["values"][q.label] for s in seeds if q.label in s["values"]]
@@ -112,6 +134,11 @@ def _seconds(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _wall(seed: dict, stage: str) -> str:
+    text = _seconds(seed[f"{stage}_wall_seconds"])
+    return text if seed[f"{stage}_wall_measured_now"] or text == "-" else f"{text} (earlier)"
+
+
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -133,19 +160,19 @@ def simulation_markdown(entry: dict, simulation: Simulation) -> list[str]:
     for seed in entry["seeds"]:
         if seed["error"]:
             lines.append(_row([seed["seed"], *(["-"] * len(labels)), "FAILED", seed["training"] or "-", "-", "-",
-                               _seconds(seed["train_wall_seconds"]), "-", _seconds(seed["eval_wall_seconds"])]))
+                               _wall(seed, "train"), "-", _wall(seed, "eval")]))
             continue
         cells = [seed_cell(seed, q.label, q.format_spec) for q in simulation.quantities]
         lines.append(_row([seed["seed"], *cells, "yes" if seed["meets"] else "no", seed["training"],
-                           f"{seed['train_episodes']:,}", _seconds(seed["train_seconds"]),
-                           _seconds(seed["train_wall_seconds"]), _seconds(seed["eval_seconds"]),
-                           _seconds(seed["eval_wall_seconds"])]))
+                           f"{seed['train_episodes']:,}", _seconds(seed["train_seconds"]), _wall(seed, "train"),
+                           _seconds(seed["eval_seconds"]), _wall(seed, "eval")]))
     lines.append(_row(["mean ± 95% t (over seeds)",
                        *(across_cell(entry["across_seeds"][q.label], q.format_spec) for q in simulation.quantities),
                        f"{entry['seeds_meeting']}/{entry['seeds_total']}", "", "", "", "", "", ""]))
     lines += ["", "Intervals in brackets are each analysis' own 95% intervals; \"train s\" is update time "
-              "(metrics.json's train_seconds over the whole run, resumed parts included), \"wall s\" the "
-              "subprocess's wall time in this invocation (- where the run or evaluation was reused)."]
+              "(metrics.json's train_seconds over the whole run, resumed parts included), \"wall s\" the wall "
+              "time of the run's last train or eval process, start-up included (\"earlier\": measured by an "
+              "earlier invocation, whose run or evaluation this one reused; - where none was recorded)."]
     for seed in entry["seeds"]:
         if seed["error"]:
             error = seed["error"]
