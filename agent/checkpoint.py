@@ -1,5 +1,9 @@
 """Checkpoint files: written atomically (temp file + rename), so a run killed mid-write keeps
-its previous checkpoint intact.
+its previous checkpoint intact; the one before the last is kept too (checkpoint.prev.pt), for
+a last file damaged after it was written. Files are read with weights_only=True: people share
+trained agents, and loading one must not run code from it (a checkpoint holds only tensors,
+numbers, strings and containers of them). A damaged file gets a one-line CheckpointError that
+names it and says what to do.
 
 Besides the resumable checkpoint, training keeps the agent's weights at each tenth of its
 episodes (RUN_DIR/quantiles/q01.pt .. q10.pt), so eval can show how the behaviour grew
@@ -13,6 +17,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_NAME = "checkpoint.prev.pt"
 QUANTILES_DIR = "quantiles"
 QUANTILES = 10
 
@@ -21,19 +26,40 @@ def checkpoint_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / CHECKPOINT_NAME
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read; the message is one line for the command line."""
+
+
 def save_checkpoint(run_dir, payload: dict) -> Path:
     path = checkpoint_path(run_dir)
     tmp = path.with_suffix(".pt.tmp")
     torch.save(payload, tmp)
+    if path.is_file():
+        previous = path.with_name(PREVIOUS_NAME)
+        previous.unlink(missing_ok=True)
+        os.link(path, previous)  # a second name for the last good file, no copy
     os.replace(tmp, path)
     return path
+
+
+def read_file(path: Path, map_location="cpu") -> dict:
+    """torch.load(path) with weights_only=True, or a CheckpointError naming the file."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError... by damage
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        previous = path.with_name(PREVIOUS_NAME)
+        advice = (f"move {previous} over it to resume from the checkpoint before, or delete the run directory "
+                  "to train from the start") if path.name == CHECKPOINT_NAME and previous.is_file() else \
+            "delete it (or the run directory) and train again"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason}); {advice}") from None
 
 
 def load_checkpoint(run_dir, map_location="cpu") -> dict:
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise FileNotFoundError(f"RUN_DIR: no checkpoint at {path} (train a run there first)")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    return read_file(path, map_location)
 
 
 def quantile_path(run_dir, quantile: int) -> Path:
@@ -64,5 +90,5 @@ def load_quantile_snapshots(run_dir, map_location="cpu") -> dict[int, dict]:
     for quantile in range(1, QUANTILES + 1):
         path = quantile_path(run_dir, quantile)
         if path.is_file():
-            snapshots[quantile] = torch.load(path, map_location=map_location, weights_only=True)
+            snapshots[quantile] = read_file(path, map_location)
     return snapshots

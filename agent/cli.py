@@ -181,6 +181,8 @@ def cmd_eval(parser, args) -> int:
         parser.error(f"argument RUN_DIR: no checkpoint at {checkpoint_path(args.run_dir)}")
     if args.out.resolve() == args.run_dir.resolve():
         parser.error("argument --out: must differ from RUN_DIR (the run directory is never modified)")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file, expected a directory for the evaluation")
     _check_device(parser, args.device)
     from agent.checkpoint import load_checkpoint
     from agent.evaluate import test_options
@@ -236,6 +238,8 @@ def cmd_demo(parser, args) -> int:
     start = time.perf_counter()
     config = resolve_config({"task": args.task, "seed": args.seed, "device": "cpu", "core": "fast"})
     run_dir, eval_dir = args.out / "run", args.out / "eval"
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file, expected a directory for run/ and eval/")
     try:
         check_run_dir(config, run_dir)
     except ValueError as error:
@@ -265,7 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     sub = parser._subparsers._group_actions[0].choices[args.command]
-    return COMMANDS[args.command](sub, args)
+    from agent.checkpoint import CheckpointError
+
+    try:
+        return COMMANDS[args.command](sub, args)
+    except CheckpointError as error:  # a damaged file: one line naming it and what to do, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ METRICS_NAME = "metrics.jsonl"
 
 
 def check_run_dir(config: TrainConfig, out_dir: Path) -> None:
-    """Refuse (before any work) to resume a run in out_dir that was started with other settings."""
+    """Refuse (before any work) an out_dir that is a file, or that holds a run started with other settings."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: is a file, expected a run directory (new or one to resume)")
     path = out_dir / CONFIG_NAME
     if not path.is_file():
         return
