@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent on a task (resumes an interrupted run in --out)")
     _add_config_options(train)
     train.add_argument("--out", required=True, type=Path, help="run directory (RUN_DIR)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write the training metrics as TensorBoard events in RUN_DIR/tensorboard")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ev = sub.add_parser("eval", help="evaluate a trained run with frozen weights, write trials.csv, "
@@ -166,7 +168,7 @@ def cmd_train(parser, args) -> int:
     except ValueError as error:
         parser.error(str(error))
     _check_device(parser, config.device)
-    trainer = train(config, args.out, progress=not args.quiet)
+    trainer = train(config, args.out, progress=not args.quiet, tensorboard=args.tensorboard)
     print(f"trained {trainer.episodes} episodes ({trainer.env_steps} env steps) in "
           f"{trainer.train_seconds:.1f} s; core {config.core} ran backend {trainer.agent.core.last_backend}; "
           f"checkpoint in {args.out}")

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from agent.checkpoint import (checkpoint_path, load_checkpoint, quantiles_reached, save_checkpoint,
                               save_quantile_snapshots)
 from agent.config import TrainConfig
+from agent.tensorboard_log import TensorBoardLog
 from agent.trainer import Trainer
 
 CONFIG_NAME = "config.json"
@@ -49,9 +50,10 @@ def _truncate_metrics(path: Path, last_update: int) -> None:
 
 
 def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_updates: int | None = None,
-          trainer: Trainer | None = None) -> Trainer:
+          trainer: Trainer | None = None, tensorboard: bool = False) -> Trainer:
     """Train (or resume) the run in out_dir. stop_after_updates simulates a kill after that many
-    updates in this call (no final checkpoint), for the resume test."""
+    updates in this call (no final checkpoint), for the resume test. tensorboard: also write the
+    metrics as TensorBoard events (tensorboard_log.py)."""
     out_dir = Path(out_dir)
     check_run_dir(config, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,7 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
             return trainer
     metrics_path = out_dir / METRICS_NAME
     _truncate_metrics(metrics_path, trainer.updates)
+    board = TensorBoardLog(out_dir, config.to_dict(), trainer.updates) if tensorboard else None
 
     bar = tqdm(total=config.episodes, initial=min(trainer.episodes, config.episodes), unit="ep",
                disable=not progress, dynamic_ncols=True, desc=config.task)
@@ -97,6 +100,8 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
                 }
                 log.write(json.dumps(line) + "\n")
                 log.flush()
+                if board is not None:
+                    board.write(line)
                 bar.set_postfix(reward_per_trial=f"{line['reward_per_trial']:.3f}",
                                 steps_s=f"{line['steps_per_second']:.0f}")
                 trainer.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}
@@ -109,7 +114,11 @@ def train(config: TrainConfig, out_dir, *, progress: bool = True, stop_after_upd
                                           "finished": False})
             if stop_after_updates is not None and calls >= stop_after_updates:
                 bar.close()
+                if board is not None:
+                    board.close()
                 return trainer
     bar.close()
+    if board is not None:
+        board.close()
     save_checkpoint(out_dir, {"trainer": trainer.state_dict(), "config": config.to_dict(), "finished": True})
     return trainer

@@ -96,3 +96,4 @@ def test_a_pickle_that_is_not_a_checkpoint_at_all_is_named(tmp_path):
     with pytest.raises(CheckpointError) as error:
         load_checkpoint(tmp_path)
     assert str(checkpoint_path(tmp_path)) in str(error.value) and "\n" not in str(error.value)
+
