@@ -97,6 +97,22 @@ class TrainConfig:
         self.task_options = get_task_class(self.task).resolve_options(self.task_options)
 
 
+def saved_config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    """'name: saved X, given Y' for each setting where a run's saved config.json differs from
+    config. A setting the saved file lacks (added to TrainConfig, or a task option added, after
+    the run was made) counts as its default then, so such a run can be resumed and reused."""
+    from agent.tasks import get_task_class
+
+    given = config.to_dict()
+    defaults = TrainConfig(task=given["task"]).to_dict()
+    completed = {**defaults, **saved}
+    try:
+        completed["task_options"] = get_task_class(completed["task"]).resolve_options(saved.get("task_options", {}))
+    except ValueError:  # another task, or an option it no longer has: compare as saved
+        pass
+    return [f"{k}: saved {completed.get(k)!r}, given {given[k]!r}" for k in given if completed.get(k) != given[k]]
+
+
 def resolve_config(overrides: dict) -> TrainConfig:
     """Defaults, then the task's train_defaults, then the given overrides (None = not given)."""
     from agent.tasks import get_task_class

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from agent.checkpoint import (checkpoint_path, load_checkpoint, quantiles_reached, save_checkpoint,
                               save_quantile_snapshots)
-from agent.config import TrainConfig
+from agent.config import TrainConfig, saved_config_differences
 from agent.tensorboard_log import TensorBoardLog
 from agent.trainer import Trainer
 
@@ -34,9 +34,7 @@ def check_run_dir(config: TrainConfig, out_dir: Path) -> None:
     path = out_dir / CONFIG_NAME
     if not path.is_file():
         return
-    saved = json.loads(path.read_text())
-    given = config.to_dict()
-    different = [f"{k}: saved {saved.get(k)!r}, given {given[k]!r}" for k in given if saved.get(k) != given[k]]
+    different = saved_config_differences(json.loads(path.read_text()), config)
     if different:
         raise ValueError(f"--out {out_dir} holds a run with other settings ({'; '.join(different)}); "
                          "use another --out or the same options to resume it")

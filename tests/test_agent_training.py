@@ -123,3 +123,17 @@ def test_eval_leaves_the_checkpoint_untouched_and_writes_trials_metrics_and_figu
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["episodes"] == 6
     for figure in metrics["figures"]:
         assert (tmp_path / "eval" / figure.split("/")[-1]).stat().st_size > 1000
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):
+    config = tiny_config(task="foraging", episodes=4)
+    train(config, tmp_path, progress=False, stop_after_updates=1)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["reward_input"]  # a setting added after the run was made
+    saved["task_options"] = {}  # so was foraging's --changeover
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    train(config, tmp_path, progress=False)  # not refused
+    saved["task_options"] = {"changeover": "withhold"}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="task_options: saved {'changeover': 'withhold'}"):
+        train(config, tmp_path, progress=False)
