@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ def _task_name(text: str) -> str:
 
 
 TASK_OPTION_PREFIX = "task_option__"
+# Tests only: train stops after this many updates without a final checkpoint, like a killed run
+# (train()'s stop_after_updates, reachable through torchrun, which has no Python entry point).
+STOP_AFTER_UPDATES_VARIABLE = "AGENT_STOP_AFTER_UPDATES"
 # Test episodes per demo task: Harlow's criterion is stated on at least 1,000.
 DEMO_EPISODES = {"two_step": 300, "harlow": 2000}
 
@@ -158,17 +162,31 @@ def _check_device(parser, device: str, flag: str = "--device") -> None:
 
 
 def cmd_train(parser, args) -> int:
-    from agent.train import check_run_dir, train
+    from agent.checkpoint import CheckpointError
+    from agent.distributed import check_launch, process_group
+    from agent.train import check_resume, train
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "task_options"}
     overrides["task_options"] = _given_task_options(args)
     try:
         config = resolve_config(overrides)
-        check_run_dir(config, args.out)
+        check_launch(config.device)
     except ValueError as error:
         parser.error(str(error))
     _check_device(parser, config.device)
-    trainer = train(config, args.out, progress=not args.quiet, tensorboard=args.tensorboard)
+    stop_after = os.environ.get(STOP_AFTER_UPDATES_VARIABLE)
+    # Under torchrun (distributed.py) every rank runs this; rank 0 alone reads and writes --out.
+    with process_group(config.device) as world:
+        try:
+            check_resume(config, args.out, world)  # other settings or another world size: refused before any work
+        except CheckpointError:
+            raise
+        except ValueError as error:
+            parser.error(str(error))
+        trainer = train(config, args.out, progress=not args.quiet, tensorboard=args.tensorboard, world=world,
+                        stop_after_updates=int(stop_after) if stop_after else None)
+    if not world.first:
+        return 0
     print(f"trained {trainer.episodes} episodes ({trainer.env_steps} env steps) in "
           f"{trainer.train_seconds:.1f} s; core {config.core} ran backend {trainer.agent.core.last_backend}; "
           f"checkpoint in {args.out}")

@@ -1,7 +1,12 @@
 """The A2C trainer: owns the task, the agent, the optimizer and every generator, and performs
 one update at a time: collect an unroll (fused rollout steps), replay it in sequence mode
 with resets at episode boundaries, step the optimizer. Its state_dict is everything needed
-to continue bit-for-bit (crash-resume)."""
+to continue bit-for-bit (crash-resume).
+
+Under torchrun (distributed.py) each rank's Trainer steps its own environments and the
+gradients are averaged before the optimizer step; the counters (updates, episodes, env_steps)
+and the update's statistics are then the whole world's, the same on every rank, so all ranks
+stop at the same update. rank_state() is what differs between ranks."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import torch
 
 from agent.a2c import a2c_loss, discounted_returns
 from agent.config import TrainConfig
+from agent.distributed import SINGLE, World, average_gradients, rank_seed, sum_across_ranks
 from agent.model import MetaRLAgent
 from agent.rollout import Carry, RolloutBuffer, collect_rollout
 from agent.tasks import make_task
@@ -35,18 +41,19 @@ def make_optimizer(config: TrainConfig, parameters):
 
 class Trainer:
     def __init__(self, config: TrainConfig, *, timer: PhaseTimer | None = None, keep_hidden: bool = False,
-                 trials_per_episode: int | None = None):
+                 trials_per_episode: int | None = None, world: World = SINGLE):
         self.config = config
+        self.world = world
         device = torch.device(config.device)
         self.timer = timer or PhaseTimer(enabled=False)
         torch.manual_seed(config.seed)  # the weights' initialization
-        self.task = make_task(config.task, config.num_envs, seed=config.seed + TASK_SEED_OFFSET, device=device,
-                              mode="train", trials_per_episode=trials_per_episode,
+        self.task = make_task(config.task, config.num_envs, seed=rank_seed(config.seed, world.rank) + TASK_SEED_OFFSET,
+                              device=device, mode="train", trials_per_episode=trials_per_episode,
                               options=config.task_options)
         self.agent = make_agent(config, type(self.task)).to(device)
         self.optimizer = make_optimizer(config, self.agent.parameters())
         self.sampler = torch.Generator(device=device)
-        self.sampler.manual_seed(config.seed + SAMPLER_SEED_OFFSET)
+        self.sampler.manual_seed(rank_seed(config.seed, world.rank) + SAMPLER_SEED_OFFSET)
         self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
         self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.raw_size, config.hidden_size,
                                     self.agent.num_actions, device, keep_hidden=keep_hidden,
@@ -87,17 +94,24 @@ class Trainer:
         with self.timer.phase("learn backward"):
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
+        if self.world.distributed:
+            with self.timer.phase("all-reduce"):
+                average_gradients(self.agent.parameters(), self.world)
         with self.timer.phase("optimizer"):
             if self.config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
         with self.timer.phase("bookkeeping"):
             finished = int(self.buffer.dones.sum())
+            reward = float(self.buffer.rewards.sum())
+            parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
+            if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses
+                finished, reward, *parts = sum_across_ranks([finished, reward, *parts], self.buffer.rewards.device)
+                finished, parts = int(finished), [part / self.world.size for part in parts]
             self.updates += 1
             self.episodes += finished
-            self.env_steps += self.buffer.steps * self.config.num_envs
-            parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
-            return {"episodes_finished": finished, "reward": float(self.buffer.rewards.sum()),
+            self.env_steps += self.buffer.steps * self.config.num_envs * self.world.size
+            return {"episodes_finished": finished, "reward": reward,
                     **dict(zip(("loss", "policy_loss", "value_loss", "entropy"), parts))}
 
     def state_dict(self) -> dict:
@@ -113,6 +127,16 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "log_window": dict(self.log_window),
         }
+
+    def rank_state(self) -> dict:
+        """The part of state_dict that differs between ranks: their environments and samplers."""
+        return {"task": self.task.state_dict(), "sampler": self.sampler.get_state(), "carry": self.carry.state_dict()}
+
+    def load_rank_state(self, state: dict) -> None:
+        device = self.carry.next_input.device  # the state may come from another node, on the CPU
+        self.task.load_state_dict(state["task"])
+        self.sampler.set_state(state["sampler"])
+        self.carry = Carry.from_state_dict({k: v.to(device) for k, v in state["carry"].items()})
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
