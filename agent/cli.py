@@ -43,7 +43,7 @@ def _task_name(text: str) -> str:
 
 
 TASK_OPTION_PREFIX = "task_option__"
-# Tests only: train stops after this many updates without a final checkpoint, like a killed run
+# Tests and bench ranks only: train stops after this many updates without a final checkpoint, like a killed run
 # (train()'s stop_after_updates, reachable through torchrun, which has no Python entry point).
 STOP_AFTER_UPDATES_VARIABLE = "AGENT_STOP_AFTER_UPDATES"
 # Test episodes per demo task: Harlow's criterion is stated on at least 1,000.

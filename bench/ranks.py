@@ -1,0 +1,94 @@
+"""`python -m bench ranks`: data-parallel training throughput, 1 rank against N ranks (torchrun).
+
+Each rank count trains the same task from scratch for the same number of updates per rank,
+launched by `python -m torch.distributed.run --standalone --nproc_per_node N -m agent train`
+(gloo on CPU, one torch thread per rank), one after the other and then again in the other order
+(`--repeats` rounds, order alternated) so drifting machine load hits them alike. Throughput is
+the world's environment steps over rank 0's update time (metrics.jsonl's env_steps and
+train_seconds: process start-up, compilation of nothing and imports excluded); scaling
+efficiency = rate(N) / (N x rate(1)). Ranks share the machine's cores: with fewer free cores
+than ranks the efficiency measures the contention, which the printout states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from agent.cli import STOP_AFTER_UPDATES_VARIABLE
+from agent.tasks import task_names
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench ranks", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="two_step", choices=task_names())
+    parser.add_argument("--ranks", default="1,2", help="comma-separated rank counts (default: 1,2)")
+    parser.add_argument("--updates", type=int, default=300, help="updates per rank per run")
+    parser.add_argument("--num-envs", type=int, default=32, help="environments per rank")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("results/bench_ranks.json"))
+    args = parser.parse_args(argv)
+    try:
+        args.ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
+    except ValueError:
+        parser.error(f"argument --ranks: expected comma-separated integers, got {args.ranks!r}")
+    if not args.ranks or min(args.ranks) < 1:
+        parser.error("argument --ranks: every rank count must be >= 1")
+    for name in ("updates", "num_envs", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be >= 1")
+    return args
+
+
+def train_rate(task: str, ranks: int, updates: int, num_envs: int) -> dict:
+    """One training run of `updates` updates on `ranks` ranks: {"env_steps", "seconds", "rate"}
+    from its metrics.jsonl (stopped by the agent's STOP_AFTER_UPDATES variable, no final checkpoint)."""
+    with tempfile.TemporaryDirectory() as run:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+                   "-m", "agent", "train", "--task", task, "--episodes", str(10**9), "--num-envs", str(num_envs),
+                   "--log-every", "1", "--checkpoint-every", str(10**6), "--threads", "1", "--quiet", "--out", run]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", STOP_AFTER_UPDATES_VARIABLE: str(updates)}
+        done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{ranks}-rank training failed:\n{done.stderr[-2000:]}")
+        last = json.loads((Path(run) / "metrics.jsonl").read_text().splitlines()[-1])
+    return {"env_steps": last["env_steps"], "seconds": last["train_seconds"],
+            "rate": last["env_steps"] / last["train_seconds"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agent.config import resolve_config
+
+    args = _parse(argv or [])
+    config = resolve_config({"task": args.task, "num_envs": args.num_envs})
+    rates: dict[int, list[float]] = {r: [] for r in args.ranks}
+    for repeat in range(args.repeats):
+        for ranks in (args.ranks if repeat % 2 == 0 else args.ranks[::-1]):
+            rates[ranks].append(train_rate(args.task, ranks, args.updates, args.num_envs)["rate"])
+    medians = {r: statistics.median(v) for r, v in rates.items()}
+    base = medians.get(1)
+    result = {
+        "task": args.task, "num_envs_per_rank": args.num_envs, "unroll": config.unroll, "updates": args.updates,
+        "repeats": args.repeats, "cpus": os.cpu_count(),
+        "env_steps_per_second": {str(r): {"median": medians[r], "all": rates[r]} for r in args.ranks},
+        "scaling_efficiency": {str(r): medians[r] / (r * base) for r in args.ranks} if base else {},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"data-parallel training throughput: {args.task}, {args.num_envs} envs per rank, gloo, "
+          f"1 thread per rank, {os.cpu_count()} CPUs; median of {args.repeats}")
+    for r in args.ranks:
+        efficiency = f", scaling efficiency {result['scaling_efficiency'][str(r)]:.2f}" if base else ""
+        print(f"  {r} rank(s): {medians[r]:10.0f} env steps/s{efficiency}")
+    if max(args.ranks) > (os.cpu_count() or 1):
+        print("  (more ranks than CPUs: the efficiency above measures contention)")
+    print(f"wrote {args.out}")
+    return 0
