@@ -72,9 +72,10 @@ class RiskySafe(BatchedTask):
                                    "same test episodes, or all four (all, eval's default); training runs control",
                                    (*MANIPULATIONS, "all"), at_eval=True, test_default="all"),
     }
-    # (ours) 80k episodes (8M steps, ~4 min on one core: 226-257 s with two jobs on two cores). Seed 0's training reward per trial was
-    # flat near chance (1.10-1.15) to ~50k episodes, then rose to 1.25 by 80k; evaluated at ~55k
-    # its P(risky) differed between block types by 0.10, at 80k by 0.28 (target > 0.2).
+    # (ours) 80k episodes (8M steps; 226-257 s with two jobs on two cores). Seed 0's training
+    # reward per trial was flat near chance (1.10-1.15) to ~50k episodes, then rose to 1.25 by
+    # 80k; evaluated at ~55k its P(risky) differed between block types by 0.10, at 80k by 0.28
+    # (target > 0.2).
     train_defaults = {"reward_input": "rpe", "episodes": 80_000}
 
     @classmethod
