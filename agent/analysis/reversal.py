@@ -20,14 +20,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
 
+from agent.analysis.intervals import bootstrap_interval
 from agent.figures import new_figure, save_figure
 
 STEADY_FROM = 10  # trials into a block after which a cue's value counts as settled (blocks are >= 15)
 FIGURE_TRIALS = 12  # trials after the reversal shown in the figure
 DIRECTIONS = ("newly_big", "newly_small")
-BOOTSTRAP_RESAMPLES = 2000
 
 
 def reversal_table(trials: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -78,14 +77,6 @@ def _index(pre: np.ndarray, first: np.ndarray, steady: np.ndarray, axis: int = -
     return (first.mean(axis) - pre.mean(axis)) / (steady.mean(axis) - pre.mean(axis))
 
 
-def _interval(statistic, *samples) -> list[float]:
-    if len(samples[0]) < 2:
-        return [float("nan"), float("nan")]
-    result = bootstrap(samples, statistic, paired=True, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES,
-                       method="percentile", random_state=0)
-    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-
-
 def _mean(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return values.mean(axis)
 
@@ -101,9 +92,9 @@ def inference(table: dict[str, np.ndarray]) -> dict:
         entry = {"n_reversals": int(keep.sum())}
         for name, values in (("pre", pre), ("first", first), ("steady", steady)):
             entry[f"rpe_{name}"] = {"mean": float(values.mean()) if len(values) else float("nan"),
-                                    "ci95": _interval(_mean, values)}
+                                    "ci95": bootstrap_interval(_mean, values)}
         entry["inference_index"] = {"value": float(_index(pre, first, steady)) if len(pre) else float("nan"),
-                                    "ci95": _interval(_index, pre, first, steady)}
+                                    "ci95": bootstrap_interval(_index, pre, first, steady)}
         new_sign = 1.0 if direction == "newly_big" else -1.0
         entry["first_has_new_sign"] = bool(new_sign * entry["rpe_first"]["mean"] > 0)
         result[direction] = entry
@@ -111,7 +102,7 @@ def inference(table: dict[str, np.ndarray]) -> dict:
     pre, first, steady = (sign * table[name] for name in ("pre", "first", "steady"))
     result["pooled"] = {"n_reversals": int(len(pre)),
                         "inference_index": {"value": float(_index(pre, first, steady)) if len(pre) else float("nan"),
-                                            "ci95": _interval(_index, pre, first, steady)}}
+                                            "ci95": bootstrap_interval(_index, pre, first, steady)}}
     return result
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.analysis.intervals import bootstrap_interval
 from agent.figures import new_figure, save_figure
 from agent.tasks.risky_safe import MANIPULATIONS, RISKY_PROBS
 
@@ -24,7 +25,6 @@ OUTCOMES = ("risky_win", "risky_loss", "safe_reward")
 # the outcome each manipulation targets and the direction it should move P(risky) (paper Fig. 7)
 TARGETS = {"stim_after_risky_loss": ("risky_loss", +1), "inhibit_after_risky_win": ("risky_win", -1),
            "inhibit_after_safe_reward": ("safe_reward", None)}  # None: reported, no predicted sign
-BOOTSTRAP_RESAMPLES = 2000
 CRITERION_BLOCK_DIFFERENCE = 0.2
 
 
@@ -36,19 +36,19 @@ def _per_episode(episode: np.ndarray, hit: np.ndarray, count: np.ndarray, episod
     return sums
 
 
-def _ratio_interval(sums: np.ndarray, rng: np.random.Generator, baseline: np.ndarray | None = None) -> dict:
+def _pooled(hits, counted, baseline_hits=None, baseline_counted=None, axis=-1):
+    """hits / counted summed over episodes, minus the baseline's when given."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = hits.sum(axis) / counted.sum(axis)
+        return value if baseline_hits is None else value - baseline_hits.sum(axis) / baseline_counted.sum(axis)
+
+
+def _ratio_interval(sums: np.ndarray, baseline: np.ndarray | None = None) -> dict:
     """Pooled proportion (hits / counted) and its 95% bootstrap interval over episodes; with a
     baseline (same shape, same episodes) the difference against it, episodes resampled jointly."""
-    def statistic(s, b=None):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            value = s[0].sum(-1) / s[1].sum(-1)
-            return value if b is None else value - b[0].sum(-1) / b[1].sum(-1)
-
-    value = float(statistic(sums, baseline))
-    picks = rng.integers(0, sums.shape[1], (BOOTSTRAP_RESAMPLES, sums.shape[1]))
-    draws = statistic(sums[:, picks], None if baseline is None else baseline[:, picks])
-    low, high = np.nanpercentile(draws, [2.5, 97.5]) if np.isfinite(draws).any() else (np.nan, np.nan)
-    return {"value": value, "ci95": [float(low), float(high)], "n": int(sums[1].sum())}
+    samples = (*sums,) if baseline is None else (*sums, *baseline)
+    return {"value": float(_pooled(*samples)), "ci95": bootstrap_interval(_pooled, *samples),
+            "n": int(sums[1].sum())}
 
 
 def condition_rows(trials: dict[str, np.ndarray], condition: str) -> dict[str, np.ndarray]:
@@ -74,7 +74,6 @@ def choice_after_outcome(rows: dict[str, np.ndarray], episodes: int) -> dict[str
 
 
 def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict:
-    rng = np.random.default_rng(0)
     episodes = int(trials["episode"].max()) + 1
     present = [c for c in CONDITIONS if (trials["condition"] == CONDITIONS.index(c)).any()]
     control = condition_rows(trials, "control")
@@ -85,17 +84,17 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
     for p in RISKY_PROBS:
         counted = free * np.isclose(control["p_risky"], p)
         block_sums[p] = _per_episode(control["episode"], risky, counted, episodes)
-        by_block[str(p)] = _ratio_interval(block_sums[p], rng)
-    difference = _ratio_interval(block_sums[RISKY_PROBS[1]], rng, baseline=block_sums[RISKY_PROBS[0]])
+        by_block[str(p)] = _ratio_interval(block_sums[p])
+    difference = _ratio_interval(block_sums[RISKY_PROBS[1]], baseline=block_sums[RISKY_PROBS[0]])
 
     after = {c: choice_after_outcome(condition_rows(trials, c), episodes) for c in present}
-    after_table = {c: {o: _ratio_interval(after[c][o], rng) for o in OUTCOMES} for c in present}
+    after_table = {c: {o: _ratio_interval(after[c][o]) for o in OUTCOMES} for c in present}
     effects = {}
     for condition in present:
         if condition == "control":
             continue
         outcome, sign = TARGETS[condition]
-        change = _ratio_interval(after[condition][outcome], rng, baseline=after["control"][outcome])
+        change = _ratio_interval(after[condition][outcome], baseline=after["control"][outcome])
         low, high = change["ci95"]
         effects[condition] = {"outcome": outcome, "change": change, "predicted_sign": sign,
                               "as_predicted": None if sign is None else bool(low > 0 if sign > 0 else high < 0)}
