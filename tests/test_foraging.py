@@ -276,3 +276,92 @@ def test_unit_coding_finds_the_variable_each_synthetic_unit_carries():
                                      value)
     assert fractions["last_reward"] >= 0.25 and fractions["chosen_value"] >= 0.25
     assert fractions["last_action"] <= 0.25 and fractions["action_x_reward"] <= 0.25
+
+
+# ---- block options (--blocks) ----------------------------------------------------------------
+
+def test_block_counts_follow_the_blocks_option():
+    s = play(make_task("foraging", 6000, seed=0, mode="test", options={"blocks": "3-6"}), 100)
+    blocks = s["block"].max(0) + 1
+    assert set(blocks.tolist()) == {3, 4, 5, 6}
+    assert np.allclose(np.bincount(blocks)[3:] / len(blocks), 1 / 4, atol=0.03)
+    changes = np.diff(s["base_0"], axis=0) != 0
+    assert (changes == (np.diff(s["block"], axis=0) == 1)).all()
+    for k in range(6):  # weights U(1, 2): no block shorter than 100 / 11 trials
+        assert (s["block"] == k).sum(0)[blocks > k].min() >= 9
+
+
+def test_geometric_blocks_change_after_each_trial_with_probability_one_over_the_mean():
+    s = play(make_task("foraging", 6000, seed=1, mode="test", options={"blocks": "geometric-10"}), 100)
+    starts = np.diff(s["block"], axis=0)
+    assert set(np.unique(starts).tolist()) == {0, 1}
+    assert abs(starts.mean() - 0.1) < 0.005  # hazard 1/10 after every trial
+    # memoryless: the hazard is the same early and late in a block and in the episode
+    since = np.zeros_like(s["block"])
+    for t in range(1, 100):
+        since[t] = np.where(starts[t - 1] == 1, 0, since[t - 1] + 1)
+    assert abs(starts[since[:-1] == 0].mean() - 0.1) < 0.01 and abs(starts[since[:-1] >= 10].mean() - 0.1) < 0.01
+    assert abs(starts[:10].mean() - starts[-10:].mean()) < 0.01
+    changes = np.diff(s["base_0"], axis=0) != 0
+    assert (changes == (starts == 1)).all()  # fresh base rates at every block start
+    assert abs((s["base_0"] < 0.1).mean() - 0.2) < 0.02
+
+
+def test_geometric_blocks_in_training_episodes_and_state_restore():
+    task = make_task("foraging", 2000, seed=2, options={"blocks": "geometric-20"})
+    s = play(task, 100)
+    assert abs(np.diff(s["block"], axis=0)[np.diff(s["block"], axis=0) >= 0].mean() - 0.05) < 0.005
+    task = make_task("foraging", 8, seed=3, options={"blocks": "geometric-5"})
+    task.reset(stagger=True)
+    saved = task.state_dict()
+    actions = torch.randint(0, 2, (300, 8), generator=torch.Generator().manual_seed(0))
+    first = [task.step(a).reward for a in actions]
+    task.load_state_dict(saved)
+    assert all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions))
+
+
+@pytest.mark.parametrize("value", ["2", "0-3", "5-3", "a-b", "geometric-0.5", "geometric-", "hazard-10"])
+def test_a_bad_blocks_value_is_refused_naming_the_flag(value):
+    with pytest.raises(ValueError, match="--blocks"):
+        make_task("foraging", 2, options={"blocks": value})
+
+
+# ---- reference strategies (agent/baselines/foraging.py) --------------------------------------
+
+def test_optimal_known_rates_policy_stays_on_a_sure_arm_and_alternates_between_equal_ones():
+    from agent.baselines.foraging import baiting_q_values
+
+    q = baiting_q_values(np.array([0.0, 0.1, 0.25]), max_count=40)
+    assert (q[0, :, :, 1] > q[0, :, :, 0]).all()  # arm 0 never pays: always arm 1
+    assert q[2, 1, 0, 0] > q[2, 1, 0, 1] and q[2, 0, 1, 1] > q[2, 0, 1, 0]  # equal rates: switch at once
+    # rates 0.1 / 0.4: sit on arm 1 and visit arm 0 once its bait has built up, not before
+    visit = [k for k in range(1, 41) if q[1, k, 0, 0] > q[1, k, 0, 1]]
+    assert visit and 2 <= visit[0] <= 10 and visit == list(range(visit[0], 41))
+    # Bellman: Q(n0, n1, a) = earn + discount * max Q(next)
+    earn = 1 - 0.9 ** 4
+    assert q[1, 3, 0, 0] == pytest.approx(earn + 0.98 * q[1, 0, 1].max(), abs=1e-4)
+
+
+def test_belief_agent_recovers_the_base_rate_of_a_single_block():
+    from agent.baselines.foraging import BeliefOptimal
+    from agent.analysis.foraging_strategies import play as play_strategy
+
+    agent = BeliefOptimal(hazard=0.0, lapse=0.2, grid_points=26)
+    trials = play_strategy(agent, 400, seed=0, options={"blocks": "1-1"})
+    truth = trials["base_0"].reshape(400, 100)[:, 0]
+    estimate = agent.posterior @ agent.grid
+    assert np.abs(estimate - truth).mean() < 0.06
+
+
+def test_reference_strategies_through_the_regression():
+    from agent.analysis.foraging_strategies import play as play_strategy, summarize
+    from agent.baselines.foraging import Alternate, KnownRatesOptimal, RandomChoice
+
+    oracle = summarize(play_strategy(KnownRatesOptimal(grid_points=26), 300, seed=0))
+    alternate = summarize(play_strategy(Alternate(), 300, seed=0))
+    random = summarize(play_strategy(RandomChoice(), 300, seed=0))
+    assert oracle["reward_per_trial"] > alternate["reward_per_trial"] > random["reward_per_trial"]
+    assert alternate["stay_rates"]["stay"] < 0.1 and alternate["choice_kernel"][0] < -2
+    for ignores_rewards in (alternate, random):  # no use of rewards: no reward kernel
+        ci = np.array(ignores_rewards["reward_kernel_ci95"][:5])
+        assert (ci[:, 0] < 0.3).all() and (ci[:, 1] > -0.3).all()

@@ -26,9 +26,18 @@ impose a changeover delay to stop an animal from alternating to collect bait; wi
 alternate (they repeat their last choice on about a third of trials; results/foraging/README.md).
 Under "withhold" p_0, p_1 in trials.csv stay the probability that the arm holds bait, what a
 choice of it would earn without the rule.
+
+Blocks (option --blocks, ours): "LOW-HIGH" draws the count of blocks per episode uniformly on
+[LOW, HIGH] with lengths proportional to weights u ~ U(1, 2) as above (default "2-4");
+"geometric-M" ends a block after each trial with probability 1/M (a constant hazard, as in
+sessions whose blocks change at unpredictable times), so block lengths are geometric with mean M
+trials and the count per episode is unbounded (up to one block per trial). Training and test
+episodes use the same rule (eval may override it).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -40,9 +49,28 @@ TRAIN_TRIALS = (50, 100)
 TEST_TRIALS = (100, 100)
 TRAIN_BASE_INTERVALS = torch.tensor([0.0, 0.2, 0.4])  # lower ends of the three U(lo, lo + 0.1)
 BASE_RATE_SUM = 0.5
-BLOCKS = (2, 4)  # blocks per episode, uniform on [2, 4]
+BLOCKS = "2-4"  # blocks per episode, uniform on [2, 4]
 BLOCK_WEIGHT = (1.0, 2.0)  # a block's length is proportional to its weight u ~ U(1, 2)
 CHANGEOVERS = ("none", "withhold")
+GEOMETRIC = "geometric-"
+
+
+def parse_blocks(value: str) -> tuple[str, float, float]:
+    """("count", LOW, HIGH) for "LOW-HIGH", ("geometric", M, M) for "geometric-M"; ValueError
+    naming --blocks otherwise."""
+    try:
+        if value.startswith(GEOMETRIC):
+            mean = float(value[len(GEOMETRIC):])
+            if mean >= 1:
+                return "geometric", mean, mean
+        else:
+            low, high = (int(v) for v in value.split("-"))
+            if 1 <= low <= high:
+                return "count", low, high
+    except ValueError:
+        pass
+    raise ValueError(f"--blocks: expected LOW-HIGH (1 <= LOW <= HIGH, e.g. 3-6) or geometric-M (mean block length "
+                     f"M >= 1 trials, e.g. geometric-20), got {value!r}")
 
 
 @register
@@ -62,6 +90,10 @@ class Foraging(BatchedTask):
         "changeover": TaskOption("none", "foraging: a choice that switches arms earns as usual (none) or earns "
                                  "nothing and leaves the bait on the arm (withhold: a one-trial changeover "
                                  "delay)", CHANGEOVERS, at_eval=True),
+        "blocks": TaskOption(BLOCKS, "foraging: unsignalled blocks of fresh base rates per episode, LOW-HIGH "
+                             "(count uniform on [LOW, HIGH], lengths proportional to U(1, 2) weights) or "
+                             "geometric-M (a change after each trial with probability 1/M)",
+                             at_eval=True, check=parse_blocks),
     }
     # (ours) 30k episodes (~2.3M steps, about two minutes on two cores). The unroll stays at 20:
     # blocks last 7-67 trials, and the A2C value bootstraps past the cut.
@@ -69,7 +101,12 @@ class Foraging(BatchedTask):
 
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)
-        max_blocks = BLOCKS[1]
+        self.block_rule, low, high = parse_blocks(self.options["blocks"])
+        self.block_counts = (int(low), int(high))
+        # geometric: at most one block per trial of the longest episode
+        max_blocks = self.block_counts[1] if self.block_rule == "count" else max(TRAIN_TRIALS[1], TEST_TRIALS[1])
+        self.max_blocks = max_blocks
+        self.block_hazard = 1 / low
         # per row: each block's p0_L, and the trial index at which each block ends (cumulative);
         # blocks past the episode's count end at its last trial, so they are never reached.
         self.block_left_rates = torch.zeros(num_envs, max_blocks, device=self.device)
@@ -88,8 +125,17 @@ class Foraging(BatchedTask):
         return BASE_RATE_SUM * self.rand(*shape)
 
     def _draw_block_ends(self, lengths: Tensor) -> Tensor:
-        B, max_blocks = self.num_envs, BLOCKS[1]
-        counts = torch.randint(BLOCKS[0], BLOCKS[1] + 1, (B,), generator=self.generator, device=self.device)
+        B, max_blocks = self.num_envs, self.max_blocks
+        if self.block_rule == "geometric":
+            # trials in a block: 1 + the failures before a change, P(change after a trial) = hazard
+            uniform = self.rand(B, max_blocks).clamp(min=1e-12)
+            if self.block_hazard >= 1:
+                block_lengths = torch.ones(B, max_blocks, device=self.device)
+            else:
+                block_lengths = 1 + torch.floor(torch.log(uniform) / math.log1p(-self.block_hazard))
+            return torch.minimum(block_lengths.cumsum(1), lengths.unsqueeze(1).float()).long()
+        counts = torch.randint(self.block_counts[0], self.block_counts[1] + 1, (B,), generator=self.generator,
+                               device=self.device)
         low, high = BLOCK_WEIGHT
         weights = low + (high - low) * self.rand(B, max_blocks)
         weights = weights.masked_fill(torch.arange(max_blocks, device=self.device) >= counts.unsqueeze(1), 0.0)
@@ -98,7 +144,7 @@ class Foraging(BatchedTask):
 
     def _new_episodes(self, rows: Tensor) -> None:
         lengths = self.draw_episode_lengths(*(TRAIN_TRIALS if self.mode == "train" else TEST_TRIALS))
-        left = self._draw_left_rates(self.num_envs, BLOCKS[1])
+        left = self._draw_left_rates(self.num_envs, self.max_blocks)
         ends = self._draw_block_ends(lengths)
         self.block_left_rates = torch.where(rows.unsqueeze(1), left, self.block_left_rates)
         self.block_ends = torch.where(rows.unsqueeze(1), ends, self.block_ends)
@@ -108,7 +154,7 @@ class Foraging(BatchedTask):
 
     def current_block(self) -> Tensor:
         """(B,) long: the block of each row's current trial."""
-        return (self.trial.unsqueeze(1) >= self.block_ends).sum(1).clamp(max=BLOCKS[1] - 1)
+        return (self.trial.unsqueeze(1) >= self.block_ends).sum(1).clamp(max=self.max_blocks - 1)
 
     def _advance(self, actions: Tensor):
         block = self.current_block()
