@@ -55,10 +55,12 @@ class A2CLoss:
 
 
 def a2c_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Tensor,
-             value_coef: float, entropy_coef: float, policy_mask: Tensor | None = None) -> A2CLoss:
+             value_coef: float, entropy_coef: float, policy_mask: Tensor | None = None,
+             value_mask: Tensor | None = None) -> A2CLoss:
     """logits (T, B, A), values (T, B), actions (T, B) long, returns (T, B) (no gradient).
     policy_mask (T, B) bool: the steps the policy chose (forced steps excluded); the policy
-    loss and the entropy average over those only, the value loss over every step."""
+    loss and the entropy average over those only. value_mask (T, B) bool: the steps the value
+    loss averages over (steps the environment ignored excluded); None: every step."""
     log_probs = F.log_softmax(logits, dim=-1)
     chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     advantages = (returns - values).detach()
@@ -70,6 +72,9 @@ def a2c_loss(logits: Tensor, values: Tensor, actions: Tensor, returns: Tensor,
         weight = policy_mask.to(logits.dtype) / policy_mask.sum().clamp(min=1)
         policy_loss = -(chosen * advantages * weight).sum()
         entropy = (entropies * weight).sum()
-    value_loss = 0.5 * (returns - values).pow(2).mean()
+    if value_mask is None:
+        value_loss = 0.5 * (returns - values).pow(2).mean()
+    else:
+        value_loss = 0.5 * ((returns - values).pow(2) * value_mask).sum() / value_mask.sum().clamp(min=1)
     total = policy_loss + value_coef * value_loss - entropy_coef * entropy
     return A2CLoss(total, policy_loss, value_loss, entropy)

@@ -34,8 +34,14 @@ _nonnegative_int = _int_at_least(0)
 
 
 def _task_name(text: str) -> str:
-    from agent.tasks import task_names
+    from agent.tasks import get_task_class, task_names
 
+    if ":" in text:  # a task family's member (gym:ENV_ID)
+        try:
+            get_task_class(text)
+            return text
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix("--task ")) from None
     names = task_names()
     if text not in names:
         raise argparse.ArgumentTypeError(f"unknown task {text!r}; choose from {', '.join(names)}")
@@ -53,11 +59,11 @@ DEMO_EPISODES = {"two_step": 300, "harlow": 2000}
 def _add_task_options(parser: argparse.ArgumentParser, *, at_eval: bool = False) -> None:
     """One flag per task option of any registered task (eval: those marked at_eval); a flag
     given for a task without that option is refused by TrainConfig.validate."""
-    from agent.tasks import get_task_class, task_names
+    from agent.tasks import family_classes, get_task_class, task_names
 
     seen = set()
-    for task in task_names():
-        for name, option in get_task_class(task).options.items():
+    for task_class in [get_task_class(task) for task in task_names()] + family_classes():
+        for name, option in task_class.options.items():
             if name in seen or (at_eval and not option.at_eval):
                 continue
             seen.add(name)
@@ -244,10 +250,12 @@ def cmd_verify(parser, args) -> int:
 
 
 def cmd_tasks(parser, args) -> int:
-    from agent.tasks import get_task_class, task_names
+    from agent.tasks import family_classes, get_task_class, task_names
 
     for name in task_names():
         print(f"{name:24s} {get_task_class(name).description}")
+    for family in family_classes():
+        print(f"{family.name + ':ENV_ID':24s} {family.description}")
     return 0
 
 

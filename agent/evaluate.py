@@ -139,7 +139,9 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
         for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
             quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
             quantile_episodes[quantile] = int(snapshot["episodes"])
-    columns = ["episode", "trial", *task.trial_columns, *task.derived_columns]
+    if task.index_column != "trial":  # gym tasks record steps, not trials
+        trials[task.index_column] = trials.pop("trial")
+    columns = ["episode", task.index_column, *task.trial_columns, *task.derived_columns]
     write_trials_csv(out_dir / "trials.csv", trials, columns, task.column_labels)
     metrics = {
         "task": config.task, "run_dir": str(run_dir), "episodes": episodes, "seed": seed,

@@ -9,6 +9,7 @@ where some row starts an episode (the task reports that as a Python bool it need
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,7 @@ class RolloutBuffer:
     bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
 
     def __init__(self, steps: int, batch: int, raw_size: int, hidden_size: int, num_actions: int, device,
-                 keep_hidden=False, forced_steps=False):
+                 keep_hidden=False, forced_steps=False, ignored_steps=False, truncation=False):
         self.steps = steps
         self.all_inputs = torch.zeros(steps + 1, batch, raw_size, device=device)  # raw rows (model.py)
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
@@ -59,6 +60,12 @@ class RolloutBuffer:
         # Tasks with forced steps (the task, not the policy, chose the action): which steps were
         # free choices; the policy loss counts only those.
         self.free = torch.ones(steps, batch, dtype=torch.bool, device=device) if forced_steps else None
+        # Tasks whose environment may ignore an action (Gymnasium 1.x's reset steps): which steps
+        # count in the loss at all (policy, value and entropy).
+        self.valid = torch.ones(steps, batch, dtype=torch.bool, device=device) if ignored_steps else None
+        # Tasks whose episodes may be truncated: V(final observation) where step t truncated its
+        # episode (0 elsewhere); the return there is r_t + gamma * that instead of r_t alone.
+        self.truncation_values = torch.zeros(steps, batch, device=device) if truncation else None
         # Only verify keeps these: the rollout's hidden and cell states, to compare.
         self.hidden = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
         self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
@@ -76,6 +83,15 @@ class RolloutBuffer:
     @property
     def dones(self) -> Tensor:  # (T, B) bool: the episode ended with step t
         return self.all_starts[1:]
+
+
+def final_value(agent: MetaRLAgent, result, action: Tensor, value: Tensor, state: tuple[Tensor, Tensor]) -> Tensor:
+    """(B,) V of the final observation of each episode the step truncated (0 in other rows), seen
+    the way its next step would have been: after the action and reward, from the episode's state.
+    One extra core step, taken only on steps that truncate an episode."""
+    last = dataclasses.replace(result, obs=result.final_obs, done=torch.zeros_like(result.done), any_done=False)
+    _, bootstrap, _, _ = agent.step(agent.next_input(last, action, value), state, None)
+    return torch.where(result.truncated, bootstrap, 0.0)
 
 
 @torch.no_grad()
@@ -105,6 +121,11 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             buffer.all_starts[t + 1] = result.done
             if buffer.free is not None:
                 buffer.free[t] = ~result.forced
+            if buffer.valid is not None:
+                buffer.valid[t] = ~result.ignored
+            if buffer.truncation_values is not None:
+                buffer.truncation_values[t] = 0.0 if result.truncated is None else \
+                    final_value(agent, result, action, value, state)
             if keep:
                 buffer.hidden[t] = state[0][0]
                 buffer.cells[t] = state[1][0]

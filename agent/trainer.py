@@ -28,7 +28,8 @@ SAMPLER_SEED_OFFSET = 2_000_029
 def make_agent(config: TrainConfig, task_class, core: str | None = None) -> MetaRLAgent:
     options = task_class.resolve_options(config.task_options)
     encoder, readout = task_class.make_agent_modules(config.hidden_size, options)
-    return MetaRLAgent(task_class.obs_size, task_class.num_actions, config.hidden_size, core or config.core,
+    obs_size, num_actions = task_class.agent_sizes(options)
+    return MetaRLAgent(obs_size, num_actions, config.hidden_size, core or config.core,
                        encoder=encoder, readout=readout, reward_input=config.reward_input,
                        gamma=config.gamma)
 
@@ -57,7 +58,9 @@ class Trainer:
         self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
         self.buffer = RolloutBuffer(config.unroll, config.num_envs, self.agent.raw_size, config.hidden_size,
                                     self.agent.num_actions, device, keep_hidden=keep_hidden,
-                                    forced_steps=type(self.task).has_forced_steps)
+                                    forced_steps=type(self.task).has_forced_steps,
+                                    ignored_steps=type(self.task).has_ignored_steps,
+                                    truncation=type(self.task).has_truncation)
         self.updates = 0
         self.episodes = 0
         self.env_steps = 0
@@ -74,9 +77,12 @@ class Trainer:
         self.agent.train()
         with self.timer.phase("learn forward"):
             logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
-            returns = discounted_returns(buf.rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
+            # A truncated episode's last step: r + gamma * V(final observation) (zero where none was).
+            rewards = buf.rewards if buf.truncation_values is None else buf.rewards + cfg.gamma * buf.truncation_values
+            returns = discounted_returns(rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
+            policy_mask = buf.free if buf.valid is None else buf.valid if buf.free is None else buf.free & buf.valid
             loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
-                            policy_mask=buf.free)
+                            policy_mask=policy_mask, value_mask=buf.valid)
         return loss, hidden
 
     def entropy_coef(self) -> float:
@@ -102,7 +108,9 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
         with self.timer.phase("bookkeeping"):
-            finished = int(self.buffer.dones.sum())
+            # A step the environment ignored (a reset step) also ends its one-step episode: not counted.
+            dones = self.buffer.dones if self.buffer.valid is None else self.buffer.dones & self.buffer.valid
+            finished = int(dones.sum())
             reward = float(self.buffer.rewards.sum())
             parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
             if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses
@@ -137,6 +145,13 @@ class Trainer:
         self.task.load_state_dict(state["task"])
         self.sampler.set_state(state["sampler"])
         self.carry = Carry.from_state_dict({k: v.to(device) for k, v in state["carry"].items()})
+        self._restart_unsaved_task()
+
+    def _restart_unsaved_task(self) -> None:
+        """A task whose environments could not be saved starts fresh episodes; the carried core
+        state belonged to the old ones."""
+        if not type(self.task).restores_exactly:
+            self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
 
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
@@ -144,6 +159,7 @@ class Trainer:
         self.task.load_state_dict(state["task"])
         self.sampler.set_state(state["sampler"])
         self.carry = Carry.from_state_dict(state["carry"])
+        self._restart_unsaved_task()
         self.updates = state["updates"]
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]

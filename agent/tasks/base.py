@@ -48,6 +48,12 @@ class StepResult:
     executed: Tensor | None = None  # (B,) long: the action the task carried out (a forced trial's, else the agent's)
     forced: Tensor | None = None  # (B,) bool: the task chose the action (out of the policy loss)
     rpe_offset: Tensor | None = None  # (B,) float: added to the agent's RPE input (test-time manipulations)
+    # Set only by tasks whose environments end episodes by truncation or ignore some actions (gym tasks,
+    # see BatchedTask.has_ignored_steps and has_truncation):
+    ignored: Tensor | None = None  # (B,) bool: the environment ignored the action (a reset step): out of the loss
+    truncated: Tensor | None = None  # (B,) bool: the episode was cut short (not ended) by this step; None: no row
+    final_obs: Tensor | None = None  # (B, obs_size): where truncated, the episode's last observation (its
+                                     # return bootstraps from its value; obs holds the next episode's first)
 
 
 class BatchedTask:
@@ -82,6 +88,22 @@ class BatchedTask:
     executed: Tensor | None = None
     forced: Tensor | None = None
     rpe_offset: Tensor | None = None
+    # Tasks whose steps may be ignored by the environment (StepResult.ignored) set this: the rollout
+    # then keeps a per-step loss mask. Tasks whose episodes may be truncated set has_truncation: the
+    # rollout then keeps each truncated step's bootstrap value.
+    has_ignored_steps: bool = False
+    has_truncation: bool = False
+    # False for tasks whose state cannot be saved (a Gymnasium environment's): a resumed run then
+    # starts fresh episodes instead of continuing the saved ones.
+    restores_exactly: bool = True
+    # The header of trials.csv's second column (gym tasks record every step, so theirs is "step").
+    index_column: str = "trial"
+
+    @classmethod
+    def agent_sizes(cls, options: dict) -> tuple[int, int]:
+        """(observation size, number of actions) of the task with these (resolved) options; the
+        class attributes unless the environment's spaces depend on its options (gym tasks)."""
+        return cls.obs_size, cls.num_actions
 
     @classmethod
     def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:

@@ -12,6 +12,10 @@ _TASK_MODULES = ("agent.tasks.two_step", "agent.tasks.foraging", "agent.tasks.ba
                  "agent.tasks.volatility", "agent.tasks.reversal",
                  "agent.tasks.risky_safe")
 
+# Task families: a name FAMILY:ID (gym:CartPole-v1) is resolved by the family module's
+# task_class(ID) instead of being registered; the module's base class holds the family's options.
+_TASK_FAMILIES = {"gym": ("agent.gym.task", "gym_task_class", "GymTask")}
+
 
 def register(task_class: type) -> type:
     name = task_class.name
@@ -34,7 +38,16 @@ def task_names() -> list[str]:
     return sorted(names, key=lambda n: (rank.get(_TASKS[n].__module__, len(rank)), names.index(n)))
 
 
+def family_classes() -> list[type]:
+    """The base class of every task family (their options are flags like any task's)."""
+    return [getattr(importlib.import_module(module), base) for module, _, base in _TASK_FAMILIES.values()]
+
+
 def get_task_class(name: str) -> type:
+    family, _, member = name.partition(":")
+    if member and family in _TASK_FAMILIES:
+        module, factory, _ = _TASK_FAMILIES[family]
+        return getattr(importlib.import_module(module), factory)(member)
     _load_all()
     if name not in _TASKS:
         raise ValueError(f"--task: unknown task {name!r}; known tasks: {', '.join(_TASKS)}")
