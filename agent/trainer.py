@@ -77,13 +77,18 @@ class Trainer:
         self.agent.train()
         with self.timer.phase("learn forward"):
             logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
-            # A truncated episode's last step: r + gamma * V(final observation) (zero where none was).
-            rewards = buf.rewards if buf.truncation_values is None else buf.rewards + cfg.gamma * buf.truncation_values
-            returns = discounted_returns(rewards, buf.dones, buf.bootstrap_value, cfg.gamma)
+            returns = self.returns()
             policy_mask = buf.free if buf.valid is None else buf.valid if buf.free is None else buf.free & buf.valid
             loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
                             policy_mask=policy_mask, value_mask=buf.valid)
         return loss, hidden
+
+    def returns(self):
+        """The n-step returns of the collected unroll, (T, B); where step t truncated its episode,
+        r_t + gamma * V(final observation) (the rollout's truncation_values), not r_t alone."""
+        buf, gamma = self.buffer, self.config.gamma
+        rewards = buf.rewards if buf.truncation_values is None else buf.rewards + gamma * buf.truncation_values
+        return discounted_returns(rewards, buf.dones, buf.bootstrap_value, gamma)
 
     def entropy_coef(self) -> float:
         """The entropy weight now: constant, or annealed linearly over the training episodes."""
