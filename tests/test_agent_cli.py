@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.tasks import task_names
+from agent.tasks import family_classes, task_names
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def test_tasks_lists_every_registered_task_with_a_description():
     out = run_cli("tasks")
     assert out.returncode == 0, out.stderr
     listed = [line.split()[0] for line in out.stdout.splitlines()]
-    assert listed == task_names(), out.stderr
+    assert listed == task_names() + [f"{family.name}:ENV_ID" for family in family_classes()], out.stderr
     assert all(len(line.split(maxsplit=1)) == 2 for line in out.stdout.splitlines())
 
 
