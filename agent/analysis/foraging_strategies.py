@@ -5,7 +5,8 @@ Plays each strategy of agent/baselines/foraging.py on the test episodes of the f
 what eval reports for the agent: reward per trial, stay rates, the Lau & Glimcher reward
 kernel with its Wald intervals and whether it decays (kernel_decays), and the matching slope.
 
-    python -m agent.analysis.foraging_strategies --episodes 1000 --seeds 0 1 2 --out results/foraging/strategies.json
+    python -m agent.analysis.foraging_strategies --episodes 1000 --seeds 0 1 2 --out results/foraging/strategies/default.json
+    python -m agent.analysis.foraging_strategies --episodes 1000 --option blocks=geometric-5 --out ...
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class BeliefOptimal(BaitingCounters):
         self.grid = rate_grid(grid_points)
         self.q = baiting_q_values(self.grid)
         self.rates = np.stack([self.grid, BASE_RATE_SUM - self.grid], 1)  # (G, 2)
-        self.name = f"belief-based (Bayesian, QMDP, hazard {hazard:g})"
+        self.name = f"belief-based (Bayesian, QMDP, hazard {hazard:.3g})"
 
     def reset(self, episodes: int) -> None:
         super().reset(episodes)
