@@ -6,7 +6,7 @@ A backend offers two entry points that follow the contract in ``fastrnn.referenc
   with respect to ``xproj``, ``w_hh``, ``w_hr``, ``h0`` and ``c0``;
 - ``cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None) -> (h_next, c_next)``, one step
   with the input projection fused in, for callers that need no gradient (an RL rollout);
-  ``resets`` (B,) bool zeroes those rows' state first. x, h, c hold B rows each under any
+  ``resets``, B bools under any leading shape ((B,) or (1, B)), zeroes those rows' state first. x, h, c hold B rows each under any
   equal leading shape ((B, F) or (1, B, F)); h_next and c_next come back shaped like h and c.
 
 A kernel backend (cpp, triton) supplies only a ``fastrnn.recurrence_op.Launcher``; both entry

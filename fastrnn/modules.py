@@ -134,16 +134,18 @@ class LSTM(_BackendChoice, nn.LSTM):
     def extra_repr(self) -> str:
         return super().extra_repr() + self._backend_repr()
 
-    def _weights_by_layer(self, flat_weights: list[Tensor]) -> list[list[Tensor | None]]:
-        per_direction = len(flat_weights) // (self.num_layers * (2 if self.bidirectional else 1))
-        groups = []
-        for start in range(0, len(flat_weights), per_direction):
-            group = flat_weights[start : start + per_direction]
-            w_ih, w_hh = group[0], group[1]
-            b_ih, b_hh = (group[2], group[3]) if self.bias else (None, None)
-            w_hr = group[-1] if self.proj_size > 0 else None
-            groups.append([w_ih, w_hh, b_ih, b_hh, w_hr])
-        return groups
+    def _layer_weights(self, flat_weights: list[Tensor], index: int) -> tuple:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer-direction `index`, None where absent."""
+        per_direction = 2 + 2 * self.bias + (self.proj_size > 0)
+        start = index * per_direction
+        w_ih, w_hh = flat_weights[start], flat_weights[start + 1]
+        b_ih, b_hh = (flat_weights[start + 2], flat_weights[start + 3]) if self.bias else (None, None)
+        w_hr = flat_weights[start + per_direction - 1] if self.proj_size > 0 else None
+        return w_ih, w_hh, b_ih, b_hh, w_hr
+
+    def _weights_by_layer(self, flat_weights: list[Tensor]) -> list[tuple]:
+        directions = 2 if self.bidirectional else 1
+        return [self._layer_weights(flat_weights, i) for i in range(self.num_layers * directions)]
 
     # resets is positional-or-keyword: the TorchScript ONNX exporter passes every parameter
     # of forward positionally, defaults included.
@@ -222,14 +224,13 @@ class LSTM(_BackendChoice, nn.LSTM):
         sequence route, then give the result the caller's layout."""
         call = self._normalize(input, hx, resets, flat_weights, under_autocast)
         backend = self._pick_backend(call.x)
-        weights = self._weights_by_layer(flat_weights)
         if call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not _needs_grad(
                 (call.x, call.h0, call.c0, *flat_weights)):
-            y, h_n, c_n = self._step(backend, call, weights)
+            y, h_n, c_n = self._step(backend, call, flat_weights)
         else:
             y, h_n, c_n = run_layers(
-                backend, call.x, call.h0, call.c0, weights, self.num_layers, self.bidirectional,
-                self.dropout, self.training, call.resets, call.lengths,
+                backend, call.x, call.h0, call.c0, self._weights_by_layer(flat_weights), self.num_layers,
+                self.bidirectional, self.dropout, self.training, call.resets, call.lengths,
             )
         return self._restore_layout(call, y, h_n, c_n)
 
@@ -327,16 +328,17 @@ class LSTM(_BackendChoice, nn.LSTM):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return y, (h_n, c_n)
 
-    def _step(self, backend: Backend, call: _Call, weights):
+    def _step(self, backend: Backend, call: _Call, flat_weights: list[Tensor]):
         """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""
-        layer_input = call.x  # (1, B, I): backends' cells take any leading shape of B rows
-        resets = None if call.resets is None else call.resets[0]
+        # x (1, B, I) and resets (1, B) as they are: backends' cells take B rows under any
+        # leading shape (a reshape or an index would cost microseconds a step).
+        layer_input, resets = call.x, call.resets
         single = self.num_layers == 1
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             h0 = call.h0 if single else call.h0[layer : layer + 1]
             c0 = call.c0 if single else call.c0[layer : layer + 1]
-            h, c = backend.cell(layer_input, h0, c0, *weights[layer], resets)
+            h, c = backend.cell(layer_input, h0, c0, *self._layer_weights(flat_weights, layer), resets)
             h_n.append(h)
             c_n.append(c)
             layer_input = h
