@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+import fastrnn
+
 from agent.config import resolve_config
 from agent.tasks import get_task_class, task_names
 from agent.trainer import Trainer
@@ -65,6 +67,10 @@ def verify_task(task: str, device: str = "cpu", *, num_envs: int = 4, trials_per
 
     def fail(what: str) -> VerifyResult:
         return VerifyResult(task, False, f"{task}: {what} (fast core ran backend {backend!r})", details)
+
+    if backend == "reference":  # the comparison would hold trivially: the reference against itself
+        return fail(f"the fast core resolved to the reference backend on {device!r}, so there is no fused "
+                    f"kernel to check (fastrnn.available_backends(): {fastrnn.available_backends()})")
 
     fb, rb = fast.buffer, ref.buffer
     for t in range(unroll):

@@ -1,6 +1,6 @@
 // fastrnn._C: the CPU kernels bound with pybind11.
 //
-// Tensors cross as raw data pointers (Python ints) plus sizes. This keeps the extension free
+// Tensors cross as raw data pointers (Python ints) plus sizes, in named structs (lstm_api.h). This keeps the extension free
 // of torch's C++ ABI, so one build works with any torch, and keeps a call to a few hundred
 // nanoseconds. The Python side (fastrnn/cpp_backend.py) checks dtypes, devices, shapes and
 // contiguity before any call: nothing here can check a raw pointer.
@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 #include "cpu_dispatch.h"
@@ -20,6 +22,18 @@ namespace {
 
 template <typename P>
 P ptr(std::uintptr_t address) { return reinterpret_cast<P>(address); }
+
+// A pointer field read and written from Python as an int address.
+template <typename S, typename P>
+void pointer_field(py::class_<S>& cls, const char* name, P S::*member) {
+  cls.def_property(name, [member](const S& s) { return reinterpret_cast<std::uintptr_t>(s.*member); },
+                   [member](S& s, std::uintptr_t address) { s.*member = reinterpret_cast<P>(address); });
+}
+
+template <typename S>
+void size_fields(py::class_<S>& cls, std::initializer_list<std::pair<const char*, long S::*>> fields) {
+  for (auto [name, member] : fields) cls.def_readwrite(name, member);
+}
 
 }  // namespace
 
@@ -50,39 +64,75 @@ PYBIND11_MODULE(_C, m) {
     kernel_set(dtype).pack_panels(ptr<const void*>(src), K, N, src_is_nk, ptr<void*>(dst));
   }, py::arg("dtype"), py::arg("src"), py::arg("K"), py::arg("N"), py::arg("src_is_nk"), py::arg("dst"));
 
-  m.def("forward", [](int dtype, long T, long B, long H, long R, long P, std::uintptr_t xproj,
-                      std::uintptr_t w_hh, std::uintptr_t w_hr, std::uintptr_t h0, std::uintptr_t c0,
-                      std::uintptr_t resets, std::uintptr_t lengths, std::uintptr_t y, std::uintptr_t h_n,
-                      std::uintptr_t c_n, std::uintptr_t gates_out, std::uintptr_t cells_out,
-                      std::uintptr_t hidden_out, int threads) {
-    ForwardArgs a{T, B, H, R, P, ptr<const void*>(xproj), nullptr, nullptr,
-                  ptr<const void*>(h0), ptr<const void*>(c0), ptr<const unsigned char*>(resets),
-                  ptr<const long long*>(lengths), ptr<void*>(y), ptr<void*>(h_n), ptr<void*>(c_n),
-                  ptr<void*>(gates_out), ptr<void*>(cells_out), ptr<void*>(hidden_out)};
-    py::gil_scoped_release release;
-    run_forward(dtype, a, ptr<const void*>(w_hh), ptr<const void*>(w_hr), threads);
-  });
+  // The kernels' argument structs, filled by name from Python (fastrnn/cpp_backend.py):
+  // sizes as ints, tensors as their data_ptr() (0 for none).
+  auto forward_args = py::class_<ForwardArgs>(m, "ForwardArgs").def(py::init([] { return ForwardArgs{}; }));
+  size_fields(forward_args, {{"steps", &ForwardArgs::steps}, {"batch", &ForwardArgs::batch},
+      {"hidden_size", &ForwardArgs::hidden_size}, {"out_size", &ForwardArgs::out_size}, {"proj", &ForwardArgs::proj}});
+  pointer_field(forward_args, "xproj", &ForwardArgs::xproj);
+  pointer_field(forward_args, "w_hh", &ForwardArgs::w_hh);
+  pointer_field(forward_args, "w_hr", &ForwardArgs::w_hr);
+  pointer_field(forward_args, "h0", &ForwardArgs::h0);
+  pointer_field(forward_args, "c0", &ForwardArgs::c0);
+  pointer_field(forward_args, "resets", &ForwardArgs::resets);
+  pointer_field(forward_args, "lengths", &ForwardArgs::lengths);
+  pointer_field(forward_args, "y", &ForwardArgs::y);
+  pointer_field(forward_args, "h_n", &ForwardArgs::h_n);
+  pointer_field(forward_args, "c_n", &ForwardArgs::c_n);
+  pointer_field(forward_args, "gates", &ForwardArgs::gates);
+  pointer_field(forward_args, "cells", &ForwardArgs::cells);
+  pointer_field(forward_args, "hidden", &ForwardArgs::hidden);
 
-  m.def("backward", [](int dtype, long T, long B, long H, long R, long P, std::uintptr_t grad_y,
-                       std::uintptr_t grad_h_n, std::uintptr_t grad_c_n, std::uintptr_t w_hh,
-                       std::uintptr_t w_hr, std::uintptr_t c0, std::uintptr_t resets, std::uintptr_t lengths,
-                       std::uintptr_t gates, std::uintptr_t cells, std::uintptr_t dxproj, std::uintptr_t dh0,
-                       std::uintptr_t dc0, std::uintptr_t dr, int threads) {
-    BackwardArgs a{T, B, H, R, P, ptr<const void*>(grad_y), ptr<const void*>(grad_h_n), ptr<const void*>(grad_c_n),
-                   nullptr, nullptr, ptr<const void*>(c0),
-                   ptr<const unsigned char*>(resets), ptr<const long long*>(lengths), ptr<const void*>(gates),
-                   ptr<const void*>(cells), ptr<void*>(dxproj), ptr<void*>(dh0), ptr<void*>(dc0), ptr<void*>(dr)};
-    py::gil_scoped_release release;
-    run_backward(dtype, a, ptr<const void*>(w_hh), ptr<const void*>(w_hr), threads);
-  });
+  auto backward_args = py::class_<BackwardArgs>(m, "BackwardArgs").def(py::init([] { return BackwardArgs{}; }));
+  size_fields(backward_args, {{"steps", &BackwardArgs::steps}, {"batch", &BackwardArgs::batch},
+      {"hidden_size", &BackwardArgs::hidden_size}, {"out_size", &BackwardArgs::out_size}, {"proj", &BackwardArgs::proj}});
+  pointer_field(backward_args, "grad_y", &BackwardArgs::grad_y);
+  pointer_field(backward_args, "grad_h_n", &BackwardArgs::grad_h_n);
+  pointer_field(backward_args, "grad_c_n", &BackwardArgs::grad_c_n);
+  pointer_field(backward_args, "w_hh", &BackwardArgs::w_hh);
+  pointer_field(backward_args, "w_hr", &BackwardArgs::w_hr);
+  pointer_field(backward_args, "c0", &BackwardArgs::c0);
+  pointer_field(backward_args, "resets", &BackwardArgs::resets);
+  pointer_field(backward_args, "lengths", &BackwardArgs::lengths);
+  pointer_field(backward_args, "gates", &BackwardArgs::gates);
+  pointer_field(backward_args, "cells", &BackwardArgs::cells);
+  pointer_field(backward_args, "dxproj", &BackwardArgs::dxproj);
+  pointer_field(backward_args, "dh0", &BackwardArgs::dh0);
+  pointer_field(backward_args, "dc0", &BackwardArgs::dc0);
+  pointer_field(backward_args, "dy_total", &BackwardArgs::dy_total);
 
-  m.def("cell", [](int dtype, long B, long I, long H, long R, long P, std::uintptr_t x, std::uintptr_t w_ih_gates,
-                   std::uintptr_t h, std::uintptr_t w_hh_gates, std::uintptr_t bias, std::uintptr_t c,
-                   std::uintptr_t w_proj, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out,
-                   int threads) {
-    CellArgs a{B, I, H, R, P, ptr<const void*>(x), ptr<const void*>(w_ih_gates), ptr<const void*>(h),
-               ptr<const void*>(w_hh_gates), ptr<const void*>(bias), ptr<const void*>(c), ptr<const void*>(w_proj),
-               ptr<const unsigned char*>(resets), ptr<void*>(h_out), ptr<void*>(c_out)};
+  // The step's weights, packed once per weight version: a struct built by name when the
+  // weights are packed (cached with them); the per-call tensors pass as named arguments,
+  // which costs a fraction of filling a struct field by field (the step takes microseconds).
+  auto cell_weights = py::class_<CellArgs>(m, "CellWeights").def(py::init([] { return CellArgs{}; }));
+  size_fields(cell_weights, {{"input_size", &CellArgs::input_size}, {"hidden_size", &CellArgs::hidden_size},
+      {"out_size", &CellArgs::out_size}, {"proj", &CellArgs::proj}});
+  pointer_field(cell_weights, "w_ih_gates", &CellArgs::w_ih_gates);
+  pointer_field(cell_weights, "w_hh_gates", &CellArgs::w_hh_gates);
+  pointer_field(cell_weights, "bias", &CellArgs::bias);
+  pointer_field(cell_weights, "w_proj", &CellArgs::w_proj);
+
+  m.def("forward", [](int dtype, ForwardArgs a, int threads) {
+    py::gil_scoped_release release;
+    run_forward(dtype, a, threads);
+  }, py::arg("dtype"), py::arg("args"), py::arg("threads"));
+
+  m.def("backward", [](int dtype, BackwardArgs a, int threads) {
+    py::gil_scoped_release release;
+    run_backward(dtype, a, threads);
+  }, py::arg("dtype"), py::arg("args"), py::arg("threads"));
+
+  m.def("cell", [](int dtype, const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h,
+                   std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out, int threads) {
+    CellArgs a = weights;
+    a.batch = batch;
+    a.x = ptr<const void*>(x);
+    a.h = ptr<const void*>(h);
+    a.c = ptr<const void*>(c);
+    a.resets = ptr<const unsigned char*>(resets);
+    a.h_out = ptr<void*>(h_out);
+    a.c_out = ptr<void*>(c_out);
     run_cell(dtype, a, threads);  // microseconds: releasing the GIL would cost more than it frees
-  });
+  }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
+     py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
 }

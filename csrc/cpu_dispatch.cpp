@@ -125,39 +125,39 @@ std::vector<unsigned char> buffer_for(int dtype, long numel) {
 }
 }  // namespace
 
-void run_forward(int dtype, ForwardArgs a, const void* w_hh, const void* w_hr, int max_threads) {
+void run_forward(int dtype, ForwardArgs a, int max_threads) {
   const KernelSet& k = kernel_set(dtype);
-  auto gates = buffer_for(dtype, packed_gates_numel(dtype, a.H, a.R));
-  k.pack_gates(w_hh, a.H, a.R, gates.data());
+  auto gates = buffer_for(dtype, packed_gates_numel(dtype, a.hidden_size, a.out_size));
+  k.pack_gates(a.w_hh, a.hidden_size, a.out_size, gates.data());
   a.w_gates = gates.data();
   std::vector<unsigned char> proj;
-  if (a.P) {
-    proj = buffer_for(dtype, packed_panels_numel(dtype, a.H, a.P));
-    k.pack_panels(w_hr, a.H, a.P, 1, proj.data());
+  if (a.proj) {
+    proj = buffer_for(dtype, packed_panels_numel(dtype, a.hidden_size, a.proj));
+    k.pack_panels(a.w_hr, a.hidden_size, a.proj, 1, proj.data());
     a.w_proj = proj.data();
   }
-  over_rows(a.B, a.T, a.H, a.R, a.P, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
+  over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
 
-void run_backward(int dtype, BackwardArgs a, const void* w_hh, const void* w_hr, int max_threads) {
+void run_backward(int dtype, BackwardArgs a, int max_threads) {
   const KernelSet& k = kernel_set(dtype);
-  auto hh = buffer_for(dtype, packed_panels_numel(dtype, 4 * a.H, a.R));
-  k.pack_panels(w_hh, 4 * a.H, a.R, 0, hh.data());
+  auto hh = buffer_for(dtype, packed_panels_numel(dtype, 4 * a.hidden_size, a.out_size));
+  k.pack_panels(a.w_hh, 4 * a.hidden_size, a.out_size, 0, hh.data());
   a.w_hh_t = hh.data();
   std::vector<unsigned char> hr;
-  if (a.P) {
-    hr = buffer_for(dtype, packed_panels_numel(dtype, a.P, a.H));
-    k.pack_panels(w_hr, a.P, a.H, 0, hr.data());
+  if (a.proj) {
+    hr = buffer_for(dtype, packed_panels_numel(dtype, a.proj, a.hidden_size));
+    k.pack_panels(a.w_hr, a.proj, a.hidden_size, 0, hr.data());
     a.w_hr_t = hr.data();
   }
-  over_rows(a.B, a.T, a.H, a.R, a.P, max_threads, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
+  over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
 }
 
 void run_cell(int dtype, const CellArgs& a, int max_threads) {
   const KernelSet& k = kernel_set(dtype);
-  double work = 4.0 * a.H * (a.I + a.R) + double(a.P) * a.H;
-  int n = threads_for(a.B, work, max_threads, int(kRowTile));
-  split_rows(a.B, n, kRowTile, [&](long b0, long b1) { k.cell_rows(a, b0, b1); });
+  double work = 4.0 * a.hidden_size * (a.input_size + a.out_size) + double(a.proj) * a.hidden_size;
+  int n = threads_for(a.batch, work, max_threads, int(kRowTile));
+  split_rows(a.batch, n, kRowTile, [&](long b0, long b1) { k.cell_rows(a, b0, b1); });
 }
 
 }  // namespace fastrnn_cpu

@@ -21,11 +21,11 @@ const KernelSet& kernel_set(int dtype);
 long packed_gates_numel(int dtype, long H, long K);
 long packed_panels_numel(int dtype, long K, long N);
 
-// The sequence entry points take W_hh (4H, R) and W_hr (P, H) as stored by torch and pack
-// them for this call: packing is O(weights), the recurrence O(T * B * weights), and a packed
+// The sequence entry points take W_hh (4H, R) and W_hr (P, H) as stored by torch (args.w_hh,
+// args.w_hr) and pack them for this call: packing is O(weights), the recurrence O(T * B * weights), and a packed
 // copy kept across calls could go stale (writes through `tensor.data` bypass version counters).
-void run_forward(int dtype, ForwardArgs args, const void* w_hh, const void* w_hr, int max_threads);
-void run_backward(int dtype, BackwardArgs args, const void* w_hh, const void* w_hr, int max_threads);
+void run_forward(int dtype, ForwardArgs args, int max_threads);
+void run_backward(int dtype, BackwardArgs args, int max_threads);
 // The single step takes weights already packed (the caller caches them per weight version).
 void run_cell(int dtype, const CellArgs& args, int max_threads);
 

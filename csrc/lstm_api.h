@@ -7,11 +7,17 @@ namespace fastrnn_cpu {
 
 // One layer's recurrence over T steps for batch rows [b0, b1). Shapes follow the contract
 // in fastrnn/reference.py; every tensor is contiguous, row-major, of the kernel's dtype.
+//
+// Field names are the Python layer's (fastrnn/cpp_backend.py fills these structs by name
+// through the binding); in shapes below T = steps, B = batch, H = hidden_size,
+// R = out_size (proj if proj else H), P = proj, I = input_size, the kernels' local names.
 struct ForwardArgs {
-  long T, B, H, R, P;               // P = 0 without projection; R = P ? P : H
+  long steps, batch, hidden_size, out_size, proj;  // proj = 0 without projection
   const void* xproj;                // (T, B, 4H)
-  const void* w_gates;              // W_hh packed by pack_gates (the dispatcher packs)
-  const void* w_proj;               // W_hr packed by pack_panels(src_is_nk=1), or null
+  const void* w_hh;                 // (4H, R) as torch stores it (the dispatcher packs it)
+  const void* w_hr;                 // (P, H) as torch stores it, or null
+  const void* w_gates;              // W_hh packed by pack_gates (set by the dispatcher)
+  const void* w_proj;               // W_hr packed by pack_panels(src_is_nk=1) (set by the dispatcher)
   const void* h0;                   // (B, R)
   const void* c0;                   // (B, H)
   const unsigned char* resets;      // (T, B) bools, or null
@@ -19,18 +25,21 @@ struct ForwardArgs {
   void* y;                          // (T, B, R)
   void* h_n;                        // (B, R)
   void* c_n;                        // (B, H)
-  void* gates_out;                  // (T, B, 4H) activated gates for backward, or null
-  void* cells_out;                  // (T, B, H) c_t for backward, or null
-  void* hidden_out;                 // (T, B, H) o*tanh(c_t) before projection, or null
+  void* gates;                      // (T, B, 4H) activated gates for backward, or null
+  void* cells;                      // (T, B, H) c_t for backward, or null
+  void* hidden;                     // (T, B, H) o*tanh(c_t) before projection, or null
+  // Rows past their length get zero gates, cells and hidden (as every backend saves them).
 };
 
 struct BackwardArgs {
-  long T, B, H, R, P;
+  long steps, batch, hidden_size, out_size, proj;
   const void* grad_y;               // (T, B, R), or null (zero)
   const void* grad_h_n;             // (B, R), or null
   const void* grad_c_n;             // (B, H), or null
-  const void* w_hh_t;               // W_hh packed by pack_panels(src_is_nk=0): dh = dgates W_hh
-  const void* w_hr_t;               // W_hr packed by pack_panels(src_is_nk=0): dhid = dr W_hr
+  const void* w_hh;                 // (4H, R) as torch stores it
+  const void* w_hr;                 // (P, H) as torch stores it, or null
+  const void* w_hh_t;               // W_hh packed by pack_panels(src_is_nk=0): dh = dgates W_hh (dispatcher)
+  const void* w_hr_t;               // W_hr packed by pack_panels(src_is_nk=0): dhid = dy_total W_hr (dispatcher)
   const void* c0;                   // (B, H)
   const unsigned char* resets;
   const long long* lengths;
@@ -39,12 +48,12 @@ struct BackwardArgs {
   void* dxproj;                     // (T, B, 4H) out: gradient of the gate pre-activations
   void* dh0;                        // (B, R) out
   void* dc0;                        // (B, H) out
-  void* dr;                         // (T, B, P) out with projection: total gradient of y_t
+  void* dy_total;                   // (T, B, P) out with projection: total gradient of y_t
 };
 
 // One step with the input projection fused in (the no-grad rollout step).
 struct CellArgs {
-  long B, I, H, R, P;
+  long batch, input_size, hidden_size, out_size, proj;
   const void* x;                    // (B, I)
   const void* w_ih_gates;           // W_ih packed by pack_gates
   const void* h;                    // (B, R)

@@ -145,14 +145,14 @@ struct LstmKernels {
 
   // ---------------------------------------------------------------- sequence forward
   static void forward_rows(const ForwardArgs& a, long b0, long b1) {
-    const long T_ = a.T, B = a.B, H = a.H, R = a.R, P = a.P, G = 4 * H, rows = b1 - b0;
+    const long T_ = a.steps, B = a.batch, H = a.hidden_size, R = a.out_size, P = a.proj, G = 4 * H, rows = b1 - b0;
     const T* xproj = static_cast<const T*>(a.xproj);
     const T* wg = static_cast<const T*>(a.w_gates);
     const T* wp = static_cast<const T*>(a.w_proj);
     T* y = static_cast<T*>(a.y);
-    T* gates_out = static_cast<T*>(a.gates_out);
-    T* cells_out = static_cast<T*>(a.cells_out);
-    T* hidden_out = static_cast<T*>(a.hidden_out);
+    T* gates_out = static_cast<T*>(a.gates);
+    T* cells_out = static_cast<T*>(a.cells);
+    T* hidden_out = static_cast<T*>(a.hidden);
 
     // Thread-local state: h double-buffered (every unit of h_{t-1} feeds every unit of h_t),
     // c updated in place, hid = o * tanh(c) before the projection.
@@ -246,7 +246,7 @@ struct LstmKernels {
 
   // ---------------------------------------------------------------- sequence backward
   static void backward_rows(const BackwardArgs& a, long b0, long b1) {
-    const long T_ = a.T, B = a.B, H = a.H, R = a.R, P = a.P, G = 4 * H, rows = b1 - b0;
+    const long T_ = a.steps, B = a.batch, H = a.hidden_size, R = a.out_size, P = a.proj, G = 4 * H, rows = b1 - b0;
     const T* grad_y = static_cast<const T*>(a.grad_y);
     const T* gates = static_cast<const T*>(a.gates);
     const T* cells = static_cast<const T*>(a.cells);
@@ -254,7 +254,7 @@ struct LstmKernels {
     const T* whh_t = static_cast<const T*>(a.w_hh_t);
     const T* whr_t = static_cast<const T*>(a.w_hr_t);
     T* dxproj = static_cast<T*>(a.dxproj);
-    T* dr_out = static_cast<T*>(a.dr);
+    T* dr_out = static_cast<T*>(a.dy_total);
 
     // dh: gradient reaching h_t from step t+1 (and from h_n), dc likewise for c_t;
     // dout: total gradient of y_t; dhid: gradient of o*tanh(c_t) (= dout without projection).
@@ -332,7 +332,7 @@ struct LstmKernels {
 
   // ---------------------------------------------------------------- fused single step
   static void cell_rows(const CellArgs& a, long b0, long b1) {
-    const long I = a.I, H = a.H, R = a.R, P = a.P, rows = b1 - b0;
+    const long I = a.input_size, H = a.hidden_size, R = a.out_size, P = a.proj, rows = b1 - b0;
     const T* x = static_cast<const T*>(a.x) + b0 * I;
     const T* h = static_cast<const T*>(a.h) + b0 * R;
     const T* bias = static_cast<const T*>(a.bias);

@@ -1,13 +1,17 @@
 """Backend registry and the rule that picks one for an input.
 
-A backend provides two entry points that follow the contract in ``fastrnn.reference``:
+A backend offers two entry points that follow the contract in ``fastrnn.reference``:
 
 - ``recurrence(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> (y, h_n, c_n)``, differentiable
   with respect to ``xproj``, ``w_hh``, ``w_hr``, ``h0`` and ``c0``;
 - ``cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None) -> (h_next, c_next)``, one step
   with the input projection fused in, for callers that need no gradient (an RL rollout);
-  ``resets`` (B,) bool zeroes those rows' state first. x, h, c hold B rows each under any
+  ``resets``, B bools under any leading shape ((B,) or (1, B)), zeroes those rows' state first. x, h, c hold B rows each under any
   equal leading shape ((B, F) or (1, B, F)); h_next and c_next come back shaped like h and c.
+
+A kernel backend (cpp, triton) supplies only a ``fastrnn.recurrence_op.Launcher``; both entry
+points are then the shared op's (``recurrence_op.kernel_backend``). The reference backend is
+plain autograd.
 
 Backends register lazily: importing fastrnn never compiles or imports triton; a backend whose
 import fails stays listed with the reason, so ``backend="cpp"`` on a machine without the
@@ -30,6 +34,7 @@ class Backend:
     unsupported_reason: Callable[[torch.device, torch.dtype], str | None]
     recurrence: Callable
     cell: Callable
+    launcher: object = None  # the kernel backend's recurrence_op.Launcher (None for the reference)
 
     def __reduce__(self):
         # Pickled by name: a backend's functions and registered ops are process-wide objects.

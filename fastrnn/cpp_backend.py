@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 
 from fastrnn import _C
-from fastrnn.backends import Backend
-from fastrnn.custom_ops import define_recurrence_ops, traced_cell
+from fastrnn.recurrence_op import BackwardOutputs, ForwardOutputs, Inputs, Launcher, OutputGrads, kernel_backend
 from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
@@ -26,6 +25,7 @@ def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
 
 
 def _ptr(tensor: Tensor | None) -> int:
+    """A tensor's address for the kernels' argument structs; 0 for none."""
     return 0 if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
 
 
@@ -49,78 +49,49 @@ def _pack_panels(w: Tensor, transposed: bool) -> Tensor:
     return out
 
 
-class _Packed:
-    """Packed weights and their raw addresses, kept together so a cache hit costs no lookups."""
-
-    def __init__(self, *tensors: Tensor | None):
-        self.tensors = tensors
-        self.ptrs = tuple(_ptr(t) for t in tensors)
-
-
-def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr) -> _Packed:
+def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr):
+    """The step's packed weights and their _C.CellWeights, cached per weight contents."""
     def make(w_ih, w_hh, b_ih, b_hh, w_hr):
         hidden_size = w_hh.shape[0] // 4
         bias = None if b_ih is None else (b_ih + b_hh).detach().contiguous()
-        return _Packed(
-            _pack_gates(w_ih, hidden_size), _pack_gates(w_hh, hidden_size), bias,
-            None if w_hr is None else _pack_panels(w_hr, True),
-        )
+        packed = (_pack_gates(w_ih, hidden_size), _pack_gates(w_hh, hidden_size), bias,
+                  None if w_hr is None else _pack_panels(w_hr, True))
+        weights = _C.CellWeights()
+        weights.input_size, weights.hidden_size, weights.out_size = w_ih.shape[1], hidden_size, w_hh.shape[1]
+        weights.proj = 0 if w_hr is None else w_hr.shape[0]
+        weights.w_ih_gates, weights.w_hh_gates, weights.bias, weights.w_proj = map(_ptr, packed)
+        return packed, weights  # the tensors stay referenced as long as their addresses are
+    return _packed.get("cell", (w_ih, w_hh, b_ih, b_hh, w_hr), make, layout_key=_weight_layout(w_hh.dtype))
+
+
+def _weight_layout(dtype: torch.dtype) -> int:
     # The packed layout depends on the vector width of the instruction set in use (set_isa).
-    return _packed.get("cell", (w_ih, w_hh, b_ih, b_hh, w_hr), make, layout_key=_C.vector_width(_DTYPE_CODES[w_hh.dtype]))
+    return _C.vector_width(_DTYPE_CODES[dtype])
 
 
-def _forward_kernel(xproj, w_hh, w_hr, h0, c0, resets, lengths, save):
-    steps, batch, four_h = xproj.shape
-    hidden_size = four_h // 4
-    out_size = h0.shape[1]
-    proj = 0 if w_hr is None else w_hr.shape[0]
-    # Locals keep any contiguous copies alive until the kernel has returned.
-    xproj, h0, c0 = xproj.contiguous(), h0.contiguous(), c0.contiguous()
-    w_hh = w_hh.detach().contiguous()
-    w_hr = None if w_hr is None else w_hr.detach().contiguous()
-    resets = None if resets is None else resets.contiguous()
-    lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    y = xproj.new_empty(steps, batch, out_size)
-    h_n, c_n = h0.new_empty(h0.shape), c0.new_empty(c0.shape)
-    gates = xproj.new_empty(steps, batch, four_h) if save else xproj.new_empty(0)
-    cells = xproj.new_empty(steps, batch, hidden_size) if save else xproj.new_empty(0)
-    hidden = xproj.new_empty(steps, batch, hidden_size) if save and proj else xproj.new_empty(0)
-    _C.forward(
-        _DTYPE_CODES[xproj.dtype], steps, batch, hidden_size, out_size, proj,
-        xproj.data_ptr(), w_hh.data_ptr(), _ptr(w_hr),
-        h0.data_ptr(), c0.data_ptr(), _ptr(resets), _ptr(lengths),
-        y.data_ptr(), h_n.data_ptr(), c_n.data_ptr(), _ptr(gates), _ptr(cells), _ptr(hidden),
-        torch.get_num_threads(),
-    )
-    return y, h_n, c_n, gates, cells, hidden
+def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
+    a = _C.ForwardArgs()
+    a.steps, a.batch, four_h = inputs.xproj.shape
+    a.hidden_size, a.out_size = four_h // 4, inputs.h0.shape[1]
+    a.proj = 0 if inputs.w_hr is None else inputs.w_hr.shape[0]
+    a.xproj, a.w_hh, a.w_hr = _ptr(inputs.xproj), _ptr(inputs.w_hh), _ptr(inputs.w_hr)
+    a.h0, a.c0, a.resets, a.lengths = _ptr(inputs.h0), _ptr(inputs.c0), _ptr(inputs.resets), _ptr(inputs.lengths)
+    a.y, a.h_n, a.c_n = _ptr(out.y), _ptr(out.h_n), _ptr(out.c_n)
+    a.gates, a.cells, a.hidden = _ptr(out.gates), _ptr(out.cells), _ptr(out.hidden)
+    _C.forward(_DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
 
 
-def _backward_kernel(grad_y, grad_h_n, grad_c_n, w_hh, w_hr, c0, resets, lengths, gates, cells):
-    steps, batch, four_h = gates.shape
-    hidden_size = four_h // 4
-    out_size = w_hh.shape[1]
-    proj = 0 if w_hr is None else w_hr.shape[0]
-    contiguous = [None if t is None else t.contiguous() for t in (grad_y, grad_h_n, grad_c_n, c0, resets, w_hh, w_hr)]
-    grad_y, grad_h_n, grad_c_n, c0, resets, w_hh, w_hr = contiguous
-    lengths = None if lengths is None else lengths.to(torch.int64).contiguous()
-    dxproj = gates.new_empty(gates.shape)
-    dh0 = c0.new_empty(batch, out_size)
-    dc0 = c0.new_empty(batch, hidden_size)
-    dy_total = gates.new_empty(steps, batch, proj) if proj else gates.new_empty(0)
-    _C.backward(
-        _DTYPE_CODES[gates.dtype], steps, batch, hidden_size, out_size, proj,
-        _ptr(grad_y), _ptr(grad_h_n), _ptr(grad_c_n),
-        w_hh.data_ptr(), _ptr(w_hr),
-        c0.data_ptr(), _ptr(resets), _ptr(lengths), gates.data_ptr(), cells.data_ptr(),
-        dxproj.data_ptr(), dh0.data_ptr(), dc0.data_ptr(), _ptr(dy_total), torch.get_num_threads(),
-    )
-    return dxproj, dh0, dc0, dy_total
-
-
-OPS = define_recurrence_ops("cpp_lstm_recurrence", _forward_kernel, _backward_kernel)
-
-
-recurrence = OPS  # the recurrence contract of fastrnn.reference, on the C++ kernels
+def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, out: BackwardOutputs) -> None:
+    a = _C.BackwardArgs()
+    a.steps, a.batch, four_h = gates.shape
+    a.hidden_size, a.out_size = four_h // 4, inputs.h0.shape[1]
+    a.proj = 0 if inputs.w_hr is None else inputs.w_hr.shape[0]
+    a.grad_y, a.grad_h_n, a.grad_c_n = map(_ptr, grads)
+    a.w_hh, a.w_hr, a.c0 = _ptr(inputs.w_hh), _ptr(inputs.w_hr), _ptr(inputs.c0)
+    a.resets, a.lengths = _ptr(inputs.resets), _ptr(inputs.lengths)
+    a.gates, a.cells = _ptr(gates), _ptr(cells)
+    a.dxproj, a.dh0, a.dc0, a.dy_total = map(_ptr, out)
+    _C.backward(_DTYPE_CODES[gates.dtype], a, torch.get_num_threads())
 
 
 # The packed step must check its source weights on every call (weight_cache.py). Above this
@@ -146,30 +117,24 @@ def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
     return h_next.view(h.shape), c_next.view(c.shape)
 
 
-def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
+def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
     on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights)."""
-    if torch.compiler.is_compiling():
-        return traced_cell(OPS, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
     weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
     if weight_elements * w_hh.element_size() > STEP_PACK_LIMIT_BYTES:
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    input_size, hidden_size, out_size = x.shape[-1], c.shape[-1], h.shape[-1]
-    batch = c.numel() // hidden_size
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
-    # The packed weights stay referenced until the kernel has returned: another thread may
-    # replace the cache entry meanwhile.
-    packed = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    w_ih_p, w_hh_p, bias_p, w_hr_p = packed.ptrs
+    # `packed` stays referenced until the kernel has returned: another thread may replace the
+    # cache entry meanwhile.
+    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
     h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
     c_out = torch.empty_like(c)
-    _C.cell(
-        _DTYPE_CODES[x.dtype], batch, input_size, hidden_size, out_size, 0 if w_hr is None else w_hr.shape[0],
-        x.data_ptr(), w_ih_p, h.data_ptr(), w_hh_p, bias_p, c.data_ptr(), w_hr_p, _ptr(resets),
-        h_out.data_ptr(), c_out.data_ptr(), torch.get_num_threads(),
-    )
+    _C.cell(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(), c.data_ptr(),
+            _ptr(resets), h_out.data_ptr(), c_out.data_ptr(), torch.get_num_threads())
     return h_out, c_out
 
 
-BACKEND = Backend(name="cpp", unsupported_reason=_unsupported_reason, recurrence=recurrence, cell=cell)
+LAUNCHER = Launcher(name="cpp", unsupported_reason=_unsupported_reason, forward=_forward, backward=_backward,
+                    step=_step, weight_layout=_weight_layout)
+BACKEND = kernel_backend(LAUNCHER)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-import fastrnn.triton_backend  # noqa: F401  (makes fastrnn.kernels importable from a source checkout)
 from fastrnn.kernels import config as kconfig
 from fastrnn.kernels.launch_plan import DTYPE_NAMES, cdiv, grid_sync_enabled, sequence_grid
 

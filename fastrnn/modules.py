@@ -8,6 +8,7 @@ constructor keyword, ``backend``, and one LSTM.forward keyword, ``resets``.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -53,6 +54,17 @@ def _torch_scripts(torch_class: type) -> bool:
         return False
 
 
+class _Call(NamedTuple):
+    """An LSTM call normalized for the routes: time-major, batched, with a state."""
+    x: Tensor                     # (T, B, I)
+    h0: Tensor                    # (layers * directions, B, R)
+    c0: Tensor                    # (layers * directions, B, H)
+    resets: Tensor | None         # (T, B)
+    lengths: Tensor | None        # (B,) for packed input
+    packed_input: PackedSequence | None
+    is_batched: bool
+
+
 def _parametrized(module: nn.Module) -> bool:
     return "parametrizations" in module._modules
 
@@ -68,16 +80,10 @@ class _BackendChoice:
         self.last_backend = None
 
     def _pick_backend(self, tensor: Tensor) -> Backend:
-        # The last answer is kept on the instance, and written around nn.Module.__setattr__:
-        # a per-step call would otherwise spend microseconds here.
-        state = self.__dict__
-        dtype, device = tensor.dtype, tensor.device
-        last = state.get("_last_pick")
-        if last is not None and last[0] is dtype and last[1] == device and last[2] == self.backend:
-            return last[3]
-        chosen = resolve_backend(self.backend, device, dtype)
-        state["_last_pick"] = (dtype, device, self.backend, chosen)
-        state["last_backend"] = chosen.name
+        # resolve_backend keeps the one cache of choices; last_backend is written around
+        # nn.Module.__setattr__, which would cost a microsecond per step.
+        chosen = resolve_backend(self.backend, tensor.device, tensor.dtype)
+        self.__dict__["last_backend"] = chosen.name
         return chosen
 
     def __setattr__(self, name, value):
@@ -85,13 +91,6 @@ class _BackendChoice:
         if name == "backend":
             value = check_backend_name(value)
         super().__setattr__(name, value)
-
-    def __getstate__(self):
-        # The cached choice holds the backend's kernels and ops, which neither pickle nor
-        # deep-copy; a copy resolves its backend again on its first call.
-        state = dict(super().__getstate__())  # RNNBase's drops its weak references
-        state.pop("_last_pick", None)
-        return state
 
     def __prepare_scriptable__(self):
         """torch.jit.script compiles torch's own module in place of this one: TorchScript cannot
@@ -105,7 +104,7 @@ class _BackendChoice:
                 "torch.jit.trace(model, example_inputs) (records torch's standard op), torch.export, "
                 "or torch.compile.")
         standard = self._torch_class.__new__(self._torch_class)
-        ours = {"backend", "last_backend", "_last_pick"}
+        ours = {"backend", "last_backend"}
         standard.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ours})
         return standard
 
@@ -135,16 +134,18 @@ class LSTM(_BackendChoice, nn.LSTM):
     def extra_repr(self) -> str:
         return super().extra_repr() + self._backend_repr()
 
-    def _weights_by_layer(self, flat_weights: list[Tensor]) -> list[list[Tensor | None]]:
-        per_direction = len(flat_weights) // (self.num_layers * (2 if self.bidirectional else 1))
-        groups = []
-        for start in range(0, len(flat_weights), per_direction):
-            group = flat_weights[start : start + per_direction]
-            w_ih, w_hh = group[0], group[1]
-            b_ih, b_hh = (group[2], group[3]) if self.bias else (None, None)
-            w_hr = group[-1] if self.proj_size > 0 else None
-            groups.append([w_ih, w_hh, b_ih, b_hh, w_hr])
-        return groups
+    def _layer_weights(self, flat_weights: list[Tensor], index: int) -> tuple:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of layer-direction `index`, None where absent."""
+        per_direction = 2 + 2 * self.bias + (self.proj_size > 0)
+        start = index * per_direction
+        w_ih, w_hh = flat_weights[start], flat_weights[start + 1]
+        b_ih, b_hh = (flat_weights[start + 2], flat_weights[start + 3]) if self.bias else (None, None)
+        w_hr = flat_weights[start + per_direction - 1] if self.proj_size > 0 else None
+        return w_ih, w_hh, b_ih, b_hh, w_hr
+
+    def _weights_by_layer(self, flat_weights: list[Tensor]) -> list[tuple]:
+        directions = 2 if self.bidirectional else 1
+        return [self._layer_weights(flat_weights, i) for i in range(self.num_layers * directions)]
 
     # resets is positional-or-keyword: the TorchScript ONNX exporter passes every parameter
     # of forward positionally, defaults included.
@@ -158,19 +159,21 @@ class LSTM(_BackendChoice, nn.LSTM):
         if probe.is_cuda and self.backend == "auto" and resets is None and self._cudnn_is_faster(input, hx):
             self.__dict__["last_backend"] = "cudnn"
             return super().forward(input, hx)
-        refreshed = False
-        if hx is not None and not torch.is_grad_enabled() and type(input) is Tensor:
-            # The step skips refreshing _flat_weights (microseconds) unless a parametrization
-            # computes them.
-            refreshed = _parametrized(self)
-            if refreshed:
-                self._update_flat_weights()
-            stepped = self._rollout_fast_path(input, hx, resets)
-            if stepped is not None:
-                return stepped
-        if not refreshed:
-            self._update_flat_weights()
-        return self._forward(input, hx, resets, self._flat_weights)
+        return self._forward(input, hx, resets, self._current_flat_weights())
+
+    def _current_flat_weights(self) -> list[Tensor]:
+        """torch's _update_flat_weights (a parameter swapped, as torch.func.functional_call
+        does, or computed by a parametrization), with dict reads in place of attribute lookups:
+        it runs on every rollout step."""
+        if _parametrized(self):
+            self._init_flat_weights()
+            return self._flat_weights
+        params = self._parameters
+        for ref, name in zip(self._flat_weight_refs, self._flat_weights_names):
+            if ref is not None and ref() is not params.get(name):
+                self._init_flat_weights()
+                break
+        return self._flat_weights
 
     def _cudnn_is_faster(self, input, hx) -> bool:
         """fastrnn/cuda_rule.py: cuDNN for the sequences where it was measured faster; a
@@ -208,8 +211,7 @@ class LSTM(_BackendChoice, nn.LSTM):
                 input = rounded(input, target, compute)
             if hx is not None:
                 hx = tuple(rounded(state, target, compute) for state in hx)
-            self._update_flat_weights()
-            weights = [rounded(w, target, compute) for w in self._flat_weights]
+            weights = [rounded(w, target, compute) for w in self._current_flat_weights()]
             output, (h_n, c_n) = self._forward(input, hx, resets, weights, under_autocast=True)
         if isinstance(output, PackedSequence):
             output = output._replace(data=output.data.to(target))
@@ -218,13 +220,39 @@ class LSTM(_BackendChoice, nn.LSTM):
         return output, (h_n.to(target), c_n.to(target))
 
     def _forward(self, input, hx, resets, flat_weights: list[Tensor], under_autocast: bool = False):
+        """Normalize the call (time-major, batched, with a state), then one step route or one
+        sequence route, then give the result the caller's layout."""
+        call = self._normalize(input, hx, resets, flat_weights, under_autocast)
+        backend = self._pick_backend(call.x)
+        if call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not _needs_grad(
+                (call.x, call.h0, call.c0, *flat_weights)):
+            y, h_n, c_n = self._step(backend, call, flat_weights)
+        else:
+            y, h_n, c_n = run_layers(
+                backend, call.x, call.h0, call.c0, self._weights_by_layer(flat_weights), self.num_layers,
+                self.bidirectional, self.dropout, self.training, call.resets, call.lengths,
+            )
+        return self._restore_layout(call, y, h_n, c_n)
+
+    def _normalize(self, input, hx, resets, flat_weights, under_autocast: bool) -> _Call:
+        """The call as the routes take it, after torch's own checks and errors, before any work.
+
+        A batched tensor with a state that already has exactly the shapes, dtype and device
+        torch's checks demand (every rollout step) skips them: at rollout sizes they cost as
+        much as the step."""
+        if (type(input) is Tensor and input.dim() == 3 and hx is not None
+                and self._state_fits(input, hx, flat_weights[0])):
+            x = input.transpose(0, 1) if self.batch_first else input
+            if resets is not None:
+                resets = self._check_resets(resets, input, is_batched=True)
+            return _Call(x, hx[0], hx[1], resets, None, None, True)
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         packed = isinstance(input, PackedSequence)
         if packed:
             if resets is not None:
                 raise ValueError("resets: not supported with PackedSequence input; pass a padded tensor")
-            data, batch_sizes, sorted_indices, unsorted_indices = input
+            data, batch_sizes, sorted_indices, _ = input
             batch = int(batch_sizes[0])
             is_batched = True
             if hx is not None:
@@ -268,83 +296,59 @@ class LSTM(_BackendChoice, nn.LSTM):
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # torch's own, from C++
         if resets is not None:
             resets = self._check_resets(resets, input, is_batched)
-        backend = self._pick_backend(probe)
-
         if packed:
             x, lengths = unpack_to_padded(data, batch_sizes)
-        else:
-            x = input.transpose(0, 1) if self.batch_first else input
-            lengths = None
-        weights = self._weights_by_layer(flat_weights)
-        if x.shape[0] == 1 and lengths is None and directions == 1 and not _needs_grad(
-            [x, *hx, *flat_weights]
-        ):
-            y, h_n, c_n = self._rollout_step(backend, x, hx, weights, resets)
-        else:
-            y, h_n, c_n = run_layers(
-                backend, x, hx[0], hx[1], weights, self.num_layers, self.bidirectional,
-                self.dropout, self.training, resets, lengths,
-            )
-        if packed:
+            return _Call(x, hx[0], hx[1], None, lengths, input, True)
+        x = input.transpose(0, 1) if self.batch_first else input
+        return _Call(x, hx[0], hx[1], resets, None, None, is_batched)
+
+    def _state_fits(self, input: Tensor, hx, weight: Tensor) -> bool:
+        """Whether torch's checks would pass this batched input and state as they are (and
+        they are on one device)."""
+        h, c = hx
+        if type(h) is not Tensor or type(c) is not Tensor:
+            return False
+        batch = input.shape[0 if self.batch_first else 1]
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        return (input.shape[2] == self.input_size and input.shape[1 if self.batch_first else 0] > 0
+                and h.shape == (layers, batch, self.proj_size or self.hidden_size)
+                and c.shape == (layers, batch, self.hidden_size)
+                and input.dtype == h.dtype == c.dtype == weight.dtype
+                and input.device == h.device == c.device == weight.device)
+
+    def _restore_layout(self, call: _Call, y, h_n, c_n):
+        if call.packed_input is not None:
+            _, batch_sizes, sorted_indices, unsorted_indices = call.packed_input
             output = PackedSequence(pack_padded_output(y, batch_sizes), batch_sizes, sorted_indices, unsorted_indices)
             return output, self.permute_hidden((h_n, c_n), unsorted_indices)
         if self.batch_first:
             y = y.transpose(0, 1)
-        if not is_batched:
+        if not call.is_batched:
             y = y.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return y, (h_n, c_n)
 
-    def _rollout_fast_path(self, input: Tensor, hx, resets: Tensor | None):
-        """The RL rollout call, one no-grad step of a one-layer LSTM from a given state, with
-        nothing but plain shape reads around one fused kernel call (at rollout sizes the
-        general path's bookkeeping costs as much as the step). Returns None whenever the call
-        is anything else or any argument does not fit exactly; the general path then runs it
-        and raises torch's errors."""
-        if self.num_layers != 1 or self.bidirectional or input.dim() != 3:
-            return None
-        if self.batch_first:
-            batch, steps, features = input.shape
-        else:
-            steps, batch, features = input.shape
-        h, c = hx
-        weights = self._flat_weights
-        out = self.proj_size or self.hidden_size
-        if (steps != 1 or features != self.input_size or h.shape != (1, batch, out)
-                or c.shape != (1, batch, self.hidden_size)):
-            return None
-        dtype, device = weights[0].dtype, weights[0].device
-        if not (input.dtype == h.dtype == c.dtype == dtype and input.device == h.device == c.device == device):
-            return None
-        if resets is not None:
-            if type(resets) is not Tensor or resets.dtype != torch.bool or resets.numel() != batch \
-                    or resets.dim() != 2 or resets.device != device:
-                return None
-            resets = resets.view(batch)
-        backend = self._pick_backend(input)
-        b_ih, b_hh = (weights[2], weights[3]) if self.bias else (None, None)
-        w_hr = weights[-1] if self.proj_size > 0 else None
-        # Backends' cells take any leading shape of B rows and answer in the shape of h and c.
-        h_n, c_n = backend.cell(input, h, c, weights[0], weights[1], b_ih, b_hh, w_hr, resets)
-        # The output gets its own storage, as from nn.LSTM: an in-place edit of it must not
-        # change the state the caller carries to the next step.
-        y = h_n.clone()
-        return (y.view(batch, 1, out) if self.batch_first else y), (h_n, c_n)
-
-    def _rollout_step(self, backend: Backend, x, hx, weights, resets):
+    def _step(self, backend: Backend, call: _Call, flat_weights: list[Tensor]):
         """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""
-        layer_input = x[0]
+        # x (1, B, I) and resets (1, B) as they are: backends' cells take B rows under any
+        # leading shape (a reshape or an index would cost microseconds a step).
+        layer_input, resets = call.x, call.resets
+        single = self.num_layers == 1
         h_n, c_n = [], []
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh, w_hr = weights[layer]
-            h, c = backend.cell(layer_input, hx[0][layer], hx[1][layer], w_ih, w_hh, b_ih, b_hh, w_hr,
-                                None if resets is None else resets[0])
+            h0 = call.h0 if single else call.h0[layer : layer + 1]
+            c0 = call.c0 if single else call.c0[layer : layer + 1]
+            h, c = backend.cell(layer_input, h0, c0, *self._layer_weights(flat_weights, layer), resets)
             h_n.append(h)
             c_n.append(c)
             layer_input = h
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, p=self.dropout, training=True)
-        return layer_input.unsqueeze(0), torch.stack(h_n), torch.stack(c_n)
+        if single:
+            # The output gets its own storage, as from nn.LSTM: an in-place edit of it must
+            # not change the state the caller carries to the next step.
+            return layer_input.clone(), h_n[0], c_n[0]
+        return layer_input, torch.cat(h_n), torch.cat(c_n)
 
     def _check_resets(self, resets: Tensor, input: Tensor, is_batched: bool) -> Tensor:
         """Validate resets and return them time-major (T, B)."""

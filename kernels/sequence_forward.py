@@ -12,8 +12,8 @@ Per step t (the contract of fastrnn/reference.py):
       writes y[t] (no projection) or hidden[t] (projection).
   phase B, projection only, per output tile:  y[t] = hidden[t] W_hr^T.
 h_{t-1} is read back from y[t-1] (or h0): for a row still inside its length that is its
-state, and rows past their length compute nothing that is stored. Rows past their length
-keep their state, output zeros, and h_n/c_n are stored at each row's last valid step (step 0
+state, and rows past their length store zeros (outputs and saved tensors) and nothing else:
+they keep their state, and h_n/c_n are stored at each row's last valid step (step 0
 for a zero-length row, which then stores h0/c0).
 
 With RESIDENT the CTA's W_hh slice, 4 x (BLOCK_K = padded R) x BLOCK_H, is loaded once
@@ -180,15 +180,17 @@ def lstm_sequence_forward_kernel(
                 is_final = row_ok & (t == final_step)
                 tl.store(c_n_ptr + state_tile, c_keep.to(c_n_ptr.dtype.element_ty), mask=is_final[:, None] & col_ok[None, :])
                 if save != 0:
+                    # Rows past their length save zeros, as every backend does (recurrence_op.py).
                     g_tile = gates_t + rows[:, None] * four_h + cols[None, :]
                     dtype = gates_ptr.dtype.element_ty
-                    tl.store(g_tile, gate_i.to(dtype), mask=tile_mask)
-                    tl.store(g_tile + hidden_size, gate_f.to(dtype), mask=tile_mask)
-                    tl.store(g_tile + 2 * hidden_size, gate_g.to(dtype), mask=tile_mask)
-                    tl.store(g_tile + 3 * hidden_size, gate_o.to(dtype), mask=tile_mask)
-                    tl.store(cells_t + state_tile, c_new.to(dtype), mask=tile_mask)
+                    tl.store(g_tile, tl.where(valid[:, None], gate_i, 0.0).to(dtype), mask=tile_mask)
+                    tl.store(g_tile + hidden_size, tl.where(valid[:, None], gate_f, 0.0).to(dtype), mask=tile_mask)
+                    tl.store(g_tile + 2 * hidden_size, tl.where(valid[:, None], gate_g, 0.0).to(dtype), mask=tile_mask)
+                    tl.store(g_tile + 3 * hidden_size, tl.where(valid[:, None], gate_o, 0.0).to(dtype), mask=tile_mask)
+                    tl.store(cells_t + state_tile, tl.where(valid[:, None], c_new, 0.0).to(dtype), mask=tile_mask)
                 if HAS_PROJ:
-                    tl.store(hidden_t + state_tile, h_new.to(hidden_ptr.dtype.element_ty), mask=tile_mask)
+                    tl.store(hidden_t + state_tile, tl.where(valid[:, None], h_new, 0.0).to(hidden_ptr.dtype.element_ty),
+                             mask=tile_mask)
                 else:
                     y_tile = rows[:, None] * out_size + cols[None, :]
                     tl.store(y_t + y_tile, tl.where(valid[:, None], h_new, 0.0).to(y_ptr.dtype.element_ty), mask=tile_mask)

@@ -7,8 +7,9 @@
 # Usage (from anywhere):  bash scripts/triton_versions.sh [VERSION ...]
 #   VERSION: 3.9.0, or 3.9 for the newest 3.9.x; none: the newest Triton on PyPI.
 # Venvs are made once and reused, under $FASTRNN_TRITON_VENVS (default /tmp/fastrnn-triton-venvs),
-# with the torch that requirements.txt pins; the repository runs from PYTHONPATH, so nothing
-# is built (these tests do not use fastrnn._C) and .venv is left alone.
+# with the torch that requirements.txt pins. Nothing is built (these tests do not use fastrnn._C)
+# and .venv is left alone: the package runs from a tree of links laid out as installed
+# (fastrnn/ with kernels/ as fastrnn/kernels, as setup.py maps it) on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -31,6 +32,10 @@ if [ ${#versions[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$VENVS"
+links="$VENVS/package-links"
+rm -rf "$links" && mkdir -p "$links/fastrnn"
+ln -s "$REPO"/fastrnn/*.py "$links/fastrnn/"
+ln -s "$REPO/kernels" "$links/fastrnn/kernels"
 summary=()
 status=0
 for version in "${versions[@]}"; do
@@ -56,8 +61,9 @@ for version in "${versions[@]}"; do
   installed="$("$venv/bin/python" -c 'import triton; print(triton.__version__)')"
   echo "== triton $installed ($venv)"
   set +e
-  env -u TRITON_INTERPRET PYTHONPATH="$REPO" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_triton_interpret.py tests/test_triton_aot.py > "$log" 2>&1
+  # From $links, so that the linked package, not the checkout's fastrnn/, is the one imported.
+  (cd "$links" && env -u TRITON_INTERPRET PYTHONPATH="$links" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+    "$REPO/tests/test_triton_interpret.py" "$REPO/tests/test_triton_aot.py") > "$log" 2>&1
   rc=$?
   set -e
   if [ $rc -ne 0 ]; then

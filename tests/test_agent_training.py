@@ -57,6 +57,21 @@ def test_verify_names_the_first_step_where_a_broken_core_disagrees(monkeypatch):
         in result.message
 
 
+def test_verify_fails_when_the_fast_core_runs_the_reference_backend(monkeypatch):
+    """Comparing the reference with itself proves nothing: verify must not report OK."""
+    original = cores.make_core
+
+    def make(name, input_size, hidden_size):
+        if name == "fast":
+            return fastrnn.LSTM(input_size, hidden_size, backend="reference")
+        return original(name, input_size, hidden_size)
+
+    monkeypatch.setattr("agent.model.make_core", make)
+    result = verify_module.verify_task("bandit_independent", trials_per_episode=4)
+    assert not result.ok
+    assert "fast core resolved to the reference backend" in result.message
+
+
 def test_torch_core_computes_the_same_loss_and_gradients_as_the_reference_core():
     trainers = {core: Trainer(tiny_config(core=core), trials_per_episode=3) for core in ("reference", "torch")}
     trainers["torch"].agent.load_state_dict(trainers["reference"].agent.state_dict())

@@ -40,7 +40,20 @@ def test_compiled_no_grad_step_matches_eager():
             torch.testing.assert_close(a, b)
 
 
-def test_inductor_compiles_a_model_around_the_lstm_with_default_settings():
+def _traced_targets_of(graph) -> set[str]:
+    return {str(node.target) for node in graph.graph.nodes}
+
+
+def _traced_targets(counter) -> set[str]:
+    return set().union(*map(_traced_targets_of, counter.graphs))
+
+
+@torch._dynamo.config.patch(allow_rnn=True)
+def test_inductor_compiles_a_model_around_the_lstm_with_the_op_in_its_graph():
+    """With allow_rnn the recurrence op itself is in the graph Inductor compiles (forward and,
+    through its registered autograd, backward), and the result matches eager."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     torch._dynamo.reset()
     torch.manual_seed(0)
     lstm = fastrnn.LSTM(3, 4)
@@ -49,9 +62,41 @@ def test_inductor_compiles_a_model_around_the_lstm_with_default_settings():
     def forward(x):
         return head(torch.relu(lstm(x)[0])).sum(-1)
 
-    compiled = torch.compile(forward)
+    counter = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(forward, backend=counter, fullgraph=True)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    got = compiled(x)
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    want = forward(x)
+    (want_grad,) = torch.autograd.grad(want.sum(), x)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad, want_grad)
+    assert counter.frame_count == 1
+    assert "fastrnn.lstm_recurrence.default" in _traced_targets(counter)
+    assert lstm.last_backend == "cpp"
+
+
+def test_default_dynamo_settings_still_trace_the_op_below_the_module_frame():
+    """Without allow_rnn Dynamo will not trace the module's own frame (a graph break at the
+    module: the model around it is not in the op's graph), but it compiles the frames that
+    forward calls (run_layers): the recurrence op is still traced, and the result matches."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 4)
+    head = torch.nn.Linear(4, 2)
+
+    def forward(x):
+        return head(torch.relu(lstm(x)[0])).sum(-1)
+
+    counter = CompileCounterWithBackend("eager")
+    compiled = torch.compile(forward, backend=counter)
     x = torch.randn(5, 2, 3)
     torch.testing.assert_close(compiled(x), forward(x))
+    op_graphs = [g for g in counter.graphs if "fastrnn.lstm_recurrence.default" in _traced_targets_of(g)]
+    assert op_graphs
+    assert all("<built-in method relu of type object" not in " ".join(_traced_targets_of(g)) for g in op_graphs)
     assert lstm.last_backend == "cpp"
 
 

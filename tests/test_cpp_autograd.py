@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastrnn import cpp_backend
+from fastrnn.recurrence_op import recurrence_backward_op, recurrence_op
 
 
 def _inputs(steps, batch, hidden, proj, generator, requires_grad=True):
@@ -30,7 +31,7 @@ def test_cpp_recurrence_passes_gradcheck(proj, with_resets, with_lengths, cpu_is
     lengths = torch.tensor([4, 2, 3]) if with_lengths else None
 
     def run(xproj, w_hh, h0, c0, *maybe_w_hr):
-        return cpp_backend.recurrence(xproj, w_hh, maybe_w_hr[0] if maybe_w_hr else None, h0, c0, resets, lengths)
+        return cpp_backend.BACKEND.recurrence(xproj, w_hh, maybe_w_hr[0] if maybe_w_hr else None, h0, c0, resets, lengths)
 
     args = (xproj, w_hh, h0, c0) + ((w_hr,) if proj else ())
     assert torch.autograd.gradcheck(run, args, eps=1e-6, atol=1e-7)
@@ -38,17 +39,26 @@ def test_cpp_recurrence_passes_gradcheck(proj, with_resets, with_lengths, cpu_is
 
 @pytest.mark.parametrize("proj", [0, 2])
 @pytest.mark.parametrize("with_resets", [False, True])
-def test_cpp_custom_ops_pass_opcheck(proj, with_resets):
+@pytest.mark.parametrize("with_projection_source", [False, True])
+def test_the_recurrence_op_passes_opcheck_on_the_cpp_kernels(proj, with_resets, with_projection_source):
+    """opcheck runs the op's schema, fake kernel and its autograd registration (the same
+    _setup_context/_backward the eager path uses), here on the cpp launcher."""
     g = torch.Generator().manual_seed(1)
     xproj, w_hh, w_hr, h0, c0 = _inputs(3, 2, 4, proj, g)
     resets = torch.tensor([[False, True], [True, False], [False, False]]) if with_resets else None
     lengths = torch.tensor([3, 2])
-    torch.library.opcheck(cpp_backend.OPS.forward, (xproj, w_hh, w_hr, h0, c0, resets, lengths))
-    y, h_n, c_n, gates, cells, hidden = cpp_backend.OPS.forward(xproj, w_hh, w_hr, h0, c0, resets, lengths)
+    source = (None, None, None)
+    if with_projection_source:
+        x = torch.randn(3, 2, 5, dtype=torch.float64, generator=g)
+        w_ih = torch.randn(16, 5, dtype=torch.float64, generator=g, requires_grad=True)
+        bias = torch.randn(16, dtype=torch.float64, generator=g, requires_grad=True)
+        xproj = torch.nn.functional.linear(x, w_ih, bias).detach().requires_grad_()
+        source = (x, w_ih, bias)
+    torch.library.opcheck(recurrence_op, ("cpp", xproj, w_hh, w_hr, h0, c0, resets, lengths, *source))
+    y, h_n, c_n, gates, cells, hidden = recurrence_op("cpp", xproj, w_hh, w_hr, h0, c0, resets, lengths, *source)
     grads = [torch.randn(t.shape, dtype=t.dtype, generator=g) for t in (y, h_n, c_n)]
-    detached = [t.detach() for t in (w_hh,)] + [None if w_hr is None else w_hr.detach()]
     torch.library.opcheck(
-        cpp_backend.OPS.backward,
-        (*grads, detached[0], detached[1], h0.detach(), c0.detach(), resets, lengths,
-         y.detach(), gates.detach(), cells.detach(), hidden.detach()),
+        recurrence_backward_op,
+        ("cpp", *grads, w_hh.detach(), None if w_hr is None else w_hr.detach(), h0.detach(), c0.detach(), resets,
+         lengths, y.detach(), gates.detach(), cells.detach(), hidden.detach()),
     )

@@ -49,7 +49,7 @@ def test_cpp_recurrence_matches_reference(shape, dtype, with_resets, with_length
     ref_in = [None if t is None else t.clone().requires_grad_() for t in tensors]
     cpp_in = [None if t is None else t.clone().requires_grad_() for t in tensors]
     expected = reference.lstm_recurrence(*ref_in, resets, lengths)
-    actual = cpp_backend.recurrence(*cpp_in, resets, lengths)
+    actual = cpp_backend.BACKEND.recurrence(*cpp_in, resets, lengths)
     for name, a, e in zip(["y", "h_n", "c_n"], actual, expected):
         torch.testing.assert_close(a, e, **TOLERANCES[dtype], msg=lambda m: f"{name}: {m}")
     upstream = [torch.randn(t.shape, dtype=dtype, generator=g) for t in expected]

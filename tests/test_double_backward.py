@@ -1,7 +1,7 @@
 """Second-order gradients (gradient penalties, MAML) through every backend.
 
 A first backward with create_graph=True makes the kernels' backward differentiable by
-rebuilding the recurrence with the reference ops (fastrnn/custom_ops.py); these tests would
+rebuilding the recurrence with the reference ops (fastrnn/recurrence_op.py); these tests would
 fail on the old @once_differentiable backward, which left x.grad None or raised.
 """
 
@@ -78,7 +78,7 @@ def test_gradient_penalty_sets_every_gradient_like_nn_lstm(backend, variant):
 
 def test_first_order_gradients_still_come_from_the_kernels(monkeypatch):
     """Without create_graph the backward is the fused kernel (no reference rebuild)."""
-    import fastrnn.custom_ops as ops
+    import fastrnn.recurrence_op as ops
 
     calls = []
     original = ops.differentiable_backward

@@ -96,15 +96,27 @@ def test_resets_are_refused_where_undefined():
         fastrnn.LSTM(4, 6)(packed, resets=torch.zeros(5, 3, dtype=torch.bool))
 
 
-def test_errors_come_before_any_work(monkeypatch):
-    """A bad call never reaches a backend."""
+@pytest.mark.parametrize("grad", [True, False], ids=["sequence-route", "step-route"])
+def test_errors_come_before_any_work(monkeypatch, grad):
+    """A bad call reaches neither route (the sequence route, nor the no-grad step route that a
+    one-step call with a state takes) nor any backend."""
     lstm = fastrnn.LSTM(4, 6)
     calls = []
-    monkeypatch.setattr(fastrnn.modules, "run_layers", lambda *a, **k: calls.append(a))
-    with pytest.raises(RuntimeError):
-        lstm(torch.randn(5, 3, 7))
-    with pytest.raises(ValueError):
-        lstm(torch.randn(5, 3, 4), resets=torch.zeros(5, 2, dtype=torch.bool))
+    monkeypatch.setattr(fastrnn.modules, "run_layers", lambda *a, **k: calls.append("sequence"))
+    monkeypatch.setattr(fastrnn.LSTM, "_step", lambda *a, **k: calls.append("step"))
+    monkeypatch.setattr(fastrnn.modules, "resolve_backend", lambda *a, **k: calls.append("backend"))
+    state = (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(RuntimeError):
+            lstm(torch.randn(1, 3, 7), state)  # wrong input size
+        with pytest.raises(RuntimeError):
+            lstm(torch.randn(1, 3, 4), (torch.zeros(1, 2, 6), torch.zeros(1, 2, 6)))  # wrong state batch
+        with pytest.raises(ValueError, match="input dtype"):
+            lstm(torch.randn(1, 3, 4, dtype=torch.float64), state)  # wrong dtype
+        with pytest.raises(ValueError):
+            lstm(torch.randn(1, 3, 4), state, resets=torch.zeros(1, 2, dtype=torch.bool))
+        with pytest.raises(TypeError):
+            lstm(torch.randn(1, 3, 4), state, resets=torch.zeros(1, 3))
     assert calls == []
 
 

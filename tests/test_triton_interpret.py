@@ -218,7 +218,7 @@ PRECISION_SCENARIOS = [
 PRECISION_SCRIPT = r"""
 import json, os, sys, traceback
 import torch
-from kernels.launch_plan import precision
+from fastrnn.kernels.launch_plan import precision
 
 def no_cuda(*args, **kwargs):
     raise AssertionError("precision() must only read flags, never touch CUDA")
@@ -348,3 +348,22 @@ def test_unsupported_inputs_say_why(monkeypatch):
     assert "float64" not in (triton_backend.unsupported_reason(torch.device("cpu"), torch.float64) or "float64")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "TRITON_INTERPRET" in triton_backend.unsupported_reason(torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("proj", [0, 3])
+def test_every_kernel_backend_saves_the_same_tensors_for_backward(proj):
+    """The op's saved gates, cells and hidden agree between the triton and cpp launchers, zeros
+    past each row's length included (a third-party backward reading them sees one contract)."""
+    from fastrnn.recurrence_op import recurrence_op
+
+    problem, _ = _random_problem(7, torch.float32, 5, 4, 6, proj, with_resets=True, with_lengths=True)
+    problem["lengths"] = torch.tensor([5, 2, 0, 4])
+    args = [problem[k] for k in ("xproj", "w_hh", "w_hr", "h0", "c0", "resets", "lengths")]
+    saved = {name: recurrence_op(name, *args, None, None, None) for name in ("cpp", "triton")}
+    for index, what in enumerate(("y", "h_n", "c_n", "gates", "cells", "hidden")):
+        torch.testing.assert_close(saved["triton"][index], saved["cpp"][index], atol=2e-5, rtol=2e-4, msg=what)
+    for name, (_, _, _, gates, cells, hidden) in saved.items():
+        for row, length in enumerate(problem["lengths"].tolist()):
+            for tensor in (gates, cells) + ((hidden,) if proj else ()):
+                assert not tensor[length:, row].any(), f"{name} saved non-zeros past row {row}'s length"
+    assert saved["cpp"][5].numel() == (5 * 4 * 6 if proj else 0)

@@ -1,0 +1,317 @@
+"""The one LSTM recurrence op under every kernel backend.
+
+A kernel backend is a ``Launcher``: it launches its kernels on buffers this module allocates,
+and nothing else. Everything the backends share lives here, once:
+
+- the contiguous inputs and the output buffers (``ForwardOutputs``, ``BackwardOutputs``);
+- the empty sequence (``steps == 0``), which launches nothing;
+- one custom op, ``fastrnn::lstm_recurrence`` (and its ``_backward``), with its fake kernel,
+  taking the backend's name as its first argument;
+- ONE autograd definition (``_setup_context`` and ``_backward``), registered on the op for
+  torch.compile and used by the eager ``autograd.Function`` too, so gradcheck, opcheck and a
+  compiled graph all exercise the same code;
+- the no-grad step as torch.compile sees it (``projected_cell``), which the reference backend
+  also uses as its own step.
+
+The recurrence contract (shapes, resets, lengths) is the one documented in fastrnn.reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Hashable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fastrnn.backends import Backend, get_backend
+
+
+class Inputs(NamedTuple):
+    """The recurrence's inputs, contiguous, on one device (xproj is None in backward)."""
+    xproj: Tensor | None  # (T, B, 4H)
+    w_hh: Tensor          # (4H, R)
+    w_hr: Tensor | None   # (P, H)
+    h0: Tensor            # (B, R)
+    c0: Tensor            # (B, H)
+    resets: Tensor | None   # (T, B) bool
+    lengths: Tensor | None  # (B,) int64
+
+
+class ForwardOutputs(NamedTuple):
+    y: Tensor       # (T, B, R)
+    h_n: Tensor     # (B, R)
+    c_n: Tensor     # (B, H)
+    gates: Tensor   # (T, B, 4H) activated gates when saved, else empty
+    cells: Tensor   # (T, B, H) cell states when saved, else empty
+    hidden: Tensor  # (T, B, H) o * tanh(c) before the projection when saved with one, else empty
+    # Every backend saves zeros in gates, cells and hidden past a row's length.
+
+
+class OutputGrads(NamedTuple):
+    grad_y: Tensor | None    # (T, B, R)
+    grad_h_n: Tensor | None  # (B, R)
+    grad_c_n: Tensor | None  # (B, H)
+
+
+class BackwardOutputs(NamedTuple):
+    dxproj: Tensor    # (T, B, 4H) gradient of the gate pre-activations
+    dh0: Tensor       # (B, R)
+    dc0: Tensor       # (B, H)
+    dy_total: Tensor  # (T, B, P) total gradient of each projected output (projection only), else empty
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """What a kernel backend supplies: launch code over the buffers given to it."""
+    name: str
+    # None when the backend can take tensors of this device and dtype, else why not.
+    unsupported_reason: Callable[[torch.device, torch.dtype], str | None]
+    # forward(inputs, outputs, save): fills outputs (gates, cells, hidden only when save).
+    forward: Callable[[Inputs, ForwardOutputs, bool], None]
+    # backward(inputs, grads, gates, cells, outputs): fills outputs.
+    backward: Callable[[Inputs, OutputGrads, Tensor, Tensor, BackwardOutputs], None]
+    # step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets) -> (h_next, c_next): one no-grad step
+    # with the input projection fused (see fastrnn.backends for the shapes).
+    step: Callable
+    # The layout of the weights the step packs, for this dtype: part of the packed-weight
+    # cache key (the cpp layout depends on the vector width of the instruction set in use).
+    weight_layout: Callable[[torch.dtype], Hashable]
+
+
+def _launcher(name: str) -> Launcher:
+    return get_backend(name).launcher
+
+
+def _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> Inputs:
+    device = w_hh.device
+    return Inputs(
+        None if xproj is None else xproj.detach().contiguous(),
+        w_hh.detach().contiguous(),
+        None if w_hr is None else w_hr.detach().contiguous(),
+        h0.detach().contiguous(), c0.detach().contiguous(),
+        None if resets is None else resets.to(device).contiguous(),
+        None if lengths is None else lengths.to(device=device, dtype=torch.int64).contiguous(),
+    )
+
+
+def run_forward(backend: str, inputs: Inputs, save: bool) -> ForwardOutputs:
+    xproj, h0, c0 = inputs.xproj, inputs.h0, inputs.c0
+    steps, batch, four_h = xproj.shape
+    hidden_size = four_h // 4
+    empty = xproj.new_empty(0)
+    out = ForwardOutputs(
+        xproj.new_empty(steps, batch, h0.shape[1]), torch.empty_like(h0), torch.empty_like(c0),
+        xproj.new_empty(steps, batch, four_h) if save else empty,
+        xproj.new_empty(steps, batch, hidden_size) if save else empty,
+        xproj.new_empty(steps, batch, hidden_size) if save and inputs.w_hr is not None else empty,
+    )
+    if steps == 0:
+        out.h_n.copy_(h0)
+        out.c_n.copy_(c0)
+    else:
+        _launcher(backend).forward(inputs, out, save)
+    return out
+
+
+def run_backward(backend: str, inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor) -> BackwardOutputs:
+    steps, batch, four_h = gates.shape
+    out = BackwardOutputs(
+        torch.empty_like(gates), torch.empty_like(inputs.h0), torch.empty_like(inputs.c0),
+        gates.new_empty(steps, batch, inputs.w_hr.shape[0]) if inputs.w_hr is not None else gates.new_empty(0),
+    )
+    if steps == 0:
+        for dstate, grad in ((out.dh0, grads.grad_h_n), (out.dc0, grads.grad_c_n)):
+            dstate.copy_(grad) if grad is not None else dstate.zero_()
+    else:
+        grads = OutputGrads(*(None if g is None else g.contiguous() for g in grads))
+        _launcher(backend).backward(inputs, grads, gates, cells, out)
+    return out
+
+
+def previous_outputs(y: Tensor, h0: Tensor, resets: Tensor | None) -> Tensor:
+    """h_{t-1} as each step saw it: h0, then y[:-1], zero where a reset preceded the step."""
+    prev = torch.cat([h0.unsqueeze(0), y[:-1]], dim=0)
+    if resets is not None:
+        prev = prev * (~resets).unsqueeze(2).to(prev.dtype)
+    return prev
+
+
+def _first_order_grads(backend, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, resets, lengths,
+                       y, gates, cells, hidden):
+    """(dxproj, dh0, dc0, dW_hh, dW_hr): the kernels' backward, then each weight gradient as
+    one GEMM over all steps (shared by every backend)."""
+    inputs = _contiguous_inputs(None, w_hh, w_hr, h0, c0, resets, lengths)
+    dxproj, dh0, dc0, dy_total = run_backward(backend, inputs, OutputGrads(grad_y, grad_h_n, grad_c_n), gates, cells)
+    prev = previous_outputs(y, h0, resets)
+    grad_w_hh = dxproj.flatten(0, 1).t().mm(prev.flatten(0, 1))
+    grad_w_hr = dy_total.flatten(0, 1).t().mm(hidden.flatten(0, 1)) if w_hr is not None else dxproj.new_empty(0)
+    return dxproj, dh0, dc0, grad_w_hh, grad_w_hr
+
+
+# ---------------------------------------------------------------- the custom op and its fake
+
+@torch.library.custom_op("fastrnn::lstm_recurrence", mutates_args=())
+def recurrence_op(
+    backend: str, xproj: Tensor, w_hh: Tensor, w_hr: Tensor | None, h0: Tensor, c0: Tensor,
+    resets: Tensor | None, lengths: Tensor | None, x: Tensor | None, w_ih: Tensor | None, bias: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(y, h_n, c_n, gates, cells, hidden). x, w_ih, bias: the input projection's operands
+    (``xproj == F.linear(x, w_ih, bias)``) or None, kept only for a double backward."""
+    return tuple(run_forward(backend, _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths), save=True))
+
+
+@recurrence_op.register_fake
+def _(backend, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias):
+    steps, batch, four_h = xproj.shape
+    hidden_size = four_h // 4
+    return (
+        xproj.new_empty(steps, batch, h0.shape[1]), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
+        xproj.new_empty(steps, batch, four_h), xproj.new_empty(steps, batch, hidden_size),
+        xproj.new_empty(steps, batch, hidden_size) if w_hr is not None else xproj.new_empty(0),
+    )
+
+
+@torch.library.custom_op("fastrnn::lstm_recurrence_backward", mutates_args=())
+def recurrence_backward_op(
+    backend: str, grad_y: Tensor | None, grad_h_n: Tensor | None, grad_c_n: Tensor | None,
+    w_hh: Tensor, w_hr: Tensor | None, h0: Tensor, c0: Tensor, resets: Tensor | None, lengths: Tensor | None,
+    y: Tensor, gates: Tensor, cells: Tensor, hidden: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dxproj, dh0, dc0, dW_hh, dW_hr); dW_hr is empty without a projection."""
+    return _first_order_grads(backend, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, resets, lengths,
+                              y, gates, cells, hidden)
+
+
+@recurrence_backward_op.register_fake
+def _(backend, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden):
+    return (
+        gates.new_empty(gates.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
+        w_hh.new_empty(w_hh.shape), w_hr.new_empty(w_hr.shape) if w_hr is not None else w_hh.new_empty(0),
+    )
+
+
+# ---------------------------------------------------------------- the one autograd definition
+
+def _setup_context(ctx, inputs, output):
+    backend, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias = inputs
+    y, _, _, gates, cells, hidden = output
+    ctx.backend = backend
+    # xproj is kept only when it cannot be rebuilt from (x, w_ih, bias), which the caller
+    # keeps alive anyway (F.linear saves them): it would double the saved activations.
+    kept_xproj = xproj if x is None else None
+    ctx.save_for_backward(w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden, kept_xproj, x, w_ih, bias)
+    ctx.mark_non_differentiable(gates, cells, hidden)
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, grad_y, grad_h_n, grad_c_n, *_saved_output_grads):
+    (w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden, kept_xproj, x, w_ih, bias) = ctx.saved_tensors
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # create_graph=True
+        xproj = kept_xproj if x is None else F.linear(x, w_ih, bias)
+        grads = differentiable_backward((grad_y, grad_h_n, grad_c_n), (xproj, w_hh, w_hr, h0, c0),
+                                        ctx.needs_input_grad[1:6], resets, lengths)
+        return (None, *grads, None, None, None, None, None)
+    # Through the op, a traced backward records the backward op (tracers hand it fake tensors,
+    # which have no data to launch on); from the eager Function the same function runs without
+    # the dispatcher, whose layers cost more than a small recurrence's backward.
+    first_order = _first_order_grads if getattr(ctx, "eager", False) else recurrence_backward_op
+    dxproj, dh0, dc0, grad_w_hh, grad_w_hr = first_order(
+        ctx.backend, grad_y, grad_h_n, grad_c_n, w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden)
+    return (None, dxproj, grad_w_hh, grad_w_hr if w_hr is not None else None, dh0, dc0,
+            None, None, None, None, None)
+
+
+def differentiable_backward(grads, inputs, needs, resets, lengths):
+    """The recurrence's first derivatives as a graph (for a double backward): the reference
+    recurrence is rebuilt from the saved inputs and differentiated with create_graph=True.
+
+    inputs: (xproj, w_hh, w_hr, h0, c0) as saved, so the graph reaches the caller's tensors.
+    needs: which of them need a gradient. Returns one gradient (or None) per input.
+    """
+    from fastrnn.reference import lstm_recurrence
+
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    with torch.enable_grad():
+        outputs = lstm_recurrence(*inputs, resets, lengths)
+    pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
+    found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                     create_graph=True, allow_unused=True)) if pairs else iter(())
+    result = []
+    for tensor, need in zip(inputs, needs):
+        grad = next(found, None) if need else None
+        result.append(torch.zeros_like(tensor) if need and grad is None else grad)
+    return result
+
+
+recurrence_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerRecurrence(torch.autograd.Function):
+    """The op's kernels and its autograd definition without the dispatcher, for eager calls.
+
+    forward + setup_context (not forward(ctx, ...)): torch.func transforms (grad, jacrev,
+    functional_call in MAML code) accept only this form. The saved intermediates are returned
+    as extra outputs, marked non-differentiable, and dropped by the caller.
+    """
+
+    @staticmethod
+    def forward(backend, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias):
+        return tuple(run_forward(backend, _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths), save=True))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _setup_context(ctx, inputs, output)
+        ctx.eager = True  # never traced: torch.compile and jit.trace call the op (recurrence())
+
+    backward = staticmethod(_backward)
+
+
+# ---------------------------------------------------------------- entry points
+
+def recurrence(backend: str, xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
+    """The recurrence contract of fastrnn.reference on `backend`'s kernels: (y, h_n, c_n).
+
+    Traced as the custom op under torch.compile and torch.jit.trace. Eager calls take the
+    same autograd definition without the dispatcher, or, when no input needs a gradient,
+    the forward kernels alone, saving nothing.
+
+    projection: optional (x, w_ih, bias) with ``xproj == F.linear(x, w_ih, bias)``. Only a
+    double backward uses it, to rebuild xproj inside the graph; without it xproj is kept.
+    """
+    x, w_ih, bias = projection if projection is not None else (None, None, None)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        y, h_n, c_n, *_ = recurrence_op(backend, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias)
+        return y, h_n, c_n
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (xproj, w_hh, w_hr, h0, c0)):
+        y, h_n, c_n, *_ = _EagerRecurrence.apply(backend, xproj, w_hh, w_hr, h0, c0, resets, lengths, x, w_ih, bias)
+        return y, h_n, c_n
+    y, h_n, c_n, *_ = run_forward(backend, _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths), save=False)
+    return y, h_n, c_n
+
+
+def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
+    """One step as a recurrence of length one after the input GEMM: how torch.compile sees a
+    kernel backend's step, and the reference backend's step."""
+    bias = None if b_ih is None else b_ih + b_hh
+    xproj = F.linear(x.reshape(-1, x.shape[-1]), w_ih, bias).unsqueeze(0)
+    step_resets = None if resets is None else resets.reshape(1, -1)
+    _, h_n, c_n = recurrence(xproj, w_hh, w_hr, h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1]), step_resets, None)
+    return h_n.view(h.shape), c_n.view(c.shape)
+
+
+def kernel_backend(launcher: Launcher) -> Backend:
+    """The registry entry of a kernel backend: its launcher behind the shared op."""
+    name = launcher.name
+
+    def backend_recurrence(xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
+        return recurrence(name, xproj, w_hh, w_hr, h0, c0, resets, lengths, projection)
+
+    def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
+        if torch.compiler.is_compiling():
+            return projected_cell(backend_recurrence, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+        return launcher.step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+
+    return Backend(name=name, unsupported_reason=launcher.unsupported_reason, recurrence=backend_recurrence,
+                   cell=cell, launcher=launcher)
