@@ -141,14 +141,16 @@ def test_eval_leaves_the_checkpoint_untouched_and_writes_trials_metrics_and_figu
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):
-    config = tiny_config(task="foraging", episodes=4)
+    # blocks 2-4: the option's default, which foraging's training default (geometric-5) is not
+    config = tiny_config(task="foraging", episodes=4, task_options={"blocks": "2-4"})
     train(config, tmp_path, progress=False, stop_after_updates=1)
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["reward_input"]  # a setting added after the run was made
-    saved["task_options"] = {}  # so was foraging's --changeover
+    saved["task_options"] = {}  # so were foraging's --changeover and --blocks
     (tmp_path / "config.json").write_text(json.dumps(saved))
     train(config, tmp_path, progress=False)  # not refused
     saved["task_options"] = {"changeover": "withhold"}
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="task_options: saved {'changeover': 'withhold'}"):
+    with pytest.raises(ValueError, match=r"task_options: saved \{'changeover': 'withhold', 'blocks': '2-4'\}, "
+                                         r"given \{'changeover': 'none'"):
         train(config, tmp_path, progress=False)

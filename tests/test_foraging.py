@@ -326,6 +326,79 @@ def test_a_bad_blocks_value_is_refused_naming_the_flag(value):
         make_task("foraging", 2, options={"blocks": value})
 
 
+# ---- defaults: geometric-5 blocks in training, 2-4 in the test episodes ---------------------
+
+def _tiny_run(**overrides):
+    from agent.config import resolve_config
+
+    return resolve_config({"task": "foraging", "num_envs": 4, "unroll": 10, "episodes": 4, **overrides})
+
+
+def test_training_defaults_to_blocks_changing_with_hazard_one_fifth_and_test_episodes_to_2_to_4_blocks():
+    from agent.config import resolve_config
+    from agent.evaluate import test_options
+    from agent.tasks import get_task_class
+
+    config = resolve_config({"task": "foraging"})
+    assert config.task_options["blocks"] == "geometric-5"
+    assert resolve_config({"task": "foraging", "task_options": {"blocks": "3-6"}}).task_options["blocks"] == "3-6"
+    s = play(make_task("foraging", 4000, seed=0, mode="train", options=config.task_options), 50)
+    assert abs(np.diff(s["block"], axis=0).mean() - 0.2) < 0.01  # a change after each trial with probability 1/5
+    foraging_class = get_task_class("foraging")
+    assert test_options(foraging_class, config.task_options)["blocks"] == "2-4"
+    assert test_options(foraging_class, config.task_options, {"blocks": "geometric-5"})["blocks"] == "geometric-5"
+    # a run trained on another rule is tested on 2-4 blocks too, unless eval says otherwise
+    assert test_options(foraging_class, {"changeover": "withhold", "blocks": "geometric-10"})["blocks"] == "2-4"
+
+
+def test_a_default_run_trains_on_hazard_blocks_and_is_tested_on_2_to_4_blocks_unless_eval_overrides(tmp_path):
+    import csv
+    import json
+
+    from agent.evaluate import evaluate
+    from agent.train import train
+
+    trainer = train(_tiny_run(), tmp_path / "run", progress=False)
+    assert trainer.task.block_rule == "geometric" and trainer.task.block_hazard == pytest.approx(0.2)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task_options"]["blocks"] == "geometric-5"
+
+    def blocks_per_episode(eval_dir):
+        with open(eval_dir / "trials.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        last = {}
+        for row in rows:
+            last[row["episode"]] = max(last.get(row["episode"], 0), int(row["block"]) + 1)
+        return np.array(list(last.values()))
+
+    metrics = evaluate(tmp_path / "run", tmp_path / "eval", episodes=40, seed=1, progress=False)
+    assert metrics["task_options"]["blocks"] == "2-4"
+    assert set(blocks_per_episode(tmp_path / "eval").tolist()) <= {2, 3, 4}
+    metrics = evaluate(tmp_path / "run", tmp_path / "eval-g5", episodes=40, seed=1, progress=False,
+                       task_options={"blocks": "geometric-5"})
+    assert metrics["task_options"]["blocks"] == "geometric-5"
+    assert blocks_per_episode(tmp_path / "eval-g5").mean() > 12  # about 1 + 99 / 5
+
+
+def test_a_run_saved_before_blocks_existed_keeps_its_2_to_4_blocks_on_resume_and_at_eval(tmp_path):
+    import json
+
+    from agent.evaluate import test_options
+    from agent.tasks import get_task_class
+    from agent.train import train
+
+    old = _tiny_run(task_options={"blocks": "2-4"})
+    train(old, tmp_path, progress=False, stop_after_updates=1)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved["task_options"] = {"changeover": "none"}  # as written before --blocks existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    # the new training default would change the run's episodes halfway: refused, naming the option
+    with pytest.raises(ValueError, match=r"'blocks': '2-4'\}, given \{'changeover': 'none', 'blocks': 'geometric-5'"):
+        train(_tiny_run(), tmp_path, progress=False)
+    trainer = train(old, tmp_path, progress=False)  # --blocks 2-4: resumed
+    assert trainer.task.block_rule == "count" and trainer.task.block_counts == (2, 4)
+    assert test_options(get_task_class("foraging"), {"changeover": "none"})["blocks"] == "2-4"
+
+
 # ---- reference strategies (agent/baselines/foraging.py) --------------------------------------
 
 def test_optimal_known_rates_policy_stays_on_a_sure_arm_and_alternates_between_equal_ones():

@@ -5,15 +5,16 @@ where n_a counts the trials since a was last chosen (0 if chosen on the previous
 an unchosen arm accumulates ("baits") reward. The observation is empty: the agent sees only
 its previous action and reward. Arm 0 is L, arm 1 is R.
 
-An episode is one of Tsutsui's sessions: 2-4 blocks (uniform count), each with freshly drawn
-base rates, the boundaries unsignalled. With the base rates fixed for a whole episode every
+A test episode is one of Tsutsui's sessions: 2-4 blocks (uniform count), each with freshly
+drawn base rates, the boundaries unsignalled (training episodes have shorter blocks by default:
+see Defaults below). With the base rates fixed for a whole episode every
 past reward is equally informative about the rich arm, and a trained agent weighed rewards
 1-3 trials back equally (a flat reward kernel); changes inside the episode make recent
 rewards worth more, as for the monkeys. Base rates per block: training p0_L from one of
 U(0, 0.1), U(0.2, 0.3), U(0.4, 0.5) (chosen uniformly), test p0_L ~ U(0, 0.5); p0_R = 0.5 - p0_L
 (paper). Blocks are drawn independently, so a block may repeat its predecessor's band.
-Episode lengths stay the paper's: 50-100 trials (uniform) in training, 100 at test. Block
-lengths (ours) are proportional to weights u_k ~ U(1, 2), so no block is shorter than 1/7 of
+Episode lengths stay the paper's: 50-100 trials (uniform) in training, 100 at test. Under
+"2-4", block lengths (ours) are proportional to weights u_k ~ U(1, 2), so no block is shorter than 1/7 of
 the episode (14 test trials) or longer than 2/3 of it. The baiting counters n_a carry across
 a block boundary: the monkeys' arms kept their bait when the rates changed.
 
@@ -28,11 +29,18 @@ Under "withhold" p_0, p_1 in trials.csv stay the probability that the arm holds 
 choice of it would earn without the rule.
 
 Blocks (option --blocks, ours): "LOW-HIGH" draws the count of blocks per episode uniformly on
-[LOW, HIGH] with lengths proportional to weights u ~ U(1, 2) as above (default "2-4");
-"geometric-M" ends a block after each trial with probability 1/M (a constant hazard, as in
-sessions whose blocks change at unpredictable times), so block lengths are geometric with mean M
-trials and the count per episode is unbounded (up to one block per trial). Training and test
-episodes use the same rule (eval may override it).
+[LOW, HIGH] with lengths proportional to weights u ~ U(1, 2) as above; "geometric-M" ends a
+block after each trial with probability 1/M (a constant hazard, as in sessions whose blocks
+change at unpredictable times), so block lengths are geometric with mean M trials and the count
+per episode is unbounded (up to one block per trial).
+
+Defaults (ours): training episodes use "geometric-5" (train_defaults), test episodes "2-4" (the
+option's test_default; eval's --blocks overrides it). Trained on 2-4 blocks the agent's reward
+kernel peaked at lag 2-3 on every seed; trained on blocks that change after each trial with
+probability 1/5 it weighs the last reward most, also on 2-4-block test episodes
+(results/foraging/README.md). The cost: blocks of 5 trials are far shorter than Tsutsui's, the
+agent alternates more and undermatches more. The option's own default stays "2-4": it is what
+a task built without options plays, and what a run saved before --blocks existed was trained on.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ TRAIN_TRIALS = (50, 100)
 TEST_TRIALS = (100, 100)
 TRAIN_BASE_INTERVALS = torch.tensor([0.0, 0.2, 0.4])  # lower ends of the three U(lo, lo + 0.1)
 BASE_RATE_SUM = 0.5
-BLOCKS = "2-4"  # blocks per episode, uniform on [2, 4]
+BLOCKS = "2-4"  # blocks per episode, uniform on [2, 4]: test episodes, and runs saved before --blocks existed
+TRAIN_BLOCKS = "geometric-5"  # (ours) training episodes: a block change after each trial with probability 1/5
 BLOCK_WEIGHT = (1.0, 2.0)  # a block's length is proportional to its weight u ~ U(1, 2)
 CHANGEOVERS = ("none", "withhold")
 GEOMETRIC = "geometric-"
@@ -76,8 +85,8 @@ def parse_blocks(value: str) -> tuple[str, float, float]:
 @register
 class Foraging(BatchedTask):
     name = "foraging"
-    description = ("dynamic foraging (Sim. 1): baited two-armed task, base rates summing to 0.5, 2-4 "
-                   "unsignalled blocks per 50-100 trials")
+    description = ("dynamic foraging (Sim. 1): baited two-armed task, base rates summing to 0.5, unsignalled "
+                   "blocks (training: mean 5 trials, hazard 1/5; test: 2-4 per 100 trials)")
     obs_size = 0
     num_actions = 2
     # block: index of the trial's block within the episode (0-based); p_0, p_1: the arms' (baited)
@@ -92,12 +101,14 @@ class Foraging(BatchedTask):
                                  "delay)", CHANGEOVERS, at_eval=True),
         "blocks": TaskOption(BLOCKS, "foraging: unsignalled blocks of fresh base rates per episode, LOW-HIGH "
                              "(count uniform on [LOW, HIGH], lengths proportional to U(1, 2) weights) or "
-                             "geometric-M (a change after each trial with probability 1/M)",
-                             at_eval=True, check=parse_blocks),
+                             "geometric-M (a change after each trial with probability 1/M); train: "
+                             f"{TRAIN_BLOCKS} unless given (the task's training default), eval: the test "
+                             f"episodes' rule, {BLOCKS} unless given",
+                             at_eval=True, test_default=BLOCKS, check=parse_blocks),
     }
     # (ours) 30k episodes (~2.3M steps, about two minutes on two cores). The unroll stays at 20:
-    # blocks last 7-67 trials, and the A2C value bootstraps past the cut.
-    train_defaults = {"episodes": 30_000}
+    # the A2C value bootstraps past the cut. Training blocks: geometric-5 (module docstring).
+    train_defaults = {"episodes": 30_000, "task_options": {"blocks": TRAIN_BLOCKS}}
 
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)
