@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check of the triton backend, sized for ONE device call on the lent H200 (about 5 min):
 #   env -> C++ build (optional, in the background) -> tests/test_triton_gpu.py -> python -m bench gpu
+#   -> agent on CUDA: a short `train --device cuda` run and `bench agent` on cuda vs cpu
 # Everything it writes goes under $OUT: env.log, build.log, gpu_tests.log, gpu_tests.xml,
-# bench.log, bench/results.{json,md}, summary.txt. Nothing is fetched: the device image has
+# bench.log, bench/results.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}/,
+# agent.log, summary.txt. Nothing is fetched: the device image has
 # torch, triton, pybind11, pytest, pytest-timeout and pytest-xdist.
 # Usage (from the repository root):  bash scripts/gpu_check.sh [--dry-run]
 #   --dry-run: no GPU needed; collects the GPU tests and prints the bench plan (CI runs this).
@@ -21,6 +23,10 @@ if [ "${1:-}" = "--dry-run" ]; then
   # when the GPU comes (the GPU test file collects instead of skipping under this flag).
   FASTRNN_GPU_DRY_RUN=1 "$PY" -m pytest -q -p no:cacheprovider --collect-only tests/test_triton_gpu.py || exit 1
   "$PY" -m bench gpu --dry-run --out "$OUT/bench" || exit 1
+  # The agent stage's commands, on the CPU and tiny, so their options cannot rot either.
+  "$PY" -m agent train --task two_step --device cpu --episodes 16 --out "$OUT/agent_run" --quiet || exit 1
+  "$PY" -m bench agent --task two_step --device cpu --cores fast --updates 2 --repeats 1 --warmup 1 \
+    --out "$OUT/agent_bench_cpu" || exit 1
   exit 0
 fi
 
@@ -52,7 +58,23 @@ timeout "${BENCH_KILL_S:-170}" "$PY" -m bench gpu --out "$OUT/bench" --budget-s 
   > "$OUT/bench.log" 2>&1
 BENCH_RC=$?
 
+# The agent on the GPU (issue 13): a short training run through the CLI (the triton core, the
+# rollout on CUDA), then training throughput on cuda against the same command on the CPU.
+# Each command has its own timeout: 60 + 2 x 45 s at most. Its return codes are reported, not
+# part of the script's own status (the kernels' tests and bench are).
 {
+  timeout 60 "$PY" -m agent train --task two_step --device cuda --episodes 2000 --out "$OUT/agent_run" \
+    > "$OUT/agent_train.log" 2>&1
+  echo "agent train --device cuda rc=$?"
+  for device in cuda cpu; do
+    timeout 45 "$PY" -m bench agent --task two_step --device "$device" --cores fast,torch --updates 20 --warmup 3 \
+      --repeats 2 --out "$OUT/agent_bench_$device" > "$OUT/agent_bench_$device.log" 2>&1
+    echo "bench agent --device $device rc=$?"
+  done
+} > "$OUT/agent.log" 2>&1
+
+{
+  cat "$OUT/agent.log"
   echo "gpu tests rc=$TEST_RC (124 = stage timed out)"
   tail -n 5 "$OUT/gpu_tests.log"
   echo "bench rc=$BENCH_RC (124 = timed out; results.json is written after every case)"

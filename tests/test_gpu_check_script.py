@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gpu_check_dry_run_collects_every_gpu_test_and_plans_the_bench(tmp_path):
+def test_gpu_check_dry_run_collects_every_gpu_test_plans_the_bench_and_runs_the_agent_stage_on_cpu(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
     env.pop("TRITON_INTERPRET", None)
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
@@ -18,3 +18,6 @@ def test_gpu_check_dry_run_collects_every_gpu_test_and_plans_the_bench(tmp_path)
     assert len(collected) >= 30, done.stdout[-3000:]
     assert "dtype=bfloat16 H=48 B=1" in done.stdout  # bf16 is planned first
     assert done.stdout.index("dtype=bfloat16") < done.stdout.index("dtype=float32")
+    # the agent stage's commands ran on the CPU: a training run and a throughput measurement
+    assert (tmp_path / "agent_run" / "metrics.jsonl").exists()
+    assert list((tmp_path / "agent_bench_cpu").iterdir())
