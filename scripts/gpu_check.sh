@@ -3,7 +3,7 @@
 #   env -> C++ build (optional, in the background) -> tests/test_triton_gpu.py -> python -m bench gpu
 #   -> agent on CUDA: a short `train --device cuda` run and `bench agent` on cuda vs cpu
 # Everything it writes goes under $OUT: env.log, build.log, gpu_tests.log, gpu_tests.xml,
-# bench.log, bench/results.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}/,
+# bench.log, bench/results.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}.{json,log},
 # agent.log, summary.txt. Nothing is fetched: the device image has
 # torch, triton, pybind11, pytest, pytest-timeout and pytest-xdist.
 # Usage (from the repository root):  bash scripts/gpu_check.sh [--dry-run]
@@ -26,7 +26,7 @@ if [ "${1:-}" = "--dry-run" ]; then
   # The agent stage's commands, on the CPU and tiny, so their options cannot rot either.
   "$PY" -m agent train --task two_step --device cpu --episodes 16 --out "$OUT/agent_run" --quiet || exit 1
   "$PY" -m bench agent --task two_step --device cpu --cores fast --updates 2 --repeats 1 --warmup 1 \
-    --out "$OUT/agent_bench_cpu" || exit 1
+    --out "$OUT/agent_bench_cpu.json" || exit 1
   exit 0
 fi
 
@@ -68,7 +68,7 @@ BENCH_RC=$?
   echo "agent train --device cuda rc=$?"
   for device in cuda cpu; do
     timeout 45 "$PY" -m bench agent --task two_step --device "$device" --cores fast,torch --updates 20 --warmup 3 \
-      --repeats 2 --out "$OUT/agent_bench_$device" > "$OUT/agent_bench_$device.log" 2>&1
+      --repeats 2 --out "$OUT/agent_bench_$device.json" > "$OUT/agent_bench_$device.log" 2>&1
     echo "bench agent --device $device rc=$?"
   done
 } > "$OUT/agent.log" 2>&1
