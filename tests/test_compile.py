@@ -40,6 +40,19 @@ def test_compiled_no_grad_step_matches_eager():
             torch.testing.assert_close(a, b)
 
 
+def _model_around_an_lstm():
+    """A fresh Dynamo, and a small model with a fastrnn.LSTM inside: (the LSTM, the model)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 4)
+    head = torch.nn.Linear(4, 2)
+
+    def forward(x):
+        return head(torch.relu(lstm(x)[0])).sum(-1)
+
+    return lstm, forward
+
+
 def _traced_targets_of(graph) -> set[str]:
     return {str(node.target) for node in graph.graph.nodes}
 
@@ -54,14 +67,7 @@ def test_inductor_compiles_a_model_around_the_lstm_with_the_op_in_its_graph():
     through its registered autograd, backward), and the result matches eager."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    lstm = fastrnn.LSTM(3, 4)
-    head = torch.nn.Linear(4, 2)
-
-    def forward(x):
-        return head(torch.relu(lstm(x)[0])).sum(-1)
-
+    lstm, forward = _model_around_an_lstm()
     counter = CompileCounterWithBackend("inductor")
     compiled = torch.compile(forward, backend=counter, fullgraph=True)
     x = torch.randn(5, 2, 3, requires_grad=True)
@@ -82,14 +88,7 @@ def test_default_dynamo_settings_still_trace_the_op_below_the_module_frame():
     forward calls (run_layers): the recurrence op is still traced, and the result matches."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    lstm = fastrnn.LSTM(3, 4)
-    head = torch.nn.Linear(4, 2)
-
-    def forward(x):
-        return head(torch.relu(lstm(x)[0])).sum(-1)
-
+    lstm, forward = _model_around_an_lstm()
     counter = CompileCounterWithBackend("eager")
     compiled = torch.compile(forward, backend=counter)
     x = torch.randn(5, 2, 3)
