@@ -68,6 +68,8 @@ def _add_task_options(parser: argparse.ArgumentParser, *, at_eval: bool = False)
                 continue
             seen.add(name)
             default = option.test_default if at_eval and option.test_default is not None else option.default
+            if not at_eval:  # a task's training default for the option wins over the option's own
+                default = task_class.train_defaults.get("task_options", {}).get(name, default)
             parser.add_argument(flag_name(name), dest=TASK_OPTION_PREFIX + name, default=None,
                                 choices=option.choices, help=f"{option.help} (default: {default})")
 
