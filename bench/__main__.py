@@ -7,6 +7,7 @@ SUITES = {
     "cpu": ("bench.cpu", "fastrnn cpp vs torch.nn.LSTM/LSTMCell (oneDNN) vs the reference, on CPU"),
     "gpu": ("bench.gpu", "fastrnn triton vs cuDNN, LSTMCell loops, torch.compile and the reference"),
     "agent": ("bench.agent", "meta-RL training throughput, fast core vs reference core"),
+    "scaling": ("bench.scaling", "meta-RL training throughput by number of envs and hidden size, per core"),
     "ranks": ("bench.ranks", "data-parallel training throughput, 1 rank vs N ranks (torchrun), scaling efficiency"),
 }
 

@@ -31,3 +31,33 @@ def test_bench_ranks_reports_one_and_two_rank_throughput_and_the_scaling_efficie
     assert result["scaling_efficiency"]["1"] == 1.0
     assert result["scaling_efficiency"]["2"] == rates["2"]["median"] / (2 * rates["1"]["median"])
     assert "scaling efficiency" in capsys.readouterr().out
+
+
+def test_bench_scaling_measures_every_case_of_the_grid_for_each_core_and_tabulates_fast_ratios(tmp_path):
+    from bench import scaling as bench_scaling
+
+    out = tmp_path / "scaling"
+    assert bench_scaling.main(["--num-envs", "1", "3", "--hidden", "8", "16", "--repeats", "1",
+                               "--block-seconds", "0.01", "--out", str(out)]) == 0
+    result = json.loads((out / "scaling.json").read_text())
+    assert [(c["hidden"], c["num_envs"]) for c in result["cases"]] == [(8, 1), (8, 3), (16, 1), (16, 3)]
+    for case in result["cases"]:
+        assert set(case["env_steps_per_second"]) == {"fast", "reference", "torch"}
+        assert all(rate > 0 for rate in case["env_steps_per_second"].values())
+        assert case["backends"]["fast"] == "cpp"
+    table = (out / "scaling.md").read_text().splitlines()
+    assert "| hidden | envs | fast steps/s | reference steps/s | torch steps/s | fast/reference | fast/torch |" in table
+    assert sum(line.startswith("| 16 | 3 |") for line in table) == 1
+
+
+def test_bench_scaling_refuses_bad_arguments_before_any_work(capsys):
+    import pytest
+
+    from bench import scaling as bench_scaling
+
+    with pytest.raises(SystemExit):
+        bench_scaling.main(["--num-envs", "0"])
+    assert "--num-envs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_scaling.main(["--cores", "fast,gpu"])
+    assert "unknown core 'gpu'" in capsys.readouterr().err
