@@ -75,14 +75,19 @@ def test_baiting_counters_carry_across_a_block_boundary():
     assert (s["base_1"][first, rows] != s["base_1"][first - 1, rows]).all()  # block 1's own base rate
 
 
-def test_state_dict_restores_the_blocks_exactly():
-    task = make_task("foraging", 8, seed=3)
+def _replays_exactly_after_a_state_restore(task, steps: int) -> bool:
+    """Play `steps` random steps, restore the state saved before them, play them again:
+    the same rewards."""
     task.reset(stagger=True)
     saved = task.state_dict()
-    actions = torch.randint(0, 2, (200, 8), generator=torch.Generator().manual_seed(0))
+    actions = torch.randint(0, 2, (steps, task.num_envs), generator=torch.Generator().manual_seed(0))
     first = [task.step(a).reward for a in actions]
     task.load_state_dict(saved)
-    assert all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions))
+    return all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions))
+
+
+def test_state_dict_restores_the_blocks_exactly():
+    assert _replays_exactly_after_a_state_restore(make_task("foraging", 8, seed=3), 200)
 
 
 def switch_then_stay(changeover):
@@ -311,13 +316,7 @@ def test_geometric_blocks_in_training_episodes_and_state_restore():
     task = make_task("foraging", 2000, seed=2, options={"blocks": "geometric-20"})
     s = play(task, 100)
     assert abs(np.diff(s["block"], axis=0)[np.diff(s["block"], axis=0) >= 0].mean() - 0.05) < 0.005
-    task = make_task("foraging", 8, seed=3, options={"blocks": "geometric-5"})
-    task.reset(stagger=True)
-    saved = task.state_dict()
-    actions = torch.randint(0, 2, (300, 8), generator=torch.Generator().manual_seed(0))
-    first = [task.step(a).reward for a in actions]
-    task.load_state_dict(saved)
-    assert all(torch.equal(a, task.step(b).reward) for a, b in zip(first, actions))
+    assert _replays_exactly_after_a_state_restore(make_task("foraging", 8, seed=3, options={"blocks": "geometric-5"}), 300)
 
 
 @pytest.mark.parametrize("value", ["2", "0-3", "5-3", "a-b", "geometric-0.5", "geometric-", "hazard-10"])
