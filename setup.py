@@ -5,6 +5,7 @@ torch. Per-instruction-set kernels are compiled for the baseline target and sele
 time (see csrc/cpu_dispatch.cpp), so a wheel built here runs on any x86-64 or aarch64 CPU.
 """
 
+import os
 import platform
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
@@ -37,7 +38,9 @@ setup(
     description="Drop-in torch.nn.LSTM / LSTMCell on fused kernels: Triton on GPU, C++ on CPU",
     packages=["fastrnn", "fastrnn.kernels"],
     package_dir={"fastrnn": "fastrnn", "fastrnn.kernels": "kernels"},
-    ext_modules=[extension],
+    # FASTRNN_SKIP_EXTENSION=1: an editable install that reuses the fastrnn/_C*.so another venv
+    # built from this checkout (scripts/setup.sh --neurogym), instead of rewriting it.
+    ext_modules=[] if os.environ.get("FASTRNN_SKIP_EXTENSION") == "1" else [extension],
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy"],

@@ -26,9 +26,12 @@ if [ "$neurogym" = 1 ]; then
     "${PYTHON:-python3}" -m venv .venv-neurogym
   fi
   .venv-neurogym/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-neurogym.txt
-  # fastrnn as .venv built it (same torch, same Python): a path entry to this checkout, so the C++
-  # core is compiled once and a second build never rewrites the _C*.so that .venv's processes have loaded.
+  # fastrnn as .venv built it (same torch, same Python): an editable install that builds nothing,
+  # so the C++ core is compiled once and a second build never rewrites the _C*.so that .venv's
+  # processes have loaded; it maps fastrnn.kernels to kernels/ as every install does.
   site=$(.venv-neurogym/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-  pwd > "$site/fastrnn_checkout.pth"
-  .venv-neurogym/bin/python -c "import fastrnn._C, neurogym, gymnasium; print('.venv-neurogym: neurogym', neurogym.__version__, 'gymnasium', gymnasium.__version__, '(fastrnn from', fastrnn._C.__file__ + ')')"
+  rm -f "$site/fastrnn_checkout.pth"
+  FASTRNN_SKIP_EXTENSION=1 .venv-neurogym/bin/python -m pip install --quiet --disable-pip-version-check \
+    --no-build-isolation --no-deps -e .
+  .venv-neurogym/bin/python -c "import fastrnn._C, fastrnn.kernels, neurogym, gymnasium; print('.venv-neurogym: neurogym', neurogym.__version__, 'gymnasium', gymnasium.__version__, '(fastrnn from', fastrnn._C.__file__ + ')')"
 fi
