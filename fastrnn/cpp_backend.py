@@ -103,7 +103,11 @@ STEP_PACK_LIMIT_BYTES = 1 << 20
 
 
 def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
-    x2, h2, c2 = x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1])
+    # (B, F) rows (LSTMCell's call) pass as they are: each reshape and view costs about as much
+    # as a small step's arithmetic.
+    rows = h.dim() == 2 and x.dim() == 2
+    x2, h2, c2 = (x, h, c) if rows else (x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
+                                          c.reshape(-1, c.shape[-1]))
     if resets is not None:
         reset = resets.reshape(-1, 1)
         h2, c2 = torch.where(reset, 0.0, h2), torch.where(reset, 0.0, c2)
@@ -114,6 +118,8 @@ def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
         i, f, g, o = gates.chunk(4, dim=1)
         c_next = torch.sigmoid(f) * c2 + torch.sigmoid(i) * torch.tanh(g)
         h_next = (torch.sigmoid(o) * torch.tanh(c_next)) @ w_hr.t()
+    if rows:
+        return h_next, c_next
     return h_next.view(h.shape), c_next.view(c.shape)
 
 

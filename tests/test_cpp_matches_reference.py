@@ -87,7 +87,14 @@ def test_cpp_no_grad_step_matches_reference(dtype, proj, packed, cpu_isa, monkey
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("batched", [True, False])
-def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, cpu_isa):
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "large weights"])
+def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, packed, cpu_isa, monkeypatch):
+    """LSTMCell's (B, F) rows, on the packed fused step and on the path for weights over
+    STEP_PACK_LIMIT_BYTES (forced here by a zero limit), which takes the rows as they are."""
+    from fastrnn import cpp_backend
+
+    if not packed:
+        monkeypatch.setattr(cpp_backend, "STEP_PACK_LIMIT_BYTES", 0)
     torch.manual_seed(0)
     reference = fastrnn.LSTMCell(7, 20, backend="reference").to(dtype)
     cpp = fastrnn.LSTMCell(7, 20, backend="cpp").to(dtype)
