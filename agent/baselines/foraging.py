@@ -61,8 +61,10 @@ class Lapsing:
 
     lapse = 0.0
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, lapse: float | None = None):
         self.rng = np.random.default_rng(seed)
+        if lapse is not None:
+            self.lapse = lapse
 
     def _lapsed(self, choices: np.ndarray) -> torch.Tensor:
         random = self.rng.random(len(choices)) < self.lapse
@@ -70,7 +72,13 @@ class Lapsing:
 
 
 class BaitingCounters(Lapsing):
-    """Tracks each episode's counters n_a (trials since a was chosen), as the task defines them."""
+    """Tracks each episode's counters n_a (trials since a was chosen), as the task defines them,
+    and plays on the optimal Q values of the baited task over a grid of base rates."""
+
+    def __init__(self, lapse: float = 0.05, seed: int = 0, grid_points: int = GRID_POINTS):
+        super().__init__(seed, lapse)
+        self.grid = rate_grid(grid_points)
+        self.q = baiting_q_values(self.grid)
 
     def reset(self, episodes: int) -> None:
         self.counters = np.zeros((episodes, 2), dtype=np.int64)
@@ -85,12 +93,6 @@ class KnownRatesOptimal(BaitingCounters):
 
     name = "optimal, base rates known (oracle)"
 
-    def __init__(self, lapse: float = 0.05, seed: int = 0, grid_points: int = GRID_POINTS):
-        super().__init__(seed)
-        self.lapse = lapse
-        self.grid = rate_grid(grid_points)
-        self.q = baiting_q_values(self.grid)
-
     def choose(self, task) -> torch.Tensor:
         left = task.block_left_rates.gather(1, task.current_block().unsqueeze(1)).squeeze(1).numpy()
         g = np.abs(self.grid[None, :] - left[:, None]).argmin(1)
@@ -102,10 +104,8 @@ class BeliefOptimal(BaitingCounters):
     """Infers p0_L from its own history (posterior on GRID with change points) and plays QMDP."""
 
     def __init__(self, hazard: float = 0.02, lapse: float = 0.05, seed: int = 0, grid_points: int = GRID_POINTS):
-        super().__init__(seed)
-        self.hazard, self.lapse = hazard, lapse
-        self.grid = rate_grid(grid_points)
-        self.q = baiting_q_values(self.grid)
+        super().__init__(lapse, seed, grid_points)
+        self.hazard = hazard
         self.rates = np.stack([self.grid, BASE_RATE_SUM - self.grid], 1)  # (G, 2)
         self.name = f"belief-based (Bayesian, QMDP, hazard {hazard:.3g})"
 
@@ -166,10 +166,7 @@ class History(Lapsing):
 
 class WinStayLoseShift(History):
     name = "win-stay/lose-shift"
-
-    def __init__(self, lapse: float = 0.05, seed: int = 0):
-        super().__init__(seed)
-        self.lapse = lapse
+    lapse = 0.05  # unless the constructor's `lapse` says otherwise
 
     def choose(self, task) -> torch.Tensor:
         return self._first_random(np.where(self.last_reward > 0, self.last_action, 1 - self.last_action))
@@ -177,10 +174,7 @@ class WinStayLoseShift(History):
 
 class Alternate(History):
     name = "alternate (ignores rewards)"
-
-    def __init__(self, lapse: float = 0.05, seed: int = 0):
-        super().__init__(seed)
-        self.lapse = lapse
+    lapse = 0.05  # unless the constructor's `lapse` says otherwise
 
     def choose(self, task) -> torch.Tensor:
         return self._first_random(1 - self.last_action)
