@@ -40,6 +40,11 @@ def make_optimizer(config: TrainConfig, parameters):
     return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps)
 
 
+def _both(a, b):
+    """a & b of two optional (T, B) masks, None standing for all True."""
+    return b if a is None else a if b is None else a & b
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, *, timer: PhaseTimer | None = None, keep_hidden: bool = False,
                  trials_per_episode: int | None = None, world: World = SINGLE):
@@ -78,7 +83,7 @@ class Trainer:
         with self.timer.phase("learn forward"):
             logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
             returns = self.returns()
-            policy_mask = buf.free if buf.valid is None else buf.valid if buf.free is None else buf.free & buf.valid
+            policy_mask = _both(buf.free, buf.valid)  # free choices the environment did not ignore
             loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
                             policy_mask=policy_mask, value_mask=buf.valid)
         return loss, hidden
@@ -114,7 +119,7 @@ class Trainer:
             self.optimizer.step()
         with self.timer.phase("bookkeeping"):
             # A step the environment ignored (a reset step) also ends its one-step episode: not counted.
-            dones = self.buffer.dones if self.buffer.valid is None else self.buffer.dones & self.buffer.valid
+            dones = _both(self.buffer.dones, self.buffer.valid)
             finished = int(dones.sum())
             reward = float(self.buffer.rewards.sum())
             parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
@@ -161,10 +166,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.task.load_state_dict(state["task"])
-        self.sampler.set_state(state["sampler"])
-        self.carry = Carry.from_state_dict(state["carry"])
-        self._restart_unsaved_task()
+        self.load_rank_state(state)  # its environments, sampler and carried state
         self.updates = state["updates"]
         self.episodes = state["episodes"]
         self.env_steps = state["env_steps"]

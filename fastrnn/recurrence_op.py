@@ -123,7 +123,10 @@ def run_backward(backend: str, inputs: Inputs, grads: OutputGrads, gates: Tensor
     )
     if steps == 0:
         for dstate, grad in ((out.dh0, grads.grad_h_n), (out.dc0, grads.grad_c_n)):
-            dstate.copy_(grad) if grad is not None else dstate.zero_()
+            if grad is None:
+                dstate.zero_()
+            else:
+                dstate.copy_(grad)
     else:
         grads = OutputGrads(*(None if g is None else g.contiguous() for g in grads))
         _launcher(backend).backward(inputs, grads, gates, cells, out)
