@@ -57,7 +57,7 @@ def _parse(argv):
     return args
 
 
-def _run_updates(trainer: Trainer, count: int) -> float:
+def run_updates(trainer: Trainer, count: int) -> float:
     sync = torch.cuda.synchronize if trainer.config.device.startswith("cuda") else None
     if sync:
         sync()
@@ -69,6 +69,19 @@ def _run_updates(trainer: Trainer, count: int) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_rates(trainers: dict[str, Trainer], updates: dict[str, int], repeats: int) -> dict[str, list[float]]:
+    """Env steps/s of each trainer's blocks of updates[core] updates, `repeats` blocks each, the
+    cores taking turns with the order rotated every repeat so machine noise hits them alike."""
+    cores = list(trainers)
+    rates: dict[str, list[float]] = {core: [] for core in cores}
+    for repeat in range(repeats):
+        for core in cores[repeat % len(cores):] + cores[: repeat % len(cores)]:
+            config = trainers[core].config
+            steps = updates[core] * config.unroll * config.num_envs
+            rates[core].append(steps / run_updates(trainers[core], updates[core]))
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv or [])
     torch.set_num_threads(args.threads)
@@ -77,18 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     config = next(iter(trainers.values())).config
     steps_per_block = args.updates * config.unroll * config.num_envs
     for trainer in trainers.values():
-        _run_updates(trainer, args.warmup)
+        run_updates(trainer, args.warmup)
 
-    rates: dict[str, list[float]] = {core: [] for core in args.cores}
-    for repeat in range(args.repeats):
-        order = args.cores[repeat % len(args.cores):] + args.cores[: repeat % len(args.cores)]
-        for core in order:
-            rates[core].append(steps_per_block / _run_updates(trainers[core], args.updates))
+    rates = interleaved_rates(trainers, {core: args.updates for core in args.cores}, args.repeats)
 
     profiles = {}
     for core, trainer in trainers.items():
         trainer.timer = PhaseTimer(enabled=True, sync=torch.cuda.synchronize if args.device == "cuda" else None)
-        seconds = _run_updates(trainer, args.updates)
+        seconds = run_updates(trainer, args.updates)
         totals = dict(trainer.timer.totals)
         trainer.timer = PhaseTimer(enabled=False)
         other = max(seconds - sum(totals.values()), 0.0)

@@ -24,7 +24,7 @@ from agent.config import resolve_config
 from agent.cores import CORE_NAMES
 from agent.tasks import task_names
 from agent.trainer import Trainer
-from bench.agent import _run_updates
+from bench.agent import interleaved_rates, run_updates
 
 NUM_ENVS = (1, 4, 16, 64, 256, 1024)
 HIDDEN_SIZES = (48, 128, 256)
@@ -60,14 +60,10 @@ def measure_case(task: str, num_envs: int, hidden: int, cores: list[str], repeat
     config = next(iter(trainers.values())).config
     updates = {}
     for core, trainer in trainers.items():
-        _run_updates(trainer, 1)  # warm-up: first-call costs (packing, allocations) out of the timing
-        one = _run_updates(trainer, 1)
+        run_updates(trainer, 1)  # warm-up: first-call costs (packing, allocations) out of the timing
+        one = run_updates(trainer, 1)
         updates[core] = max(1, math.ceil(block_seconds / max(one, 1e-6)))
-    rates = {core: [] for core in cores}
-    for repeat in range(repeats):
-        for core in cores[repeat % len(cores):] + cores[: repeat % len(cores)]:
-            steps = updates[core] * config.unroll * num_envs
-            rates[core].append(steps / _run_updates(trainers[core], updates[core]))
+    rates = interleaved_rates(trainers, updates, repeats)
     medians = {core: statistics.median(values) for core, values in rates.items()}
     return {"num_envs": num_envs, "hidden": hidden, "unroll": config.unroll,
             "env_steps_per_second": medians, "all": rates,
