@@ -89,10 +89,10 @@ class MetaRLAgent(nn.Module):
         if self.reward_input != "reward":
             rpe = result.reward - self.expected_reward_scale * value
             signals.append(rpe if result.rpe_offset is None else rpe + result.rpe_offset)
-        if result.any_done:
-            action = torch.where(result.done, self.num_actions, action)
-            signals = [torch.where(result.done, 0.0, signal) for signal in signals]
-        return self.make_input(result.obs, action, *signals, out=out)
+        x = self.make_input(result.obs, action, *signals, out=out)
+        if result.any_done:  # a new episode's first step: all zeros after the observation (as first_input)
+            x[:, self.obs_size :].masked_fill_(result.done.unsqueeze(1), 0.0)
+        return x
 
     def embed(self, raw: Tensor) -> Tensor:
         """Raw input rows (..., raw_size) -> the core's input (..., input_size)."""
@@ -107,6 +107,25 @@ class MetaRLAgent(nn.Module):
         if self.readout is not None:
             logits = logits + self.readout(hidden, features)
         return logits, out[..., self.num_actions]
+
+    def rollout_heads(self, noise: Tensor, with_value: bool) -> tuple[Tensor, Tensor]:
+        """The heads as a rollout runs them: (weight (H, K), addends (T, B, K)) such that
+        addmm(addends[t], hidden_t, weight) holds logits_t + noise[t] in its first A columns and,
+        with_value, V_t in column A (K = A + 1; else K = A). noise (T, B, A): each step's Gumbel
+        noise. Folding the heads' bias and the sampling noise into the GEMM's addend, once per
+        unroll, leaves two ops per step for the heads and the sample (addmm, argmax) instead of
+        four (linear, two slices, add, argmax); V is only computed when the rollout needs it.
+        Weights taken here are the ones of this unroll: the optimizer steps between unrolls."""
+        actions = self.num_actions
+        columns = actions + 1 if with_value else actions
+        weight = self.heads.weight[:columns].t().contiguous()
+        bias = self.heads.bias
+        if not with_value:
+            return weight, noise.add_(bias[:actions])
+        addends = torch.empty(*noise.shape[:-1], columns, dtype=noise.dtype, device=noise.device)
+        torch.add(noise, bias[:actions], out=addends[..., :actions])
+        addends[..., actions] = bias[actions]
+        return weight, addends
 
     def core_step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor | None):
         """One rollout step of the core: under torch.no_grad() (the caller's, entered once per

@@ -2,9 +2,12 @@
 buffers that the learning pass then replays in sequence mode.
 
 At these sizes (tens of rows, 48 units) every torch op costs microseconds of dispatch no
-matter how small, so the loop is written to issue few of them: the next step's input is
-concatenated straight into its buffer row, the episode-start masks are applied only on steps
-where some row starts an episode (the task reports that as a Python bool it needs anyway).
+matter how small, and so does every tensor index in Python, so the loop is written to issue
+few of them: the buffer's per-step rows are views made once, the next step's input is
+concatenated straight into its row, the heads' bias and the sampling noise are folded into
+one GEMM per step (MetaRLAgent.rollout_heads), the actions are stacked into the buffer once
+per unroll, and the episode-start rows and masks are written only on steps where some row
+starts an episode (the task reports that as a Python bool it needs anyway).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class RolloutBuffer:
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
         self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.rewards = torch.zeros(steps, batch, device=device)
-        self.gumbel = torch.zeros(steps, batch, num_actions, device=device)  # sampling noise, shape template
+        self.num_actions = num_actions
         # Tasks with forced steps (the task, not the policy, chose the action): which steps were
         # free choices; the policy loss counts only those.
         self.free = torch.ones(steps, batch, dtype=torch.bool, device=device) if forced_steps else None
@@ -71,6 +74,12 @@ class RolloutBuffer:
         self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
         self.initial_state: tuple[Tensor, Tensor] | None = None
         self.bootstrap_value: Tensor | None = None
+        # Per-step rows, views made once (the tensors above are only ever written in place).
+        self.input_rows = self.all_inputs.unbind(0)
+        self.start_rows = self.all_starts.unbind(0)
+        self.reward_rows = self.rewards.unbind(0)
+        self.free_rows = None if self.free is None else self.free.unbind(0)
+        self.valid_rows = None if self.valid is None else self.valid.unbind(0)
 
     @property
     def inputs(self) -> Tensor:  # (T, B, I)
@@ -99,30 +108,45 @@ def final_value(agent: MetaRLAgent, result, action: Tensor, value: Tensor, state
 def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffer,
                     sampler: torch.Generator, timer: PhaseTimer) -> Carry:
     """Fill buffer with buffer.steps environment steps from carry; return the new carry."""
-    buffer.all_inputs[0].copy_(carry.next_input)
-    buffer.all_starts[0].copy_(carry.next_starts)
+    steps, inputs, starts = buffer.steps, buffer.input_rows, buffer.start_rows
+    inputs[0].copy_(carry.next_input)
+    buffer.all_starts.zero_()  # rows after the first are written only where some episode ends
+    starts[0].copy_(carry.next_starts)
     buffer.initial_state = state = carry.state
     any_start = bool(carry.next_starts.any())
     keep = buffer.hidden is not None
-    # The Gumbel noise of every step's action sample, drawn in three ops per unroll, not per step.
-    gumbel = torch.empty_like(buffer.gumbel).exponential_(generator=sampler).log_().neg_()
-    for t in range(buffer.steps):
+    # V is needed during the rollout only as an input (RPE) or to bootstrap a truncated episode.
+    with_value = agent.reward_input != "reward" or buffer.truncation_values is not None
+    # The Gumbel noise of every step's action sample, drawn in three ops per unroll, not per step,
+    # and folded with the heads' bias into each step's GEMM addend.
+    noise = torch.empty(steps, *buffer.actions.shape[1:], buffer.num_actions, device=buffer.actions.device)
+    noise.exponential_(generator=sampler).log_().neg_()
+    weight, addends = agent.rollout_heads(noise, with_value)
+    addends = addends.unbind(0)
+    actions = []
+    value = None
+    for t in range(steps):
         with timer.phase("core step"):
-            hidden, state, features = agent.core_step(buffer.all_inputs[t], state,
-                                                      buffer.all_starts[t] if any_start else None)
+            hidden, state, features = agent.core_step(inputs[t], state, starts[t] if any_start else None)
         with timer.phase("heads + sampling"):
-            logits, value = agent.split_heads(hidden, features)
-            action = (logits + gumbel[t]).argmax(dim=-1)  # Gumbel-max: a sample of softmax(logits)
+            # argmax(logits + Gumbel noise): a sample of softmax(logits)
+            logits = torch.addmm(addends[t], hidden, weight)
+            if with_value:
+                logits, value = logits[:, : buffer.num_actions], logits[:, buffer.num_actions]
+            if agent.readout is not None:
+                logits = logits + agent.readout(hidden, features)
+            action = logits.argmax(dim=-1)
         with timer.phase("env step"):
             result = task.step(action)
         with timer.phase("bookkeeping"):
-            buffer.actions[t] = action
-            buffer.rewards[t] = result.reward
-            buffer.all_starts[t + 1] = result.done
+            actions.append(action)
+            buffer.reward_rows[t].copy_(result.reward)
+            if result.any_done:
+                starts[t + 1].copy_(result.done)
             if buffer.free is not None:
-                buffer.free[t] = ~result.forced
+                torch.logical_not(result.forced, out=buffer.free_rows[t])
             if buffer.valid is not None:
-                buffer.valid[t] = ~result.ignored
+                torch.logical_not(result.ignored, out=buffer.valid_rows[t])
             if buffer.truncation_values is not None:
                 buffer.truncation_values[t] = 0.0 if result.truncated is None else \
                     final_value(agent, result, action, value, state)
@@ -130,9 +154,10 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
                 buffer.hidden[t] = state[0][0]
                 buffer.cells[t] = state[1][0]
             any_start = result.any_done
-            agent.next_input(result, action, value, out=buffer.all_inputs[t + 1])
+            agent.next_input(result, action, value, out=inputs[t + 1])
+    with timer.phase("bookkeeping"):
+        torch.stack(actions, out=buffer.actions)
     with timer.phase("core step"):
-        last = buffer.steps
-        _, bootstrap, _, _ = agent.step(buffer.all_inputs[last], state, buffer.all_starts[last] if any_start else None)
+        _, bootstrap, _, _ = agent.step(inputs[steps], state, starts[steps] if any_start else None)
     buffer.bootstrap_value = bootstrap  # the value after the unroll
-    return Carry(buffer.all_inputs[last].clone(), buffer.all_starts[last].clone(), state)
+    return Carry(inputs[steps].clone(), starts[steps].clone(), state)

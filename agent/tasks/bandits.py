@@ -31,7 +31,6 @@ class TwoArmedBandit(BatchedTask):
     def __init__(self, num_envs: int, **kwargs):
         super().__init__(num_envs, **kwargs)
         self.arm_probs = torch.zeros(num_envs, self.num_actions, device=self.device)
-        self._all = torch.ones(num_envs, dtype=torch.bool, device=self.device)
 
     def _draw_arm_probs(self) -> Tensor:
         raise NotImplementedError
@@ -52,7 +51,7 @@ class TwoArmedBandit(BatchedTask):
             record = {"action": actions, "reward": reward, "p_0": self.arm_probs[:, 0].clone(),
                       "p_1": self.arm_probs[:, 1].clone()}
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record
 
 
 @register

@@ -157,6 +157,9 @@ class BatchedTask:
         self.recording = False
         self._empty_obs = torch.zeros(num_envs, 0, device=self.device)
         self._no_row = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # read-only
+        # Read-only; _advance returns it as trial_end when every row ended a trial, which spares
+        # step() an op.
+        self.every_row = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         # Shared by every task: the trial index within the episode and the episode's length.
         self.trial = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.episode_trials = torch.zeros(num_envs, dtype=torch.long, device=self.device)
@@ -170,7 +173,8 @@ class BatchedTask:
     def _advance(self, actions: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor] | None]:
         """Apply actions (B,) long; return (reward (B,), trial_end (B,) bool, record or None).
 
-        trial_end may be None for "no row ended a trial" (saves the episode-end check). Must
+        trial_end may be None for "no row ended a trial" (saves the episode-end check) and
+        self.every_row for "every row did" (saves an op). Must
         advance self.trial where a trial ends. Must not reset episodes (step() does).
         """
         raise NotImplementedError
@@ -227,7 +231,9 @@ class BatchedTask:
         extras = (self.executed, self.forced, self.rpe_offset)
         if trial_end is None:
             return StepResult(self.observe(), reward, self._no_row, self._no_row, record, False, *extras)
-        done = trial_end & (self.trial >= self.episode_trials)
+        done = self.trial >= self.episode_trials
+        if trial_end is not self.every_row:
+            done &= trial_end
         # One host sync per step buys skipping the reset ops on the (most) steps with no episode end.
         any_done = bool(done.any())
         if any_done:

@@ -126,7 +126,6 @@ class Foraging(BatchedTask):
         # the episode's previous action, -1 before its first trial (no trial is a switch then)
         self.last_action = torch.full((num_envs,), -1, dtype=torch.long, device=self.device)
         self.withhold = self.options["changeover"] == "withhold"
-        self._all = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         self._arms = torch.arange(2, device=self.device)
 
     def _draw_left_rates(self, *shape: int) -> Tensor:
@@ -175,7 +174,7 @@ class Foraging(BatchedTask):
         chosen_prob = reward_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
         reward = (self.rand(self.num_envs) < chosen_prob).float()
         # a switch under "withhold": no reward, and the chosen arm keeps its bait (counter runs on)
-        collects = (actions == self.last_action) | (self.last_action < 0) if self.withhold else self._all
+        collects = (actions == self.last_action) | (self.last_action < 0) if self.withhold else self.every_row
         reward = reward * collects
         record = None
         if self.recording:
@@ -185,4 +184,4 @@ class Foraging(BatchedTask):
         self.last_action = actions.clone()
         self.since_chosen = torch.where(chosen, 0.0, self.since_chosen + 1)
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record

@@ -103,7 +103,6 @@ class Harlow(BatchedTask):
         # What the next fixation step shows: the mark, plus the chosen object with feedback "chosen"
         # (never at an episode's first trial).
         self.fixation_view = self._fixation_obs.clone()
-        self._all = torch.ones(B, dtype=torch.bool, device=dev)
         self._rows = torch.arange(B, device=dev)
         self._no_mark = torch.zeros(B, 1, device=dev)  # the mark's slot while the images are up
 
@@ -180,7 +179,7 @@ class Harlow(BatchedTask):
             view[:, 1 + IMAGE_SIZE :] = torch.where((actions == RIGHT).unsqueeze(1), image, 0.0)
             self.fixation_view = view
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record
 
     @classmethod
     def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:

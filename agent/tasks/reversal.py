@@ -64,7 +64,6 @@ class Reversal(BatchedTask):
         self._eye = torch.eye(3, device=dev)
         self._fixation_obs = self._eye[torch.zeros(B, dtype=torch.long, device=dev)]
         self._no_reward = torch.zeros(B, device=dev)
-        self._all = torch.ones(B, dtype=torch.bool, device=dev)
         self._rows = torch.arange(B, device=dev)
 
     def _new_episodes(self, rows: Tensor) -> None:
@@ -105,4 +104,4 @@ class Reversal(BatchedTask):
             record = {"cue": self.cue, "big_cue": big, "action": actions, "reward": reward,
                       "trials_since_reversal": self.trial - self.block_start[self._rows, self.trial]}
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record

@@ -97,7 +97,6 @@ class RiskySafe(BatchedTask):
         self.forced_lever = torch.full((B, self.max_trials), -1, dtype=torch.long, device=dev)
         self.risky_action = torch.zeros(B, dtype=torch.long, device=dev)
         self._rows = torch.arange(B, device=dev)
-        self._all = torch.ones(B, dtype=torch.bool, device=dev)
         self._offers = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], device=dev)  # lever 0, lever 1, both
         self._forced_order = torch.tensor([0] * FORCED_PER_LEVER + [1] * FORCED_PER_LEVER, device=dev)
 
@@ -146,7 +145,7 @@ class RiskySafe(BatchedTask):
             record = {"forced": self.forced.long(), "p_risky": p, "risky_action": self.risky_action.clone(),
                       "action": self.executed, "reward": reward}
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record
 
     def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
         # rpe_raw: r - (1 - gamma) V(s) at the trial's (single) step, the RPE the network is fed;

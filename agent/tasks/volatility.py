@@ -53,7 +53,6 @@ class Volatility(BatchedTask):
         # per row and trial of the episode: arm 0's reward probability and whether it is volatile
         self.p_0 = torch.zeros(num_envs, self.max_trials, device=self.device)
         self.volatile = torch.zeros(num_envs, self.max_trials, dtype=torch.bool, device=self.device)
-        self._all = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         self._rows = torch.arange(num_envs, device=self.device)
 
     def _randint(self, low: int, high: int, *shape: int) -> Tensor:
@@ -88,4 +87,4 @@ class Volatility(BatchedTask):
             record = {"phase": self.volatile[self._rows, self.trial].long(), "action": actions, "reward": reward,
                       "p_0": p_0, "p_1": 1 - p_0}
         self.trial += 1
-        return reward, self._all, record
+        return reward, self.every_row, record
