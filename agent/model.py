@@ -68,7 +68,8 @@ class MetaRLAgent(nn.Module):
     def make_input(self, obs: Tensor, prev_action: Tensor, *signals: Tensor, out: Tensor | None = None) -> Tensor:
         """The raw input row (B, raw_size), written into `out` if given. prev_action == num_actions
         means none; signals: the previous reward and/or RPE, (B,) each, as reward_input says."""
-        parts = [obs, self._action_codes[prev_action], *(signal.unsqueeze(1) for signal in signals)]
+        # index_select: about a microsecond a step less than indexing with [] (Python's indexing path)
+        parts = [obs, self._action_codes.index_select(0, prev_action), *(signal.unsqueeze(1) for signal in signals)]
         return torch.cat(parts, dim=1) if out is None else torch.cat(parts, dim=1, out=out)
 
     def first_input(self, obs: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ class TwoStep(BatchedTask):
         return {"value": trials["value"], "rpe": onset_rpe(trials, gamma)}
 
     def observe(self) -> Tensor:
-        return self._at_first_stage if self.stage == 0 else self._eye[self.location]
+        return self._at_first_stage if self.stage == 0 else self._eye.index_select(0, self.location)
 
     def _advance(self, actions: Tensor):
         # Few ops per step (each costs microseconds at these sizes): integer tricks in place of where()s.
@@ -87,7 +87,7 @@ class TwoStep(BatchedTask):
             return self._no_reward, None, None  # None: no trial ends on a first-stage step
         self.stage = 0
         reward_draw, swap_draw = self.rand(2, self.num_envs).unbind()  # both draws in one op
-        reward = (reward_draw < self._reward_prob[self.location ^ self.good_state]).float()
+        reward = (reward_draw < self._reward_prob.index_select(0, self.location ^ self.good_state)).float()
         record = None
         if self.recording:
             record = {"action": self.first_action, "reward": reward, "state": self.location - 1,
