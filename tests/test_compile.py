@@ -117,3 +117,26 @@ def test_compiling_before_any_eager_call_traces_one_graph_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "cpp"
+
+
+def test_the_backend_resolver_is_marked_constant_as_torchs_decorator_would_mark_it():
+    # fastrnn sets the marker itself (torch's decorator imports torch._dynamo, seconds on every
+    # `import fastrnn`); if torch ever changes what the decorator does, this fails.
+    from fastrnn import backends
+
+    def probe():
+        return None
+
+    marked = torch.compiler.assume_constant_result(probe)
+    assert marked is probe and probe.__dict__ == {"_dynamo_marked_constant": True}
+    assert backends._resolve_name._dynamo_marked_constant is True
+
+
+def test_importing_fastrnn_and_running_a_module_does_not_import_dynamo():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, fastrnn; m = fastrnn.LSTM(4, 8); m(torch.randn(3, 2, 4)); "
+            "fastrnn.LSTMCell(4, 8)(torch.randn(2, 4)); "
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
