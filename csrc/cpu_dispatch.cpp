@@ -86,6 +86,27 @@ void over_rows(long B, long T, long H, long R, long P, int max_threads, Fn&& fn)
   split_rows(B, threads_for(B, work_per_row, max_threads, int(kRowTile)), kRowTile, fn);
 }
 
+// Threads of a forward without projection: hidden-unit groups first (each thread then streams
+// only its share of W_hh every step), then row groups for what is left.
+struct Grid {
+  int row_groups, unit_groups;
+  int threads() const { return row_groups * unit_groups; }
+};
+
+// Below this many multiply-adds per step and thread, the per-step barrier costs more than the
+// thread saves.
+constexpr double kMinStepWorkPerThread = 32768;
+
+Grid forward_grid(long B, long H, long unit_blocks, int max_threads) {
+  long n = long(double(B) * 4.0 * double(H) * double(H) / kMinStepWorkPerThread);
+  n = n < max_threads ? n : max_threads;
+  if (n <= 1) return {1, 1};
+  long units = unit_blocks / 2 < n ? unit_blocks / 2 : n;  // at least two unit blocks each
+  if (units < 1) units = 1;
+  long rows = n / units < B ? n / units : B;
+  return {int(rows < 1 ? 1 : rows), int(units)};
+}
+
 }  // namespace
 
 std::vector<std::string> available_isas() {
@@ -135,6 +156,25 @@ void run_forward(int dtype, ForwardArgs a, int max_threads) {
     proj = buffer_for(dtype, packed_panels_numel(dtype, a.hidden_size, a.proj));
     k.pack_panels(a.w_hr, a.hidden_size, a.proj, 1, proj.data());
     a.w_proj = proj.data();
+  }
+  // Without projection, split hidden units over threads where that gives each of them at
+  // least two unit blocks (then rows too on many cores); otherwise rows only, barrier-free.
+  const long unit_blocks = (a.hidden_size + k.width - 1) / k.width;
+  const Grid grid = forward_grid(a.batch, a.hidden_size, unit_blocks, max_threads);
+  if (a.proj == 0 && grid.unit_groups > 1) {
+    auto shared = buffer_for(dtype, 3 * a.batch * a.hidden_size);
+#pragma omp parallel num_threads(grid.threads())
+    {
+      // The team can be smaller than asked for (OpenMP limits): the grid is then rebuilt
+      // for the team's size. Threads past the grid take empty blocks but still meet every
+      // barrier, which all of the team must.
+      const int n = omp_get_num_threads(), i = omp_get_thread_num();
+      const Grid g = n == grid.threads() ? grid : forward_grid(a.batch, a.hidden_size, unit_blocks, n);
+      const long rg = i / g.unit_groups, ug = i % g.unit_groups, in = i < g.threads();
+      k.forward_blocks(a, shared.data(), in * a.batch * rg / g.row_groups, in * a.batch * (rg + 1) / g.row_groups,
+                       unit_blocks * ug / g.unit_groups, unit_blocks * (ug + 1) / g.unit_groups);
+    }
+    return;
   }
   over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
