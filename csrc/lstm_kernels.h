@@ -341,6 +341,29 @@ struct LstmKernels {
   }
 
   // ---------------------------------------------------------------- sequence backward
+  // One row's cell backward for units [j0, j1) (j0 a multiple of VL) at one step: from the
+  // saved gates (i, f, g, o) and c_t, c_{t-1} (null after a reset: the forget gate saw zero),
+  // the gradient dhid of o * tanh(c_t) and dc of c_t, write the gradient of the gate
+  // pre-activations and turn dc into the gradient of c_{t-1} (zero unless `carries`).
+  static FASTRNN_INLINE void cell_backward(const T* gt, const T* ct, const T* cp, const T* dhid, T* dc, T* dg_out,
+                                           bool carries, long H, long j0, long j1) {
+    const vec one = S::splat(T(1));
+    for (long u0 = j0; u0 < j1; u0 += VL) {
+      int lanes = int(lmin(VL, j1 - u0));
+      vec i = S::load_any(gt + u0, lanes), f = S::load_any(gt + H + u0, lanes);
+      vec g = S::load_any(gt + 2 * H + u0, lanes), o = S::load_any(gt + 3 * H + u0, lanes);
+      vec tc = S::tanh(S::load_any(ct + u0, lanes));
+      vec dhv = S::load_any(dhid + u0, lanes);
+      vec dct = S::load_any(dc + u0, lanes) + dhv * o * (one - tc * tc);
+      vec c_prev = cp ? S::load_any(cp + u0, lanes) : S::zero();
+      S::store_any(dg_out + u0, dct * g * i * (one - i), lanes);
+      S::store_any(dg_out + H + u0, dct * c_prev * f * (one - f), lanes);
+      S::store_any(dg_out + 2 * H + u0, dct * i * (one - g * g), lanes);
+      S::store_any(dg_out + 3 * H + u0, dhv * tc * o * (one - o), lanes);
+      S::store_any(dc + u0, carries ? dct * f : S::zero(), lanes);
+    }
+  }
+
   static void backward_rows(const BackwardArgs& a, long b0, long b1) {
     const long T_ = a.steps, B = a.batch, H = a.hidden_size, R = a.out_size, P = a.proj, G = 4 * H, rows = b1 - b0;
     const T* grad_y = static_cast<const T*>(a.grad_y);
@@ -366,7 +389,6 @@ struct LstmKernels {
     }
     bool* active = new bool[rows];
     bool* carries = new bool[rows];  // active and no reset: gradient flows on to step t-1
-    const vec one = S::splat(T(1));
     for (long t = T_ - 1; t >= 0; --t) {
       for (long r = 0; r < rows; ++r) {
         long b = b0 + r;
@@ -394,20 +416,7 @@ struct LstmKernels {
         const T* ct = cells + (t * B + b) * H;
         const T* cp = !carries[r] ? nullptr : t > 0 ? cells + ((t - 1) * B + b) * H : c0 + b * H;
         T* dg_out = dxproj + (t * B + b) * G;
-        for (long u0 = 0; u0 < H; u0 += VL) {
-          int lanes = int(lmin(VL, H - u0));
-          vec i = S::load_any(gt + u0, lanes), f = S::load_any(gt + H + u0, lanes);
-          vec g = S::load_any(gt + 2 * H + u0, lanes), o = S::load_any(gt + 3 * H + u0, lanes);
-          vec tc = S::tanh(S::load_any(ct + u0, lanes));
-          vec dhv = S::load_any(dhid + r * H + u0, lanes);
-          vec dct = S::load_any(dc + r * H + u0, lanes) + dhv * o * (one - tc * tc);
-          vec c_prev = cp ? S::load_any(cp + u0, lanes) : S::zero();
-          S::store_any(dg_out + u0, dct * g * i * (one - i), lanes);
-          S::store_any(dg_out + H + u0, dct * c_prev * f * (one - f), lanes);
-          S::store_any(dg_out + 2 * H + u0, dct * i * (one - g * g), lanes);
-          S::store_any(dg_out + 3 * H + u0, dhv * tc * o * (one - o), lanes);
-          S::store_any(dc + r * H + u0, carries[r] ? dct * f : S::zero(), lanes);
-        }
+        cell_backward(gt, ct, cp, dhid + r * H, dc + r * H, dg_out, carries[r], H, 0, H);
       }
       for_row_tiles(rows, [&]<int MR>(long r0) {
         gemm_rows<MR>(dxproj + (t * B + b0 + r0) * G, G, whh_t, G, R, dh + r0 * R, R, carries + r0, false);
@@ -424,6 +433,61 @@ struct LstmKernels {
     delete[] carries;
     delete[] active;
     delete[] work;
+  }
+
+  // The backward without projection, each thread of an OpenMP team on a block of batch rows
+  // [b0, b1) and of W_hh's column panels [p0, p1) (hidden units p0 * PW up to p1 * PW): per
+  // step, the cell backward of its units, a team barrier (the next product needs every
+  // unit's gate gradients), then dh of its columns, which are again its units, so the next
+  // step needs no barrier before it. `shared` holds 3 * B * H elements of T (dh, dout, dc).
+  static void backward_blocks(const BackwardArgs& a, void* shared, long b0, long b1, long p0, long p1) {
+    const long T_ = a.steps, B = a.batch, H = a.hidden_size, G = 4 * H;
+    const long j0 = lmin(H, p0 * PW), j1 = lmin(H, p1 * PW);  // this thread's units and columns
+    const T* grad_y = static_cast<const T*>(a.grad_y);
+    const T* gates = static_cast<const T*>(a.gates);
+    const T* cells = static_cast<const T*>(a.cells);
+    const T* c0 = static_cast<const T*>(a.c0);
+    T* dxproj = static_cast<T*>(a.dxproj);
+    T* dh = static_cast<T*>(shared);
+    T* dout = dh + B * H;
+    T* dc = dout + B * H;
+    for (long b = b0; b < b1; ++b)
+      for (long j = j0; j < j1; ++j) {
+        dh[b * H + j] = a.grad_h_n ? static_cast<const T*>(a.grad_h_n)[b * H + j] : T(0);
+        dc[b * H + j] = a.grad_c_n ? static_cast<const T*>(a.grad_c_n)[b * H + j] : T(0);
+      }
+    const long rows = b1 - b0;
+    bool* carries = new bool[rows > 0 ? rows : 1];  // active and no reset: gradient flows on to step t-1
+    for (long t = T_ - 1; t >= 0; --t) {
+      for (long b = b0; b < b1; ++b) {
+        const bool active = !a.lengths || t < a.lengths[b];
+        carries[b - b0] = active && !(a.resets && a.resets[t * B + b]);
+        T* dg_out = dxproj + (t * B + b) * G;
+        if (!active) {  // a finished row: its gradient passes through its unchanged state
+          for (int g = 0; g < 4; ++g)
+            for (long j = j0; j < j1; ++j) dg_out[g * H + j] = T(0);
+          continue;
+        }
+        for (long j = j0; j < j1; ++j)
+          dout[b * H + j] = dh[b * H + j] + (grad_y ? grad_y[(t * B + b) * H + j] : T(0));
+        const T* cp = !carries[b - b0] ? nullptr : t > 0 ? cells + ((t - 1) * B + b) * H : c0 + b * H;
+        cell_backward(gates + (t * B + b) * G, cells + (t * B + b) * H, cp, dout + b * H, dc + b * H, dg_out,
+                      carries[b - b0], H, j0, j1);
+        if (!carries[b - b0])
+          for (long j = j0; j < j1; ++j) dh[b * H + j] = T(0);
+      }
+#pragma omp barrier
+      for_row_tiles(rows, [&]<int MR>(long r0) {
+        gemm_rows<MR>(dxproj + (t * B + b0 + r0) * G, G, static_cast<const T*>(a.w_hh_t) + p0 * G * PW, G, j1 - j0,
+                      dh + (b0 + r0) * H + j0, H, carries + r0, false);
+      });
+    }
+    for (long b = b0; b < b1; ++b)
+      for (long j = j0; j < j1; ++j) {
+        static_cast<T*>(a.dh0)[b * H + j] = dh[b * H + j];
+        static_cast<T*>(a.dc0)[b * H + j] = dc[b * H + j];
+      }
+    delete[] carries;
   }
 
   // ---------------------------------------------------------------- fused single step
@@ -479,7 +543,7 @@ struct LstmKernels {
   }
 
   static KernelSet kernel_set() {
-    return KernelSet{VL, &pack_gates, &pack_panels, &forward_rows, &forward_blocks, &backward_rows, &cell_rows};
+    return KernelSet{VL, &pack_gates, &pack_panels, &forward_rows, &forward_blocks, &backward_rows, &backward_blocks, &cell_rows};
   }
 };
 
