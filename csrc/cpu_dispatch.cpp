@@ -86,6 +86,45 @@ void over_rows(long B, long T, long H, long R, long P, int max_threads, Fn&& fn)
   split_rows(B, threads_for(B, work_per_row, max_threads, int(kRowTile)), kRowTile, fn);
 }
 
+// Threads of a sequence pass without projection: groups of hidden units first (each thread
+// then streams only its share of W_hh every step), then groups of rows for what is left.
+// `blocks`: the units in the kernel's blocks (the forward's unit blocks, the backward's
+// column panels); a group gets two blocks at least.
+struct Grid {
+  int row_groups, unit_groups;
+  int threads() const { return row_groups * unit_groups; }
+};
+
+// Below this many multiply-adds per step and thread, the per-step barrier costs more than the
+// thread saves.
+constexpr double kMinStepWorkPerThread = 32768;
+
+Grid thread_grid(long B, long H, long blocks, int max_threads) {
+  long n = long(double(B) * 4.0 * double(H) * double(H) / kMinStepWorkPerThread);
+  n = n < max_threads ? n : max_threads;
+  if (n <= 1) return {1, 1};
+  long units = blocks / 2 < n ? blocks / 2 : n;
+  if (units < 1) units = 1;
+  long rows = n / units < B ? n / units : B;
+  return {int(rows < 1 ? 1 : rows), int(units)};
+}
+
+// Runs fn(b0, b1, block0, block1) on every thread of a team laid out as `grid`. The team can
+// be smaller than asked for (OpenMP limits): the grid is then rebuilt for the team's size.
+// Threads past the grid take empty rows but still meet every barrier, which all of the team
+// must.
+template <typename Fn>
+void over_grid(const Grid& grid, long B, long H, long blocks, Fn&& fn) {
+#pragma omp parallel num_threads(grid.threads())
+  {
+    const int n = omp_get_num_threads(), i = omp_get_thread_num();
+    const Grid g = n == grid.threads() ? grid : thread_grid(B, H, blocks, n);
+    const long rg = i / g.unit_groups, ug = i % g.unit_groups, in = i < g.threads();
+    fn(in * B * rg / g.row_groups, in * B * (rg + 1) / g.row_groups, blocks * ug / g.unit_groups,
+       blocks * (ug + 1) / g.unit_groups);
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> available_isas() {
@@ -136,6 +175,17 @@ void run_forward(int dtype, ForwardArgs a, int max_threads) {
     k.pack_panels(a.w_hr, a.hidden_size, a.proj, 1, proj.data());
     a.w_proj = proj.data();
   }
+  // Without projection, hidden units are split over threads where each gets two unit blocks
+  // (thread_grid); otherwise rows only, with no barrier.
+  const long unit_blocks = (a.hidden_size + k.width - 1) / k.width;
+  const Grid grid = thread_grid(a.batch, a.hidden_size, unit_blocks, max_threads);
+  if (a.proj == 0 && grid.unit_groups > 1) {
+    auto shared = buffer_for(dtype, 3 * a.batch * a.hidden_size);
+    over_grid(grid, a.batch, a.hidden_size, unit_blocks, [&](long b0, long b1, long u0, long u1) {
+      k.forward_blocks(a, shared.data(), b0, b1, u0, u1);
+    });
+    return;
+  }
   over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
 
@@ -149,6 +199,17 @@ void run_backward(int dtype, BackwardArgs a, int max_threads) {
     hr = buffer_for(dtype, packed_panels_numel(dtype, a.proj, a.hidden_size));
     k.pack_panels(a.w_hr, a.proj, a.hidden_size, 0, hr.data());
     a.w_hr_t = hr.data();
+  }
+  // As the forward, in W_hh's column panels (the backward's product is dgates W_hh; a panel
+  // is 4 vectors wide, NVMAX in lstm_kernels.h).
+  const long panels = (a.out_size + 4 * k.width - 1) / (4 * k.width);
+  const Grid grid = thread_grid(a.batch, a.hidden_size, panels, max_threads);
+  if (a.proj == 0 && grid.unit_groups > 1) {
+    auto shared = buffer_for(dtype, 3 * a.batch * a.hidden_size);
+    over_grid(grid, a.batch, a.hidden_size, panels, [&](long b0, long b1, long p0, long p1) {
+      k.backward_blocks(a, shared.data(), b0, b1, p0, p1);
+    });
+    return;
   }
   over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.backward_rows(a, b0, b1); });
 }

@@ -71,7 +71,11 @@ struct KernelSet {
   void (*pack_gates)(const void* w, long H, long K, void* dst);
   void (*pack_panels)(const void* src, long K, long N, int src_is_nk, void* dst);
   void (*forward_rows)(const ForwardArgs& a, long b0, long b1);
+  // Without projection: every thread of an OpenMP team calls it on its block of rows and units.
+  void (*forward_blocks)(const ForwardArgs& a, void* shared, long b0, long b1, long u0, long u1);
   void (*backward_rows)(const BackwardArgs& a, long b0, long b1);
+  // Without projection: every thread of a team calls it on its rows and column panels.
+  void (*backward_blocks)(const BackwardArgs& a, void* shared, long b0, long b1, long p0, long p1);
   void (*cell_rows)(const CellArgs& a, long b0, long b1);
 };
 

@@ -115,3 +115,52 @@ def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, p
         torch.testing.assert_close(a, e, **TOLERANCES[dtype])
     for a, e in zip(actual_grads, expected_grads):
         torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape", [(7, 9, 72), (5, 23, 40), (4, 3, 20), (3, 5, 130)],
+                         ids=lambda s: "T{}B{}H{}".format(*s))
+def test_cpp_recurrence_is_bitwise_the_same_on_every_thread_grid(shape, dtype, cpu_isa):
+    """Forward and backward split hidden units over threads (one barrier per step), then
+    rows, by size and thread count. On AVX2 float32 the forward runs H=72 as 2, 3 or 4 unit
+    groups, H=40, B=23 on 4 threads as 2 unit x 2 row groups, H=20 on rows only; the backward
+    (in 32-column panels) runs H=130 as 2 column groups (x 2 row groups on 4 threads), and in
+    float64 (16-column panels) H=72 too. Each output element is computed by
+    the same instructions in the same order on any grid, so every thread count must give the
+    same bits, with resets and per-row lengths, and match the reference."""
+    from fastrnn import cpp_backend, reference
+
+    steps, batch, hidden = shape
+    g = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(steps, batch, 4 * hidden, dtype=dtype, generator=g),
+               torch.randn(4 * hidden, hidden, dtype=dtype, generator=g) * 0.3, None,
+               torch.randn(batch, hidden, dtype=dtype, generator=g),
+               torch.randn(batch, hidden, dtype=dtype, generator=g)]
+    resets = torch.rand(steps, batch, generator=g) < 0.3
+    lengths = torch.randint(1, steps + 1, (batch,), generator=g)
+    upstream = [torch.randn(steps, batch, hidden, dtype=dtype, generator=g),
+                torch.randn(batch, hidden, dtype=dtype, generator=g),
+                torch.randn(batch, hidden, dtype=dtype, generator=g)]
+
+    def run(threads: int):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            inputs = [None if t is None else t.clone().requires_grad_() for t in tensors]
+            outputs = cpp_backend.BACKEND.recurrence(*inputs, resets, lengths)
+            grads = torch.autograd.grad(outputs, [t for t in inputs if t is not None], upstream)
+            return [o.detach() for o in outputs] + list(grads)
+        finally:
+            torch.set_num_threads(previous)
+
+    one_thread = run(1)
+    expected = reference.lstm_recurrence(*tensors, resets, lengths)
+    for a, e in zip(one_thread, expected):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+    names = ["y", "h_n", "c_n", "grad xproj", "grad w_hh", "grad h0", "grad c0"]
+    for threads in (2, 3, 4):
+        for name, a, e in zip(names, run(threads), one_thread):
+            if name == "grad w_hh":
+                torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+            else:
+                assert torch.equal(a, e), f"{threads} threads: {name} differs from one thread's"
