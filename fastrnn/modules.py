@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import Backend, check_backend_name, resolve_backend
-from fastrnn.layers import run_layers
+from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
 
 
@@ -440,7 +440,7 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         if _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)):
             bias = None if b_ih is None else b_ih + b_hh
             steps = input.unsqueeze(0)
-            xproj = F.linear(steps, w_ih, bias)
+            xproj = input_projection(steps, w_ih, bias)
             _, h, c = backend.recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
                                          projection=(steps, w_ih, bias))
         else:
