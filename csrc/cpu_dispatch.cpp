@@ -200,12 +200,12 @@ void run_backward(int dtype, BackwardArgs a, int max_threads) {
     k.pack_panels(a.w_hr, a.proj, a.hidden_size, 0, hr.data());
     a.w_hr_t = hr.data();
   }
-  // As the forward, in W_hh's column panels (the backward's product is dgates W_hh; a panel
-  // is 4 vectors wide, NVMAX in lstm_kernels.h), but only for batches that give each thread
-  // fewer than two row tiles: with more rows, splitting rows alone was faster (measured, 2
-  // threads, T=100, fwd+bwd: 1.1x at H=256, B=64 and 1.5x at H=256, B=256), while at B = 1
-  // and 16 the split ran 1.2x-1.6x faster than rows alone (H = 128-512).
-  const long panels = (a.out_size + 4 * k.width - 1) / (4 * k.width);
+  // As the forward, in W_hh's column panels (the backward's product is dgates W_hh), but only
+  // for batches that give each thread fewer than two row tiles: with more rows, splitting rows
+  // alone was faster (one-process A/B, 2 threads, T=100, fwd+bwd: 1.1x at H=256, B=64 and 1.5x
+  // at H=256, B=256), while at B = 1 and 16 forward+backward ran 1.2x-1.6x faster with the
+  // split than before it (H = 128-512).
+  const long panels = (a.out_size + k.panel_width - 1) / k.panel_width;
   const Grid grid = thread_grid(a.batch, a.hidden_size, panels, max_threads);
   if (a.proj == 0 && grid.unit_groups > 1 && a.batch < 2 * kRowTile * max_threads) {
     auto shared = buffer_for(dtype, 3 * a.batch * a.hidden_size);

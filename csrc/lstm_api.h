@@ -68,6 +68,7 @@ struct CellArgs {
 
 struct KernelSet {
   int width;                        // vector lanes; packed layouts depend on it
+  int panel_width;                  // columns per panel of pack_panels' layout
   void (*pack_gates)(const void* w, long H, long K, void* dst);
   void (*pack_panels)(const void* src, long K, long N, int src_is_nk, void* dst);
   void (*forward_rows)(const ForwardArgs& a, long b0, long b1);
