@@ -16,6 +16,7 @@ from agent.a2c import a2c_loss, discounted_returns
 from agent.config import TrainConfig
 from agent.distributed import SINGLE, World, average_gradients, rank_seed, sum_across_ranks
 from agent.model import MetaRLAgent
+from agent.optimizer import FlatOptimizer
 from agent.rollout import Carry, RolloutBuffer, collect_rollout
 from agent.tasks import make_task
 from agent.timing import PhaseTimer
@@ -34,10 +35,12 @@ def make_agent(config: TrainConfig, task_class, core: str | None = None) -> Meta
                        gamma=config.gamma)
 
 
-def make_optimizer(config: TrainConfig, parameters):
+def make_optimizer(config: TrainConfig, parameters) -> FlatOptimizer:
+    """torch.optim.RMSprop's (or Adam's) update on one flat buffer of the agent's parameters
+    (optimizer.py says why not torch.optim's classes)."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.lr)
-    return torch.optim.RMSprop(parameters, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps)
+        return FlatOptimizer(parameters, "adam", lr=config.lr)
+    return FlatOptimizer(parameters, "rmsprop", lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps)
 
 
 def _both(a, b):
