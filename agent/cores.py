@@ -7,7 +7,9 @@ parameter names, so weights and checkpoints move freely between them.
   resets, so the learning pass steps it once per time step in Python, zeroing the state of rows
   whose episode starts (CleanRL's LSTM agent). Benchmarks compare against it.
 
-Call: core(x (T, B, I), (h, c) each (1, B, H), resets=(T, B) bool or None) -> (y (T, B, H), (h, c)).
+Call: core(x (T, B, I), (h, c) each (1, B, H), resets=(T, B) bool or None) -> (y (T, B, H), (h, c)),
+and core.rollout_step(x (B, I), (h, c), head_weight, head_addend, num_actions, resets (B,) or None)
+-> (actions, head_out, (h, c)) as fastrnn.LSTM's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ class TorchLoopLSTM(nn.LSTM):
             y, (h, c) = super().forward(x[t : t + 1], (h * keep, c * keep))
             outputs.append(y)
         return torch.cat(outputs), (h, c)
+
+    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], head_weight: Tensor, head_addend: Tensor,
+                     num_actions: int, resets: Tensor | None = None):
+        """fastrnn.LSTM.rollout_step's contract the way code without fastrnn does it: one step of
+        nn.LSTM (reset rows' state zeroed first), one addmm for the heads, one argmax."""
+        if resets is not None:
+            keep = (~resets).to(x.dtype).view(1, -1, 1)
+            state = (state[0] * keep, state[1] * keep)
+        y, state = super().forward(x.unsqueeze(0), state)
+        head_out = torch.addmm(head_addend, y[0], head_weight)
+        return head_out[:, :num_actions].argmax(dim=-1), head_out, state
 
 
 def make_core(name: str, input_size: int, hidden_size: int) -> nn.LSTM:

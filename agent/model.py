@@ -137,6 +137,14 @@ class MetaRLAgent(nn.Module):
         y, state = self.core(features.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
         return y[0], state, features
 
+    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor | None, weight: Tensor,
+                     addend: Tensor, with_value: bool):
+        """core_step, the heads and the action sample in one call of the core (fastrnn's
+        LSTM.rollout_step; fused in C++ on the fast core), for agents without a readout.
+        weight, addend: one step's rollout_heads. Returns (action (B,), V (B,) or None, new state)."""
+        action, out, state = self.core.rollout_step(self.embed(x), state, weight, addend, self.num_actions, resets)
+        return action, out[:, self.num_actions] if with_value else None, state
+
     @torch.no_grad()
     def step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):
         """core_step then the heads: (logits (B, A), value (B,), hidden (B, H), new state)."""

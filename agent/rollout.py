@@ -5,7 +5,8 @@ At these sizes (tens of rows, 48 units) every torch op costs microseconds of dis
 matter how small, and so does every tensor index in Python, so the loop is written to issue
 few of them: the buffer's per-step rows are views made once, the next step's input is
 concatenated straight into its row, the heads' bias and the sampling noise are folded into
-one GEMM per step (MetaRLAgent.rollout_heads), the actions are stacked into the buffer once
+one GEMM addend per step (MetaRLAgent.rollout_heads), which the core's fused rollout step
+takes with the step itself (one call for the core, the heads and the sample), the actions are stacked into the buffer once
 per unroll, and the episode-start rows and masks are written only on steps where some row
 starts an episode (the task reports that as a Python bool it needs anyway).
 """
@@ -125,17 +126,22 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     addends = addends.unbind(0)
     actions = []
     value = None
+    fused = agent.readout is None  # the heads alone act: core step, heads and sample in one call
     for t in range(steps):
-        with timer.phase("core step"):
-            hidden, state, features = agent.core_step(inputs[t], state, starts[t] if any_start else None)
-        with timer.phase("heads + sampling"):
-            # argmax(logits + Gumbel noise): a sample of softmax(logits)
-            logits = torch.addmm(addends[t], hidden, weight)
-            if with_value:
-                logits, value = logits[:, : buffer.num_actions], logits[:, buffer.num_actions]
-            if agent.readout is not None:
-                logits = logits + agent.readout(hidden, features)
-            action = logits.argmax(dim=-1)
+        if fused:
+            # Phase "core step" then holds the heads and the sampling too.
+            with timer.phase("core step"):
+                action, value, state = agent.rollout_step(inputs[t], state, starts[t] if any_start else None,
+                                                          weight, addends[t], with_value)
+        else:
+            with timer.phase("core step"):
+                hidden, state, features = agent.core_step(inputs[t], state, starts[t] if any_start else None)
+            with timer.phase("heads + sampling"):
+                # argmax(logits + Gumbel noise): a sample of softmax(logits)
+                logits = torch.addmm(addends[t], hidden, weight)
+                if with_value:
+                    logits, value = logits[:, : buffer.num_actions], logits[:, buffer.num_actions]
+                action = (logits + agent.readout(hidden, features)).argmax(dim=-1)
         with timer.phase("env step"):
             result = task.step(action)
         with timer.phase("bookkeeping"):

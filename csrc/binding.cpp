@@ -135,4 +135,28 @@ PYBIND11_MODULE(_C, m) {
     run_cell(dtype, a, threads);  // microseconds: releasing the GIL would cost more than it frees
   }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
      py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
+
+  // The step followed by a linear readout and a greedy choice (CellArgs' head fields).
+  m.def("cell_heads", [](int dtype, const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h,
+                         std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out,
+                         std::uintptr_t head_w, std::uintptr_t head_addend, long head_size, long num_actions,
+                         std::uintptr_t head_out, std::uintptr_t actions, int threads) {
+    CellArgs a = weights;
+    a.batch = batch;
+    a.x = ptr<const void*>(x);
+    a.h = ptr<const void*>(h);
+    a.c = ptr<const void*>(c);
+    a.resets = ptr<const unsigned char*>(resets);
+    a.h_out = ptr<void*>(h_out);
+    a.c_out = ptr<void*>(c_out);
+    a.head_w = ptr<const void*>(head_w);
+    a.head_addend = ptr<const void*>(head_addend);
+    a.head_size = head_size;
+    a.num_actions = num_actions;
+    a.head_out = ptr<void*>(head_out);
+    a.actions = ptr<long long*>(actions);
+    run_cell(dtype, a, threads);
+  }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
+     py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("head_w"), py::arg("head_addend"),
+     py::arg("head_size"), py::arg("num_actions"), py::arg("head_out"), py::arg("actions"), py::arg("threads"));
 }

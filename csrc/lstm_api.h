@@ -64,6 +64,15 @@ struct CellArgs {
   const unsigned char* resets;      // (B,) bools: these rows start from zero state, or null
   void* h_out;                      // (B, R)
   void* c_out;                      // (B, H)
+  // An optional linear readout of h_out fused after the step, with a greedy choice (an RL
+  // rollout's policy and value heads and its action sample): head_out = h_out head_w +
+  // head_addend, actions = the first index of the largest of each row's first num_actions
+  // outputs (torch.argmax's choice, NaN counting as the largest). head_w null: no readout.
+  long head_size, num_actions;      // K outputs per row; the first num_actions compete
+  const void* head_w;               // (R, K), row-major
+  const void* head_addend;          // (B, K)
+  void* head_out;                   // (B, K)
+  long long* actions;               // (B,)
 };
 
 struct KernelSet {

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from fastrnn import _C
-from fastrnn.recurrence_op import BackwardOutputs, ForwardOutputs, Inputs, Launcher, OutputGrads, kernel_backend
+from fastrnn.recurrence_op import (BackwardOutputs, ForwardOutputs, Inputs, Launcher, OutputGrads, composed_cell_heads,
+                                   kernel_backend)
 from fastrnn.weight_cache import WeightCache
 
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
@@ -123,11 +124,15 @@ def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
     return h_next.view(h.shape), c_next.view(c.shape)
 
 
+def _packs_step(w_ih, w_hh, w_hr) -> bool:
+    weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
+    return weight_elements * w_hh.element_size() <= STEP_PACK_LIMIT_BYTES
+
+
 def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
     on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights)."""
-    weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
-    if weight_elements * w_hh.element_size() > STEP_PACK_LIMIT_BYTES:
+    if not _packs_step(w_ih, w_hh, w_hr):
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
@@ -141,6 +146,24 @@ def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     return h_out, c_out
 
 
+def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
+    """_step with the readout and the greedy choice in the same C++ call (backends.cell_heads)."""
+    if not _packs_step(w_ih, w_hh, w_hr):
+        return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
+                                   head_addend, num_actions)
+    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+    resets = None if resets is None else resets.contiguous()
+    head_w, head_addend = head_w.contiguous(), head_addend.contiguous()
+    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)  # referenced until the call returns
+    h_out, c_out, head_out = torch.empty_like(h), torch.empty_like(c), torch.empty_like(head_addend)
+    actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
+    _C.cell_heads(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(),
+                  c.data_ptr(), _ptr(resets), h_out.data_ptr(), c_out.data_ptr(), head_w.data_ptr(),
+                  head_addend.data_ptr(), head_w.shape[1], num_actions, head_out.data_ptr(), actions.data_ptr(),
+                  torch.get_num_threads())
+    return h_out, c_out, head_out, actions
+
+
 LAUNCHER = Launcher(name="cpp", unsupported_reason=_unsupported_reason, forward=_forward, backward=_backward,
-                    step=_step, weight_layout=_weight_layout)
+                    step=_step, weight_layout=_weight_layout, step_heads=_step_heads)
 BACKEND = kernel_backend(LAUNCHER)

@@ -161,6 +161,77 @@ class LSTM(_BackendChoice, nn.LSTM):
             return super().forward(input, hx)
         return self._forward(input, hx, resets, self._current_flat_weights())
 
+    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], head_weight: Tensor, head_addend: Tensor,
+                     num_actions: int, resets: Tensor | None = None):
+        """One no-grad time step followed by a linear readout and a greedy choice: what a
+        reinforcement-learning rollout does per environment step, in one fused call on the
+        cpp backend (composed from the step, one addmm and one argmax elsewhere).
+
+        x (B, I); state (h, c), (1, B, R) and (1, B, H), as forward takes and returns them;
+        head_weight (R, K); head_addend (B, K): the readout's bias, plus Gumbel noise to
+        sample (argmax(logits + Gumbel noise) is a draw from softmax(logits)); resets (B,)
+        bool, or None. One-layer unidirectional LSTMs, outside autograd (torch.no_grad()).
+
+        Returns (actions, head_out, (h_n, c_n)): actions (B,) int64, the first index of the
+        largest of each row's first num_actions outputs (torch.argmax's choice); head_out
+        (B, K) = h_n[0] head_weight + head_addend; the new state as forward returns it.
+        """
+        weights = self._current_flat_weights()
+        if not self._rollout_fits(x, state, head_weight, head_addend, num_actions, resets, weights):
+            self._rollout_error(x, state, head_weight, head_addend, num_actions, resets, weights)
+        backend = self._pick_backend(x)
+        h, c = state
+        h_n, c_n, head_out, actions = backend.cell_heads(x, h, c, *self._layer_weights(weights, 0), resets,
+                                                         head_weight, head_addend, num_actions)
+        return actions, head_out, (h_n, c_n)
+
+    def _rollout_fits(self, x, state, head_weight, head_addend, num_actions, resets, weights) -> bool:
+        """Every rollout_step argument as expected (the rollout's calls: one comparison chain)."""
+        h, c = state
+        batch = x.shape[0] if x.dim() == 2 else -1
+        out_size = self.proj_size or self.hidden_size
+        return (self.num_layers == 1 and not self.bidirectional and not _needs_grad((x, *weights))
+                and x.dim() == 2 and x.shape[1] == self.input_size
+                and h.shape == (1, batch, out_size) and c.shape == (1, batch, self.hidden_size)
+                and head_weight.dim() == 2 and head_weight.shape[0] == out_size
+                and head_addend.shape == (batch, head_weight.shape[1])
+                and type(num_actions) is int and 1 <= num_actions <= head_weight.shape[1]
+                and (resets is None or (resets.shape == (batch,) and resets.dtype == torch.bool))
+                and x.dtype == h.dtype == c.dtype == head_weight.dtype == head_addend.dtype == weights[0].dtype
+                and x.device == h.device == c.device == head_weight.device == head_addend.device
+                == weights[0].device)
+
+    def _rollout_error(self, x, state, head_weight, head_addend, num_actions, resets, weights):
+        """Raise the error naming the first rollout_step argument that is not as expected."""
+        name = "rollout_step"
+        if self.num_layers != 1 or self.bidirectional:
+            raise ValueError(f"{name}: one-layer unidirectional LSTMs only (num_layers={self.num_layers}, "
+                             f"bidirectional={self.bidirectional})")
+        if _needs_grad((x, *weights)):
+            raise RuntimeError(f"{name} computes no gradient: call it under torch.no_grad()")
+        out_size = self.proj_size or self.hidden_size
+        if x.dim() != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"{name}: x must be (batch, {self.input_size}), got {tuple(x.shape)}")
+        batch = x.shape[0]
+        h, c = state
+        for label, tensor, width in (("state[0]", h, out_size), ("state[1]", c, self.hidden_size)):
+            if tensor.shape != (1, batch, width):
+                raise ValueError(f"{name}: {label} must be (1, {batch}, {width}), got {tuple(tensor.shape)}")
+        if head_weight.dim() != 2 or head_weight.shape[0] != out_size:
+            raise ValueError(f"{name}: head_weight must be ({out_size}, outputs), got {tuple(head_weight.shape)}")
+        if head_addend.shape != (batch, head_weight.shape[1]):
+            raise ValueError(f"{name}: head_addend must be ({batch}, {head_weight.shape[1]}), "
+                             f"got {tuple(head_addend.shape)}")
+        if type(num_actions) is not int or not 1 <= num_actions <= head_weight.shape[1]:
+            raise ValueError(f"{name}: num_actions must be an int from 1 to {head_weight.shape[1]}, got {num_actions!r}")
+        if resets is not None and (resets.shape != (batch,) or resets.dtype != torch.bool):
+            raise ValueError(f"{name}: resets must be a ({batch},) bool tensor, got {tuple(resets.shape)} {resets.dtype}")
+        tensors = {"x": x, "state[0]": h, "state[1]": c, "head_weight": head_weight, "head_addend": head_addend}
+        for label, tensor in tensors.items():
+            if tensor.dtype != weights[0].dtype or tensor.device != weights[0].device:
+                raise ValueError(f"{name}: {label} is {tensor.dtype} on {tensor.device}; the LSTM's weights are "
+                                 f"{weights[0].dtype} on {weights[0].device}")
+
     def _current_flat_weights(self) -> list[Tensor]:
         """torch's _update_flat_weights (a parameter swapped, as torch.func.functional_call
         does, or computed by a parametrization), with dict reads in place of attribute lookups:
