@@ -7,7 +7,9 @@ What is timed is the whole training loop: Trainer.update() = an unroll of fused 
 turns (interleaved, order rotated every repeat) so machine noise hits them alike, and the
 median over repeats is reported as environment steps per second. A second pass per core,
 with phase timers on, gives the profile: where the time goes, as a share of the loop and as
-microseconds per environment step (summed over the batch rows stepped together).
+microseconds per environment step (summed over the batch rows stepped together). Where the
+core takes the fused rollout step (every task without a readout), "core step" holds the heads
+and the action sampling, and "heads + sampling" reads zero.
 """
 
 from __future__ import annotations

@@ -35,6 +35,20 @@ void size_fields(py::class_<S>& cls, std::initializer_list<std::pair<const char*
   for (auto [name, member] : fields) cls.def_readwrite(name, member);
 }
 
+// One step's arguments: the cached weights' struct with this call's tensors.
+CellArgs step_args(const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h, std::uintptr_t c,
+                   std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out) {
+  CellArgs a = weights;
+  a.batch = batch;
+  a.x = ptr<const void*>(x);
+  a.h = ptr<const void*>(h);
+  a.c = ptr<const void*>(c);
+  a.resets = ptr<const unsigned char*>(resets);
+  a.h_out = ptr<void*>(h_out);
+  a.c_out = ptr<void*>(c_out);
+  return a;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -124,15 +138,8 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("cell", [](int dtype, const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h,
                    std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out, int threads) {
-    CellArgs a = weights;
-    a.batch = batch;
-    a.x = ptr<const void*>(x);
-    a.h = ptr<const void*>(h);
-    a.c = ptr<const void*>(c);
-    a.resets = ptr<const unsigned char*>(resets);
-    a.h_out = ptr<void*>(h_out);
-    a.c_out = ptr<void*>(c_out);
-    run_cell(dtype, a, threads);  // microseconds: releasing the GIL would cost more than it frees
+    // microseconds: releasing the GIL would cost more than it frees
+    run_cell(dtype, step_args(weights, batch, x, h, c, resets, h_out, c_out), threads);
   }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
      py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
 
@@ -141,14 +148,7 @@ PYBIND11_MODULE(_C, m) {
                          std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out,
                          std::uintptr_t head_w, std::uintptr_t head_addend, long head_size, long num_actions,
                          std::uintptr_t head_out, std::uintptr_t actions, int threads) {
-    CellArgs a = weights;
-    a.batch = batch;
-    a.x = ptr<const void*>(x);
-    a.h = ptr<const void*>(h);
-    a.c = ptr<const void*>(c);
-    a.resets = ptr<const unsigned char*>(resets);
-    a.h_out = ptr<void*>(h_out);
-    a.c_out = ptr<void*>(c_out);
+    CellArgs a = step_args(weights, batch, x, h, c, resets, h_out, c_out);
     a.head_w = ptr<const void*>(head_w);
     a.head_addend = ptr<const void*>(head_addend);
     a.head_size = head_size;
