@@ -311,6 +311,24 @@ def test_lstm_module_rollout_step_and_resets():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+def test_lstm_module_rollout_step_composes_the_triton_step_with_the_readout():
+    # triton has no fused readout: its rollout_step is its step kernel, addmm and argmax.
+    torch.manual_seed(8)
+    ours = fastrnn.LSTM(7, 16, backend="triton")
+    ref = fastrnn.LSTM(7, 16, backend="reference")
+    ref.load_state_dict(ours.state_dict())
+    x, hx = torch.randn(5, 7), (torch.randn(1, 5, 16), torch.randn(1, 5, 16))
+    weight, addend = torch.randn(16, 4), torch.randn(5, 4)
+    resets = torch.tensor([True, False, False, True, False])
+    with torch.no_grad():
+        actions, out, (h, c) = ours.rollout_step(x, hx, weight, addend, 3, resets)
+        actions_ref, out_ref, (h_ref, c_ref) = ref.rollout_step(x, hx, weight, addend, 3, resets)
+    assert ours.last_backend == "triton"
+    for got, want in ((out, out_ref), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert torch.equal(actions, out[:, :3].argmax(dim=-1)) and torch.equal(actions, actions_ref)
+
+
 def test_lstm_cell_module():
     torch.manual_seed(7)
     ours = fastrnn.LSTMCell(4, 10, backend="triton")
