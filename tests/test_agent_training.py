@@ -154,3 +154,23 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default
     with pytest.raises(ValueError, match=r"task_options: saved \{'changeover': 'withhold', 'blocks': '2-4'\}, "
                                          r"given \{'changeover': 'none'"):
         train(config, tmp_path, progress=False)
+
+
+def test_the_fast_core_rollout_takes_one_fused_step_call_per_environment_step(monkeypatch):
+    # Core step, heads and action sample in one C++ call (LSTM.rollout_step on the cpp backend),
+    # plus the bootstrap step after the unroll, which runs the plain step.
+    from fastrnn import cpp_backend
+
+    calls = {"cell_heads": 0, "cell": 0}
+    for name in calls:
+        original = getattr(cpp_backend._C, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(cpp_backend._C, name, counted)
+    trainer = Trainer(tiny_config(core="fast"))
+    trainer.collect()
+    assert trainer.agent.backend == "cpp"
+    assert calls == {"cell_heads": trainer.config.unroll, "cell": 1}
