@@ -4,6 +4,7 @@ ops against torch.library's consistency checks (schema, fake tensors, autograd r
 import pytest
 import torch
 
+import fastrnn
 from fastrnn import cpp_backend
 from fastrnn.recurrence_op import recurrence_backward_op, recurrence_op
 
@@ -62,3 +63,38 @@ def test_the_recurrence_op_passes_opcheck_on_the_cpp_kernels(proj, with_resets, 
         ("cpp", *grads, w_hh.detach(), None if w_hr is None else w_hr.detach(), h0.detach(), c0.detach(), resets,
          lengths, y.detach(), gates.detach(), cells.detach(), hidden.detach()),
     )
+
+
+def test_eager_recurrence_skips_function_apply_binding_outside_torch_func(monkeypatch):
+    # Function.apply binds its arguments with inspect.signature on every call (50-80 us, more
+    # than a small recurrence's kernel); outside torch.func transforms the eager call goes to
+    # the C++ apply directly and must give the same outputs and gradients, while inside a
+    # transform the full Function.apply still runs.
+    from torch.func import functional_call, grad
+
+    from fastrnn import recurrence_op
+
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 5, backend="cpp").double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+
+    def forward_backward():
+        lstm.zero_grad()
+        x.grad = None
+        y, (h, c) = lstm(x)
+        (y.square().sum() + h.sum() + c.sum()).backward()
+        return [y.detach(), h.detach(), c.detach(), x.grad, *(p.grad for p in lstm.parameters())]
+
+    monkeypatch.setattr(recurrence_op, "_apply_eager", recurrence_op._EagerRecurrence.apply)
+    through_function_apply = forward_backward()
+    monkeypatch.undo()
+    calls = []
+    original = recurrence_op._EagerRecurrence.apply
+    monkeypatch.setattr(recurrence_op._EagerRecurrence, "apply", lambda *args: calls.append(1) or original(*args))
+    direct = forward_backward()
+    assert calls == []
+    for a, b in zip(through_function_apply, direct):
+        assert torch.equal(a, b)
+    params = dict(lstm.named_parameters())
+    grad(lambda p: functional_call(lstm, p, (x,))[0].sum())(params)
+    assert calls, "under torch.func the recurrence must go through Function.apply"
