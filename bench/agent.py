@@ -29,6 +29,7 @@ from agent.cores import CORE_NAMES
 from agent.tasks import task_names
 from agent.timing import PhaseTimer
 from agent.trainer import Trainer
+from bench import RESULTS
 
 PHASES = ("core step", "heads + sampling", "env step", "bookkeeping", "learn forward", "learn backward", "optimizer")
 
@@ -45,7 +46,7 @@ def _parse(argv):
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates per core first")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--out", type=Path, default=Path("results/bench_agent.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "agent.json")
     args = parser.parse_args(argv)
     args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for core in args.cores:

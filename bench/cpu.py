@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 import fastrnn
+from bench import RESULTS
 from bench.machine import describe, measured_gemm_gflops
 from bench.timing import interleaved_medians
 
@@ -120,7 +121,7 @@ TABLE_HEADER = (
 )
 
 
-def main(argv: list[str]) -> int:
+def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench cpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, nargs="+", default=list(HIDDEN), help="hidden sizes H")
@@ -129,13 +130,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes", nargs="+", default=["fwd+bwd", "fwd", "step"], choices=["fwd+bwd", "fwd", "step"])
     parser.add_argument("--no-reference", action="store_true", help="skip the slow reference backend")
     parser.add_argument("--max-seconds-per-case", type=float, default=20.0)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for cpu.json and cpu.md")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for cpu.json and cpu.md")
     args = parser.parse_args(argv)
     for name in ("hidden", "batch"):
         if any(v < 1 for v in getattr(args, name)):
             parser.error(f"--{name}: expected positive integers, got {getattr(args, name)}")
     if args.steps < 1:
         parser.error(f"--steps: expected a positive integer, got {args.steps}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
 
     machine = describe()
     machine["gemm_gflops_1024"] = measured_gemm_gflops()

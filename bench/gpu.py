@@ -11,7 +11,7 @@ weight bandwidth are reported against peaks measured on the device at the start.
 Designed to finish in about 3 minutes on an H200: CUDA events, warm-up, medians, each
 measurement capped in repetitions and time, and a global budget after which the slow
 competitors (cell loops, compile, reference) are skipped and recorded as skipped.
-Writes results.json and results.md to --out (default $OUT, else results/gpu).
+Writes results.json and results.md to --out (default $OUT, else bench/results/gpu).
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from pathlib import Path
 
 import torch
 
+from bench import RESULTS
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/gpu")))
+    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS / "gpu")
     parser.add_argument("--hidden", type=int, nargs="+", default=[48, 128, 256, 512, 1024])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 256, 4096])
     # bf16 first: it is what GPU users run, and the call may end before fp32 is done.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent.cli import STOP_AFTER_UPDATES_VARIABLE
 from agent.tasks import task_names
+from bench import RESULTS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def _parse(argv):
     parser.add_argument("--updates", type=int, default=300, help="updates per rank per run")
     parser.add_argument("--num-envs", type=int, default=32, help="environments per rank")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("results/bench_ranks.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "ranks.json")
     args = parser.parse_args(argv)
     try:
         args.ranks = [int(r) for r in args.ranks.split(",") if r.strip()]

@@ -24,6 +24,7 @@ from agent.config import resolve_config
 from agent.cores import CORE_NAMES
 from agent.tasks import task_names
 from agent.trainer import Trainer
+from bench import RESULTS
 from bench.agent import interleaved_rates, run_updates
 
 NUM_ENVS = (1, 4, 16, 64, 256, 1024)
@@ -39,7 +40,7 @@ def _parse(argv):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block-seconds", type=float, default=0.3, help="length of one timed block")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/scaling"), help="folder for scaling.json/.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scaling", help="folder for scaling.json/.md")
     args = parser.parse_args(argv)
     args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for core in args.cores:

@@ -1,6 +1,7 @@
 """bench/agent.py runs end to end on tiny settings and reports every core and phase."""
 
 import json
+from pathlib import Path
 
 from bench import agent as bench_agent
 
@@ -61,3 +62,15 @@ def test_bench_scaling_refuses_bad_arguments_before_any_work(capsys):
     with pytest.raises(SystemExit):
         bench_scaling.main(["--cores", "fast,gpu"])
     assert "unknown core 'gpu'" in capsys.readouterr().err
+
+
+def test_every_bench_subcommand_writes_under_bench_results_by_default(monkeypatch):
+    # The README points at bench/results/ for every measured table: the defaults must agree.
+    from bench import RESULTS, agent, cpu, gpu, ranks, scaling
+
+    monkeypatch.delenv("OUT", raising=False)
+    assert RESULTS == Path("bench/results")
+    defaults = {"cpu": cpu._parse([]).out, "agent": agent._parse([]).out, "ranks": ranks._parse([]).out, "scaling": scaling._parse([]).out,
+                "gpu": gpu.parse_args([]).out}
+    for name, out in defaults.items():
+        assert out.parts[:2] == ("bench", "results"), (name, out)
