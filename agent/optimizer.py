@@ -130,9 +130,8 @@ class FlatOptimizer:
                 for buf in self.buffers.values():
                     buf.zero_()
             else:
-                for i, index in enumerate(group["params"]):
-                    entry = state[index]
-                    for name, buf in self.buffers.items():
-                        buf.split(self.sizes)[i].copy_(entry[name].reshape(-1))
+                for name, buf in self.buffers.items():
+                    for view, index in zip(buf.split(self.sizes), group["params"]):
+                        view.copy_(state[index][name].reshape(-1))
                 self.step_count.fill_(float(state[group["params"][0]]["step"]))
         self.hyper = {**hyper, "betas": tuple(hyper["betas"])} if self.kind == "adam" else hyper

@@ -129,20 +129,27 @@ def _packs_step(w_ih, w_hh, w_hr) -> bool:
     return weight_elements * w_hh.element_size() <= STEP_PACK_LIMIT_BYTES
 
 
+def _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
+    """What _C.cell and _C.cell_heads both take first, and the step's fresh outputs:
+    (packed, arguments, h_out, c_out). The caller keeps `packed` referenced until the kernel
+    has returned: another thread may replace the cache entry meanwhile."""
+    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+    resets = None if resets is None else resets.contiguous()
+    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
+    c_out = torch.empty_like(c)
+    arguments = (_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(), c.data_ptr(),
+                 _ptr(resets), h_out.data_ptr(), c_out.data_ptr())
+    return packed, arguments, h_out, c_out
+
+
 def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
     on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights)."""
     if not _packs_step(w_ih, w_hh, w_hr):
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
-    resets = None if resets is None else resets.contiguous()
-    # `packed` stays referenced until the kernel has returned: another thread may replace the
-    # cache entry meanwhile.
-    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
-    c_out = torch.empty_like(c)
-    _C.cell(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(), c.data_ptr(),
-            _ptr(resets), h_out.data_ptr(), c_out.data_ptr(), torch.get_num_threads())
+    packed, arguments, h_out, c_out = _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    _C.cell(*arguments, torch.get_num_threads())
     return h_out, c_out
 
 
@@ -151,16 +158,12 @@ def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_adde
     if not _packs_step(w_ih, w_hh, w_hr):
         return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
                                    head_addend, num_actions)
-    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
-    resets = None if resets is None else resets.contiguous()
+    packed, arguments, h_out, c_out = _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
     head_w, head_addend = head_w.contiguous(), head_addend.contiguous()
-    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)  # referenced until the call returns
-    h_out, c_out, head_out = torch.empty_like(h), torch.empty_like(c), torch.empty_like(head_addend)
+    head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    _C.cell_heads(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(),
-                  c.data_ptr(), _ptr(resets), h_out.data_ptr(), c_out.data_ptr(), head_w.data_ptr(),
-                  head_addend.data_ptr(), head_w.shape[1], num_actions, head_out.data_ptr(), actions.data_ptr(),
-                  torch.get_num_threads())
+    _C.cell_heads(*arguments, head_w.data_ptr(), head_addend.data_ptr(), head_w.shape[1], num_actions,
+                  head_out.data_ptr(), actions.data_ptr(), torch.get_num_threads())
     return h_out, c_out, head_out, actions
 
 
