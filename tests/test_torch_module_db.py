@@ -8,7 +8,8 @@ torch promises. Here every one of those samples runs through fastrnn's class in 
 with the checks of that suite that apply on a CPU, stated in our own terms:
 
 - forward: the same outputs as torch's module on the same weights (stronger than the suite's
-  own forward test, which has no reference for RNNs), and after .float() / .double();
+  own forward test, which has no reference for RNNs), and after .float() / .double(); on every
+  backend, the same parameter gradients too;
 - factory kwargs: device= and dtype= reach every parameter;
 - repr, pickling (torch.save of the whole module), construction under torch.device("meta");
 - non-contiguous inputs, state and upstream gradients: same outputs and gradients;
@@ -85,6 +86,38 @@ def test_forward_matches_torch_on_its_samples(info, dtype, mode):
         ours.float() if dtype == torch.float32 else ours.double()
         _run(ours, sample)
         assert all(p.dtype == dtype for p in ours.parameters())
+
+
+# Every backend a user can name (triton under its interpreter on this CPU; it takes no float64
+# and says so, next test): outputs and parameter gradients against torch's.
+BACKEND_DTYPES = [("auto", torch.float64), ("cpp", torch.float32), ("reference", torch.float64),
+                  ("triton", torch.float32)]
+
+
+@pytest.mark.parametrize("backend, dtype", BACKEND_DTYPES, ids=[b for b, _ in BACKEND_DTYPES])
+@pytest.mark.parametrize("info", INFOS, ids=_ids)
+def test_every_backend_matches_torch_outputs_and_gradients_on_its_samples(info, backend, dtype):
+    for sample in _samples(info, dtype, True, True):
+        theirs = _build(info.module_cls, sample, dtype, True)
+        ours = OURS[info.module_cls](*sample.constructor_input.args, **sample.constructor_input.kwargs,
+                                     backend=backend).to(dtype)
+        ours.load_state_dict(theirs.state_dict())
+        outputs = [tree_flatten(_run(module, sample))[0] for module in (ours, theirs)]
+        torch.testing.assert_close(outputs[0], outputs[1])
+        grads = [torch.autograd.grad(sum(o.sum() for o in out), list(module.parameters()))
+                 for out, module in zip(outputs, (ours, theirs))]
+        torch.testing.assert_close(grads[0], grads[1])
+        assert ours.last_backend == ("cpp" if backend == "auto" else backend)
+
+
+@pytest.mark.parametrize("info", INFOS, ids=_ids)
+def test_triton_refuses_float64_samples_by_name(info):
+    for sample in _samples(info, torch.float64, False, True):
+        module = OURS[info.module_cls](*sample.constructor_input.args, **sample.constructor_input.kwargs,
+                                       backend="triton").double()
+        with pytest.raises(ValueError, match=r"backend='triton' cannot run torch.float64 tensors on cpu: "
+                                             r"the triton backend takes float32, float16 and bfloat16 only"):
+            _run(module, sample)
 
 
 @pytest.mark.parametrize("info", INFOS, ids=_ids)
