@@ -34,8 +34,8 @@ class TorchLoopLSTM(nn.LSTM):
         h, c = state
         outputs = []
         for t in range(x.shape[0]):
-            keep = (~resets[t]).to(x.dtype).view(1, -1, 1)
-            y, (h, c) = super().forward(x[t : t + 1], (h * keep, c * keep))
+            reset = resets[t].view(1, -1, 1)  # where, not * (1 - reset): a NaN state is zeroed too
+            y, (h, c) = super().forward(x[t : t + 1], (torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)))
             outputs.append(y)
         return torch.cat(outputs), (h, c)
 
@@ -44,8 +44,8 @@ class TorchLoopLSTM(nn.LSTM):
         """fastrnn.LSTM.rollout_step's contract the way code without fastrnn does it: one step of
         nn.LSTM (reset rows' state zeroed first), one addmm for the heads, one argmax."""
         if resets is not None:
-            keep = (~resets).to(x.dtype).view(1, -1, 1)
-            state = (state[0] * keep, state[1] * keep)
+            reset = resets.view(1, -1, 1)
+            state = (torch.where(reset, 0.0, state[0]), torch.where(reset, 0.0, state[1]))
         y, state = super().forward(x.unsqueeze(0), state)
         head_out = torch.addmm(head_addend, y[0], head_weight)
         return head_out[:, :num_actions].argmax(dim=-1), head_out, state

@@ -140,8 +140,8 @@ def run_backward(backend: str, inputs: Inputs, grads: OutputGrads, gates: Tensor
 def previous_outputs(y: Tensor, h0: Tensor, resets: Tensor | None) -> Tensor:
     """h_{t-1} as each step saw it: h0, then y[:-1], zero where a reset preceded the step."""
     prev = torch.cat([h0.unsqueeze(0), y[:-1]], dim=0)
-    if resets is not None:
-        prev = prev * (~resets).unsqueeze(2).to(prev.dtype)
+    if resets is not None:  # zero, not * 0: a NaN before a reset must not reach the weight gradient
+        prev.masked_fill_(resets.unsqueeze(2), 0.0)
     return prev
 
 

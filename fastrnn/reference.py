@@ -49,8 +49,9 @@ def lstm_recurrence(
     for t in range(steps):
         if resets is not None:
             reset = resets[t] if lengths is None else resets[t] & (lengths > t)
-            keep = (~reset).unsqueeze(1).to(xproj.dtype)
-            h, c = h * keep, c * keep
+            # where, not h * (1 - reset): the state becomes zero even if it was NaN or inf.
+            reset = reset.unsqueeze(1)
+            h, c = torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)
         gates = xproj[t] + h @ w_hh.t()
         i, f, g, o = gates.chunk(4, dim=1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import fastrnn
+from agent.cores import TorchLoopLSTM
 
 BACKENDS = ["reference", "cpp"]
 
@@ -89,3 +90,40 @@ def test_rollout_step_output_does_not_alias_the_state():
         before = h.clone()
         y.zero_()
     assert torch.equal(h, before)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp", "triton", "agent's torch core"])
+def test_a_non_finite_state_does_not_cross_a_reset(backend):
+    # A reset sets the state to zero (fastrnn.reference's definition), not to state * 0: a NaN
+    # or inf from one episode (a diverged run, a bad observation) must not reach the next one,
+    # in the outputs or in any gradient. Found on the reference backend, whose h * (1 - reset)
+    # kept NaN, and in the weight gradient's previous-output term shared by the others.
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    torch.manual_seed(0)
+    if backend == "agent's torch core":  # agent/cores.py's nn.LSTM loop, the benchmarks' baseline
+        lstm = TorchLoopLSTM(3, 4).to(dtype)
+    else:
+        lstm = fastrnn.LSTM(3, 4, proj_size=2 if backend == "reference" else 0, backend=backend).to(dtype)
+    out_size = lstm.proj_size or lstm.hidden_size
+    zeros = (torch.zeros(1, 1, out_size, dtype=dtype), torch.zeros(1, 1, 4, dtype=dtype))
+    x = torch.randn(4, 2, 3, dtype=dtype)
+    resets = torch.zeros(4, 2, dtype=torch.bool)
+    resets[0, 0] = resets[2, 1] = True
+
+    # A poisoned initial state, reset before the first step: outputs and every gradient finite.
+    h0, c0 = torch.zeros(1, 2, out_size, dtype=dtype), torch.zeros(1, 2, 4, dtype=dtype)
+    h0[0, 0, 0], c0[0, 0, 1] = float("nan"), float("inf")
+    y, _ = lstm(x, (h0, c0), resets=resets)
+    assert torch.isfinite(y).all()
+    y.sum().backward()
+    for name, param in lstm.named_parameters():
+        assert torch.isfinite(param.grad).all(), name
+
+    # A NaN input mid-episode: that episode's outputs turn NaN, the next episode's do not.
+    # (Gradients are not compared here: W_ih's gradient sums x_t against the step's input
+    # gradient, and 0 * NaN is NaN in any GEMM, torch's own included.)
+    x[1, 1, 0] = float("nan")
+    with torch.no_grad():
+        y, _ = lstm(x, tuple(z.expand(1, 2, -1) for z in zeros), resets=resets)
+        assert torch.isnan(y[1, 1]).all()
+        torch.testing.assert_close(y[2:, 1:], lstm(x[2:, 1:], zeros)[0])
