@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 import fastrnn
 
 # Needs expecttest (requirements.txt), which torch's test helpers import.
-from torch.testing._internal import common_modules  # noqa: E402
+from torch.testing._internal import common_modules
 
 OURS = {torch.nn.LSTM: fastrnn.LSTM, torch.nn.LSTMCell: fastrnn.LSTMCell}
 INFOS = [info for info in common_modules.module_db if info.module_cls in OURS]
@@ -46,8 +46,9 @@ def _samples(info, dtype, requires_grad, training):
     return [s for s in samples if s.forward_input is not None]
 
 
-def _build(cls, sample, dtype, training):
-    module = cls(*sample.constructor_input.args, **sample.constructor_input.kwargs).to(dtype)
+def _build(cls, sample, dtype, training, **options):
+    """The sample's module of class cls; options: extra constructor keywords (backend=...)."""
+    module = cls(*sample.constructor_input.args, **sample.constructor_input.kwargs, **options).to(dtype)
     return module.train(training)
 
 
@@ -83,7 +84,7 @@ def test_forward_matches_torch_on_its_samples(info, dtype, mode):
         theirs, ours = _pair(info, sample, dtype, MODES[mode])
         torch.testing.assert_close(_run(ours, sample), _run(theirs, sample))
         # The suite then converts by method and runs again: parameters follow the dtype.
-        ours.float() if dtype == torch.float32 else ours.double()
+        getattr(ours, "float" if dtype == torch.float32 else "double")()
         _run(ours, sample)
         assert all(p.dtype == dtype for p in ours.parameters())
 
@@ -99,8 +100,7 @@ BACKEND_DTYPES = [("auto", torch.float64), ("cpp", torch.float32), ("reference",
 def test_every_backend_matches_torch_outputs_and_gradients_on_its_samples(info, backend, dtype):
     for sample in _samples(info, dtype, True, True):
         theirs = _build(info.module_cls, sample, dtype, True)
-        ours = OURS[info.module_cls](*sample.constructor_input.args, **sample.constructor_input.kwargs,
-                                     backend=backend).to(dtype)
+        ours = _build(OURS[info.module_cls], sample, dtype, True, backend=backend)
         ours.load_state_dict(theirs.state_dict())
         outputs = [tree_flatten(_run(module, sample))[0] for module in (ours, theirs)]
         torch.testing.assert_close(outputs[0], outputs[1])
@@ -113,8 +113,7 @@ def test_every_backend_matches_torch_outputs_and_gradients_on_its_samples(info, 
 @pytest.mark.parametrize("info", INFOS, ids=_ids)
 def test_triton_refuses_float64_samples_by_name(info):
     for sample in _samples(info, torch.float64, False, True):
-        module = OURS[info.module_cls](*sample.constructor_input.args, **sample.constructor_input.kwargs,
-                                       backend="triton").double()
+        module = _build(OURS[info.module_cls], sample, torch.float64, True, backend="triton")
         with pytest.raises(ValueError, match=r"backend='triton' cannot run torch.float64 tensors on cpu: "
                                              r"the triton backend takes float32, float16 and bfloat16 only"):
             _run(module, sample)
@@ -124,7 +123,7 @@ def test_triton_refuses_float64_samples_by_name(info):
 def test_factory_kwargs_reach_every_parameter(info):
     for sample in _samples(info, torch.float64, False, True):
         module = OURS[info.module_cls](*sample.constructor_input.args, **sample.constructor_input.kwargs,
-                                       device="cpu", dtype=torch.float64)
+                                       device="cpu", dtype=torch.float64)  # not _build: no .to() after
         assert [(p.device.type, p.dtype) for p in module.parameters()] == \
             [("cpu", torch.float64)] * len(list(module.parameters()))
 
