@@ -34,8 +34,7 @@ class TorchLoopLSTM(nn.LSTM):
         h, c = state
         outputs = []
         for t in range(x.shape[0]):
-            reset = resets[t].view(1, -1, 1)  # where, not * (1 - reset): a NaN state is zeroed too
-            y, (h, c) = super().forward(x[t : t + 1], (torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)))
+            y, (h, c) = super().forward(x[t : t + 1], _zero_where(resets[t], (h, c)))
             outputs.append(y)
         return torch.cat(outputs), (h, c)
 
@@ -44,11 +43,17 @@ class TorchLoopLSTM(nn.LSTM):
         """fastrnn.LSTM.rollout_step's contract the way code without fastrnn does it: one step of
         nn.LSTM (reset rows' state zeroed first), one addmm for the heads, one argmax."""
         if resets is not None:
-            reset = resets.view(1, -1, 1)
-            state = (torch.where(reset, 0.0, state[0]), torch.where(reset, 0.0, state[1]))
+            state = _zero_where(resets, state)
         y, state = super().forward(x.unsqueeze(0), state)
         head_out = torch.addmm(head_addend, y[0], head_weight)
         return head_out[:, :num_actions].argmax(dim=-1), head_out, state
+
+
+def _zero_where(resets: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The state with the rows where resets (B,) is True set to zero: where, not * (1 - reset),
+    so a NaN or inf state is zeroed too."""
+    reset = resets.view(1, -1, 1)
+    return torch.where(reset, 0.0, state[0]), torch.where(reset, 0.0, state[1])
 
 
 def make_core(name: str, input_size: int, hidden_size: int) -> nn.LSTM:
