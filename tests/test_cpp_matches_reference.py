@@ -118,14 +118,16 @@ def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, p
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("shape", [(7, 9, 72), (5, 23, 40), (4, 3, 20), (3, 5, 130)],
+@pytest.mark.parametrize("shape", [(7, 9, 72), (5, 23, 40), (4, 3, 20), (3, 5, 130), (3, 5, 260)],
                          ids=lambda s: "T{}B{}H{}".format(*s))
 def test_cpp_recurrence_is_bitwise_the_same_on_every_thread_grid(shape, dtype, cpu_isa):
     """Forward and backward split hidden units over threads (one barrier per step), then
     rows, by size and thread count. On AVX2 float32 the forward runs H=72 as 2, 3 or 4 unit
     groups, H=40, B=23 on 4 threads as 2 unit x 2 row groups, H=20 on rows only; the backward
     (in 32-column panels) runs H=130 as 2 column groups (x 2 row groups on 4 threads), and in
-    float64 (16-column panels) H=72 too. Each output element is computed by
+    float64 (16-column panels) H=72 too. On one thread, H=260 (W_hh over 512 KiB in either
+    dtype) runs the forward with unit blocks outer, its order for weights that do not fit
+    L2, with a partial last unit block. Each output element is computed by
     the same instructions in the same order on any grid, so every thread count must give the
     same bits, with resets and per-row lengths, and match the reference."""
     from fastrnn import cpp_backend, reference
