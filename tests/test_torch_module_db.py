@@ -28,7 +28,7 @@ import io
 
 import pytest
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 import fastrnn
 
@@ -52,10 +52,10 @@ def _build(cls, sample, dtype, training, **options):
     return module.train(training)
 
 
-def _pair(info, sample, dtype, training):
-    """(torch's module, ours with the same weights)."""
+def _pair(info, sample, dtype, training, **options):
+    """(torch's module, ours with the same weights); options: ours' extra constructor keywords."""
     theirs = _build(info.module_cls, sample, dtype, training)
-    ours = _build(OURS[info.module_cls], sample, dtype, training)
+    ours = _build(OURS[info.module_cls], sample, dtype, training, **options)
     ours.load_state_dict(theirs.state_dict())
     return theirs, ours
 
@@ -99,9 +99,7 @@ BACKEND_DTYPES = [("auto", torch.float64), ("cpp", torch.float32), ("reference",
 @pytest.mark.parametrize("info", INFOS, ids=_ids)
 def test_every_backend_matches_torch_outputs_and_gradients_on_its_samples(info, backend, dtype):
     for sample in _samples(info, dtype, True, True):
-        theirs = _build(info.module_cls, sample, dtype, True)
-        ours = _build(OURS[info.module_cls], sample, dtype, True, backend=backend)
-        ours.load_state_dict(theirs.state_dict())
+        theirs, ours = _pair(info, sample, dtype, True, backend=backend)
         outputs = [tree_flatten(_run(module, sample))[0] for module in (ours, theirs)]
         torch.testing.assert_close(outputs[0], outputs[1])
         grads = [torch.autograd.grad(sum(o.sum() for o in out), list(module.parameters()))
@@ -187,7 +185,7 @@ def _check_gradients(check, module, args, partials: bool = True):
     flat, spec = tree_flatten(tuple(args) + params)
 
     def fn(*flat_inputs):
-        rebuilt = torch.utils._pytree.tree_unflatten(list(flat_inputs), spec)
+        rebuilt = tree_unflatten(list(flat_inputs), spec)
         return tuple(tree_flatten(module(*rebuilt[: len(args)]))[0])
 
     assert check(fn, tuple(flat))
