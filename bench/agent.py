@@ -10,6 +10,12 @@ with phase timers on, gives the profile: where the time goes, as a share of the 
 microseconds per environment step (summed over the batch rows stepped together). Where the
 core takes the fused rollout step (every task without a readout), "core step" holds the heads
 and the action sampling, and "heads + sampling" reads zero.
+
+Last, data-parallel scaling (`--ranks`, default 1 and 2): the same task trained by
+`torchrun --standalone --nproc_per_node N -m agent train` with the fast core, gloo on the CPU
+and one thread per rank, `--rank-updates` updates per rank (bench/ranks.py measures it and says
+how); reported as env steps/s per rank count and the scaling efficiency rate(N) / (N x rate(1)).
+`--ranks none` skips it (it starts 2 x repeats processes).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from agent.tasks import task_names
 from agent.timing import PhaseTimer
 from agent.trainer import Trainer
 from bench import RESULTS
+from bench import ranks as rank_scaling
 
 PHASES = ("core step", "heads + sampling", "env step", "bookkeeping", "learn forward", "learn backward", "optimizer")
 
@@ -46,15 +53,22 @@ def _parse(argv):
     parser.add_argument("--warmup", type=int, default=10, help="untimed updates per core first")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--ranks", default="1,2",
+                        help="comma-separated torchrun rank counts to measure on the CPU (default: 1,2; none: skip)")
+    parser.add_argument("--rank-updates", type=int, default=200, help="updates per rank of each --ranks run")
     parser.add_argument("--out", type=Path, default=RESULTS / "agent.json")
     args = parser.parse_args(argv)
+    try:
+        args.ranks = [] if args.ranks.strip().lower() == "none" else rank_scaling.parse_rank_counts(args.ranks)
+    except ValueError as error:
+        parser.error(str(error))
     args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for core in args.cores:
         if core not in CORE_NAMES:
             parser.error(f"argument --cores: unknown core {core!r}; choose from {', '.join(CORE_NAMES)}")
-    for name in ("updates", "repeats", "threads"):
+    for name in ("updates", "repeats", "threads", "rank_updates"):
         if getattr(args, name) < 1:
-            parser.error(f"argument --{name}: must be >= 1")
+            parser.error(f"argument --{name.replace('_', '-')}: must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: CUDA is not available on this machine")
     return args
@@ -111,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     medians = {core: statistics.median(values) for core, values in rates.items()}
+    ranks = rank_scaling.measure(args.task, args.ranks, args.rank_updates, config.num_envs, args.repeats) \
+        if args.ranks else None
     result = {
         "task": args.task, "device": args.device, "threads": args.threads, "num_envs": config.num_envs,
         "unroll": config.unroll, "hidden_size": config.hidden_size, "updates_per_block": args.updates,
@@ -118,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "env_steps_per_second": {core: {"median": medians[core], "all": rates[core]} for core in args.cores},
         "ratios": {f"{a}/{b}": medians[a] / medians[b] for a in args.cores for b in args.cores if a != b},
         "profile": profiles,
+        "ranks": ranks,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,5 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = "".join(f"{profiles[c][phase]['share'] * 100:9.1f}% {profiles[c][phase]['us_per_batched_step']:9.1f}us"
                         for c in args.cores)
         print(f"  {phase:18s}{cells}")
+    if ranks:
+        print(f"data-parallel (torchrun, gloo, fast core, 1 thread per rank, {config.num_envs} envs per rank, "
+              f"{args.rank_updates} updates; median of {args.repeats}):")
+        rank_scaling.print_measurement(ranks)
     print(f"wrote {args.out}")
     return 0

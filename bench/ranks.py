@@ -28,6 +28,17 @@ from bench import RESULTS
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+def parse_rank_counts(text: str) -> list[int]:
+    """--ranks "1,2" -> [1, 2]; ValueError naming --ranks for anything else."""
+    try:
+        counts = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"argument --ranks: expected comma-separated integers, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise ValueError("argument --ranks: every rank count must be >= 1")
+    return counts
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench ranks", description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="two_step", choices=task_names())
@@ -38,11 +49,9 @@ def _parse(argv):
     parser.add_argument("--out", type=Path, default=RESULTS / "ranks.json")
     args = parser.parse_args(argv)
     try:
-        args.ranks = [int(r) for r in args.ranks.split(",") if r.strip()]
-    except ValueError:
-        parser.error(f"argument --ranks: expected comma-separated integers, got {args.ranks!r}")
-    if not args.ranks or min(args.ranks) < 1:
-        parser.error("argument --ranks: every rank count must be >= 1")
+        args.ranks = parse_rank_counts(args.ranks)
+    except ValueError as error:
+        parser.error(str(error))
     for name in ("updates", "num_envs", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"argument --{name.replace('_', '-')}: must be >= 1")
@@ -65,31 +74,42 @@ def train_rate(task: str, ranks: int, updates: int, num_envs: int) -> dict:
             "rate": last["env_steps"] / last["train_seconds"]}
 
 
+def measure(task: str, ranks: list[int], updates: int, num_envs: int, repeats: int) -> dict:
+    """Env steps/s of each rank count (median of `repeats` runs, the order alternated every
+    repeat) and the scaling efficiency against 1 rank, as bench writes them."""
+    rates: dict[int, list[float]] = {r: [] for r in ranks}
+    for repeat in range(repeats):
+        for count in (ranks if repeat % 2 == 0 else ranks[::-1]):
+            rates[count].append(train_rate(task, count, updates, num_envs)["rate"])
+    medians = {r: statistics.median(v) for r, v in rates.items()}
+    base = medians.get(1)
+    return {
+        "num_envs_per_rank": num_envs, "updates": updates, "repeats": repeats, "cpus": os.cpu_count(),
+        "env_steps_per_second": {str(r): {"median": medians[r], "all": rates[r]} for r in ranks},
+        "scaling_efficiency": {str(r): medians[r] / (r * base) for r in ranks} if base else {},
+    }
+
+
+def print_measurement(result: dict) -> None:
+    efficiencies = result["scaling_efficiency"]
+    for count, rate in result["env_steps_per_second"].items():
+        efficiency = f", scaling efficiency {efficiencies[count]:.2f}" if efficiencies else ""
+        print(f"  {count} rank(s): {rate['median']:10.0f} env steps/s{efficiency}")
+    if max(map(int, result["env_steps_per_second"])) > (os.cpu_count() or 1):
+        print("  (more ranks than CPUs: the efficiency above measures contention)")
+
+
 def main(argv: list[str] | None = None) -> int:
     from agent.config import resolve_config
 
     args = _parse(argv or [])
     config = resolve_config({"task": args.task, "num_envs": args.num_envs})
-    rates: dict[int, list[float]] = {r: [] for r in args.ranks}
-    for repeat in range(args.repeats):
-        for ranks in (args.ranks if repeat % 2 == 0 else args.ranks[::-1]):
-            rates[ranks].append(train_rate(args.task, ranks, args.updates, args.num_envs)["rate"])
-    medians = {r: statistics.median(v) for r, v in rates.items()}
-    base = medians.get(1)
-    result = {
-        "task": args.task, "num_envs_per_rank": args.num_envs, "unroll": config.unroll, "updates": args.updates,
-        "repeats": args.repeats, "cpus": os.cpu_count(),
-        "env_steps_per_second": {str(r): {"median": medians[r], "all": rates[r]} for r in args.ranks},
-        "scaling_efficiency": {str(r): medians[r] / (r * base) for r in args.ranks} if base else {},
-    }
+    result = {"task": args.task, "unroll": config.unroll,
+              **measure(args.task, args.ranks, args.updates, args.num_envs, args.repeats)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"data-parallel training throughput: {args.task}, {args.num_envs} envs per rank, gloo, "
           f"1 thread per rank, {os.cpu_count()} CPUs; median of {args.repeats}")
-    for r in args.ranks:
-        efficiency = f", scaling efficiency {result['scaling_efficiency'][str(r)]:.2f}" if base else ""
-        print(f"  {r} rank(s): {medians[r]:10.0f} env steps/s{efficiency}")
-    if max(args.ranks) > (os.cpu_count() or 1):
-        print("  (more ranks than CPUs: the efficiency above measures contention)")
+    print_measurement(result)
     print(f"wrote {args.out}")
     return 0

@@ -3,14 +3,17 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import agent as bench_agent
 
 
 def test_bench_agent_reports_throughput_ratios_and_a_profile_for_each_core(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench_agent.main(["--updates", "2", "--repeats", "2", "--warmup", "1", "--num-envs", "4",
-                             "--unroll", "5", "--out", str(out)]) == 0
+                             "--unroll", "5", "--ranks", "none", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["ranks"] is None  # --ranks none: no torchrun run
     assert set(result["env_steps_per_second"]) == {"fast", "reference", "torch"}
     assert all(v["median"] > 0 for v in result["env_steps_per_second"].values())
     assert "fast/reference" in result["ratios"]
@@ -18,6 +21,29 @@ def test_bench_agent_reports_throughput_ratios_and_a_profile_for_each_core(tmp_p
         assert abs(sum(p["share"] for p in profile.values()) - 1) < 1e-6
         assert profile["core step"]["share"] > 0 and profile["learn backward"]["share"] > 0
     assert "fast/reference" in capsys.readouterr().out
+
+
+def test_bench_agent_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
+    # Issue 13 asks `python -m bench agent` itself for the 1- and 2-rank rates (torchrun, gloo).
+    out = tmp_path / "bench.json"
+    assert bench_agent.main(["--task", "bandit_independent", "--cores", "fast", "--updates", "2", "--repeats", "1",
+                             "--warmup", "1", "--num-envs", "4", "--rank-updates", "3", "--out", str(out)]) == 0
+    ranks = json.loads(out.read_text())["ranks"]
+    rates = ranks["env_steps_per_second"]
+    assert set(rates) == {"1", "2"} and all(v["median"] > 0 for v in rates.values())
+    assert ranks["num_envs_per_rank"] == 4 and ranks["updates"] == 3
+    assert ranks["scaling_efficiency"]["2"] == rates["2"]["median"] / (2 * rates["1"]["median"])
+    printed = capsys.readouterr().out
+    assert "2 rank(s)" in printed and "scaling efficiency" in printed
+
+
+def test_bench_agent_refuses_bad_rank_arguments_before_any_work(capsys):
+    for argv, expected in ((["--ranks", "0"], "--ranks: every rank count must be >= 1"),
+                           (["--ranks", "1,two"], "--ranks: expected comma-separated integers"),
+                           (["--rank-updates", "0"], "--rank-updates: must be >= 1")):
+        with pytest.raises(SystemExit):
+            bench_agent._parse(argv)
+        assert expected in capsys.readouterr().err
 
 
 def test_bench_ranks_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
@@ -52,8 +78,6 @@ def test_bench_scaling_measures_every_case_of_the_grid_for_each_core_and_tabulat
 
 
 def test_bench_scaling_refuses_bad_arguments_before_any_work(capsys):
-    import pytest
-
     from bench import scaling as bench_scaling
 
     with pytest.raises(SystemExit):
