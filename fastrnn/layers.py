@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn.backends import Backend
+from fastrnn.workspace import workspace, workspace_applies
 
 
 def reverse_within_lengths(seq: Tensor, lengths: Tensor | None) -> Tensor:
@@ -40,6 +41,16 @@ def input_projection(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     copy of W_ih^T (4H x I elements) makes it compute seq^T grad instead: F.linear's forward+
     backward at those sizes ran 1.2x-1.9x faster this way (I = 6-10), and not faster from
     I = 16 on (measured), hence NARROW_INPUT."""
+    if seq.is_contiguous() and workspace_applies(seq, w_ih, bias):
+        # No graph keeps the projection: reused memory (workspace.py), the same addmm F.linear
+        # runs on a contiguous sequence, so the same bits.
+        rows = seq.view(-1, seq.shape[-1])
+        out = workspace((rows.shape[0], w_ih.shape[0]), seq.dtype)
+        if bias is None:
+            torch.mm(rows, w_ih.t(), out=out)
+        else:
+            torch.addmm(bias, rows, w_ih.t(), out=out)
+        return out.view(*seq.shape[:-1], w_ih.shape[0])
     if w_ih.shape[1] > NARROW_INPUT or not (torch.is_grad_enabled() and w_ih.requires_grad):
         return F.linear(seq, w_ih, bias)
     rows = seq.reshape(-1, seq.shape[-1])

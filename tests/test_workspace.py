@@ -1,0 +1,121 @@
+"""The no-grad forward writes its input projection into a per-thread workspace reused between
+calls (fastrnn/workspace.py says why): the results must be what the fresh projection gives, bit
+for bit, no output may alias the workspace, threads must not share it, and it must work across
+inference_mode and be freed by clear_workspace()."""
+
+import threading
+
+import pytest
+import torch
+
+import fastrnn
+from fastrnn import workspace as workspace_module
+
+BACKENDS = ["cpp", "reference"]
+
+
+def _lstm(backend, **kwargs):
+    torch.manual_seed(0)
+    return fastrnn.LSTM(20, 24, backend=backend, **kwargs)
+
+
+def _buffer():
+    return getattr(workspace_module._local, "buffers", {}).get(torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True}, {"bias": False}, {"proj_size": 8}])
+def test_no_grad_forward_equals_the_grad_forward_bit_for_bit(backend, options):
+    # The grad forward projects with F.linear into a fresh tensor; the no-grad one into the workspace.
+    lstm = _lstm(backend, **options)
+    x = torch.randn(7, 5, 20)
+    fastrnn.clear_workspace()
+    with torch.no_grad():
+        y, (h, c) = lstm(x)
+    assert _buffer() is not None  # the no-grad call did take the workspace
+    y_grad, (h_grad, c_grad) = lstm(x.clone().requires_grad_())
+    assert torch.equal(y, y_grad) and torch.equal(h, h_grad) and torch.equal(c, c_grad)
+
+
+def test_the_workspace_is_reused_across_calls_and_no_output_aliases_it():
+    lstm = _lstm("cpp")
+    x = torch.randn(7, 5, 20)
+    fastrnn.clear_workspace()
+    with torch.no_grad():
+        y1, (h1, c1) = lstm(x)
+        kept = y1.clone()
+        first = _buffer().data_ptr()
+        y2, _ = lstm(2 * x)
+        assert _buffer().data_ptr() == first  # the same memory, not a fresh allocation
+        lstm(torch.randn(3, 5, 20))  # smaller: still the same buffer
+        assert _buffer().data_ptr() == first
+    assert torch.equal(y1, kept)  # the later calls did not write into an earlier output
+    storage = _buffer().untyped_storage().data_ptr()
+    assert all(t.untyped_storage().data_ptr() != storage for t in (y1, h1, c1, y2))
+
+
+def test_a_larger_call_grows_the_workspace():
+    lstm = _lstm("cpp")
+    fastrnn.clear_workspace()
+    with torch.no_grad():
+        lstm(torch.randn(3, 2, 20))
+        small = _buffer().numel()
+        lstm(torch.randn(9, 6, 20))
+    assert small == 3 * 2 * 4 * 24 and _buffer().numel() == 9 * 6 * 4 * 24
+
+
+def test_the_workspace_is_not_used_where_autograd_needs_the_projection():
+    lstm = _lstm("cpp")
+    fastrnn.clear_workspace()
+    y, _ = lstm(torch.randn(7, 5, 20))  # weights require grad: the graph keeps what it needs
+    y.sum().backward()
+    assert _buffer() is None
+
+
+def test_a_workspace_made_under_inference_mode_serves_later_no_grad_calls():
+    # An inference tensor could not be written outside inference_mode; the buffer must not be one.
+    lstm = _lstm("cpp")
+    x = torch.randn(7, 5, 20)
+    fastrnn.clear_workspace()
+    with torch.inference_mode():
+        y_inference, _ = lstm(x)
+    assert not _buffer().is_inference()
+    with torch.no_grad():
+        y, _ = lstm(x)
+    assert torch.equal(y, y_inference)
+
+
+def test_threads_each_get_their_own_workspace_and_correct_results():
+    lstm = _lstm("cpp")
+    inputs = [torch.randn(30, 8, 20) for _ in range(4)]
+    with torch.no_grad():
+        expected = [lstm(x)[0] for x in inputs]
+    results, pointers, errors = [None] * 4, [None] * 4, []
+
+    def run(i):
+        try:
+            with torch.no_grad():
+                for _ in range(20):
+                    results[i] = lstm(inputs[i])[0]
+            pointers[i] = _buffer().data_ptr()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(set(pointers)) == 4
+    for got, want in zip(results, expected):
+        assert torch.equal(got, want)
+
+
+def test_clear_workspace_frees_the_buffer():
+    lstm = _lstm("cpp")
+    with torch.no_grad():
+        lstm(torch.randn(7, 5, 20))
+    assert _buffer() is not None
+    fastrnn.clear_workspace()
+    assert _buffer() is None
