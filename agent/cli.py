@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from agent.allocator import retain_freed_memory
 from agent.config import REWARD_INPUTS, TrainConfig, flag_name, resolve_config
 
 def _int_at_least(minimum: int):
@@ -298,6 +299,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks":
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    retain_freed_memory()  # every update reallocates the same large tensors (allocator.py)
     sub = parser._subparsers._group_actions[0].choices[args.command]
     from agent.checkpoint import CheckpointError
 
