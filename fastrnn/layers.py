@@ -42,21 +42,61 @@ def input_projection(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     backward at those sizes ran 1.2x-1.9x faster this way (I = 6-10), and not faster from
     I = 16 on (measured), hence NARROW_INPUT."""
     if seq.is_contiguous() and workspace_applies(seq, w_ih, bias):
-        # No graph keeps the projection: reused memory (workspace.py), the same addmm F.linear
-        # runs on a contiguous sequence, so the same bits.
-        rows = seq.view(-1, seq.shape[-1])
-        out = workspace((rows.shape[0], w_ih.shape[0]), seq.dtype)
-        if bias is None:
-            torch.mm(rows, w_ih.t(), out=out)
-        else:
-            torch.addmm(bias, rows, w_ih.t(), out=out)
-        return out.view(*seq.shape[:-1], w_ih.shape[0])
+        return _linear_into_workspace(seq, w_ih, bias)  # no graph keeps the projection
+    if _workspace_projection_differentiates(seq, w_ih, bias):
+        return _LinearIntoWorkspace.apply(seq, w_ih, bias)
     if w_ih.shape[1] > NARROW_INPUT or not (torch.is_grad_enabled() and w_ih.requires_grad):
         return F.linear(seq, w_ih, bias)
     rows = seq.reshape(-1, seq.shape[-1])
     w_t = w_ih.t().contiguous()
     out = torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)
     return out.view(*seq.shape[:-1], out.shape[-1])
+
+
+def _linear_into_workspace(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+    """F.linear(seq, w_ih, bias) for a contiguous (T, B, I) seq, written into this thread's
+    workspace (workspace.py): the addmm (mm without bias) F.linear runs on such a sequence, so
+    the same bits."""
+    rows = seq.view(-1, seq.shape[-1])
+    out = workspace((rows.shape[0], w_ih.shape[0]), seq.dtype)
+    if bias is None:
+        torch.mm(rows, w_ih.t(), out=out)
+    else:
+        torch.addmm(bias, rows, w_ih.t(), out=out)
+    return out.view(*seq.shape[:-1], w_ih.shape[0])
+
+
+def _workspace_projection_differentiates(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> bool:
+    """Whether a projection autograd differentiates may still live in the workspace: the
+    recurrence reads it and the graph keeps its operands, never the projection itself (the
+    recurrence op saves (seq, w_ih, bias) instead). Wide inputs only (the narrow ones take the
+    addmm form below), contiguous, on the CPU, eager, and outside torch.func transforms (which
+    this Function does not declare itself for)."""
+    return (w_ih.shape[1] > NARROW_INPUT and seq.is_contiguous() and seq.device.type == "cpu"
+            and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+            and not torch._C._are_functorch_transforms_active())
+
+
+class _LinearIntoWorkspace(torch.autograd.Function):
+    """_linear_into_workspace under autograd. Its backward is the one autograd derives for
+    F.linear on a contiguous 3-D input (addmm of the flattened rows and W^T: the rows' gradient
+    grad W, W's grad^T rows, the bias' the column sums), op for op, so the gradients are the
+    same bits; written with torch ops, so a double backward differentiates it."""
+
+    @staticmethod
+    def forward(ctx, seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(seq, w_ih)
+        ctx.has_bias = bias is not None
+        return _linear_into_workspace(seq, w_ih, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        seq, w_ih = ctx.saved_tensors
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        grad_seq = grad_rows.mm(w_ih).view(seq.shape) if ctx.needs_input_grad[0] else None
+        grad_w = grad_rows.t().mm(seq.reshape(-1, seq.shape[-1])) if ctx.needs_input_grad[1] else None
+        grad_bias = grad_rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_seq, grad_w, grad_bias
 
 
 def run_layers(

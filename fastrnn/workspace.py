@@ -1,4 +1,4 @@
-"""Reused CPU memory for temporaries that die within one call: the no-grad forward's input
+"""Reused CPU memory for temporaries that die within one call: a sequence forward's input
 projection.
 
 A fresh large tensor pays a page fault per 4 KiB page when first written: glibc hands blocks
@@ -7,9 +7,10 @@ call faults its temporaries in again. On the 2-core CI machine a fault cost 2.9 
 52 MB buffer filled in 46 ms, the same buffer reused in 8 ms). The input projection of a
 sequence is T x B x 4H elements, four times the output: at H=512, B=64, T=100 it is 52 MB and
 12.8k faults per forward, where torch.nn.LSTM's oneDNN forward keeps its projection in a
-scratchpad it reuses. Without autograd the projection lives only until its layer's recurrence
-has read it, so it is written into one buffer per thread and dtype, kept between calls and
-grown when a call needs more. clear_workspace() frees this thread's buffers.
+scratchpad it reuses. The projection lives only until its layer's recurrence has read it
+(under autograd too: the graph keeps its operands, layers.py), so it is written into one buffer
+per thread and dtype, kept between calls and grown when a call needs more. clear_workspace()
+frees this thread's buffers.
 
 Only eager calls use it: under torch.compile or tracing a write into a cached buffer would be
 recorded into the graph."""
@@ -25,8 +26,8 @@ _local = threading.local()
 
 
 def workspace_applies(*tensors: Tensor | None) -> bool:
-    """Whether a temporary computed from these tensors may live in the workspace: CPU, eager,
-    and no autograd graph to keep it (autograd may save or return what it computes)."""
+    """Whether a temporary computed from these tensors may live in the workspace without more
+    ado: CPU, eager, and no autograd graph (layers.py handles the projection under autograd)."""
     present = [t for t in tensors if t is not None]
     if not present or any(t.device.type != "cpu" for t in present):
         return False
@@ -50,7 +51,11 @@ def workspace(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         # outside it (an inference tensor could not).
         with torch.inference_mode(False):
             buffer = buffers[dtype] = torch.empty(numel, dtype=dtype)
-    return buffer[:numel].view(shape)
+    # A new tensor on the buffer's memory, not a view of it: autograd tracks views (a Function
+    # returning one, or a write into the base of one it recorded, is checked), and each call's
+    # alias gets its own version counter.
+    with torch.no_grad():
+        return torch.empty(0, dtype=dtype).set_(buffer.untyped_storage(), 0, shape)
 
 
 def clear_workspace() -> None:

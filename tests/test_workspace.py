@@ -1,7 +1,8 @@
-"""The no-grad forward writes its input projection into a per-thread workspace reused between
-calls (fastrnn/workspace.py says why): the results must be what the fresh projection gives, bit
-for bit, no output may alias the workspace, threads must not share it, and it must work across
-inference_mode and be freed by clear_workspace()."""
+"""CPU forwards write their input projection into a per-thread workspace reused between calls
+(fastrnn/workspace.py says why), with autograd too for wide inputs (its graph keeps the
+operands, not the projection): the results and gradients must be what the fresh projection
+gives, bit for bit, no output may alias the workspace, threads must not share it, and it must
+work across inference_mode and be freed by clear_workspace()."""
 
 import threading
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn import layers
 from fastrnn import workspace as workspace_module
 
 BACKENDS = ["cpp", "reference"]
@@ -64,12 +66,51 @@ def test_a_larger_call_grows_the_workspace():
     assert small == 3 * 2 * 4 * 24 and _buffer().numel() == 9 * 6 * 4 * 24
 
 
-def test_the_workspace_is_not_used_where_autograd_needs_the_projection():
-    lstm = _lstm("cpp")
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True}, {"bias": False}, {"proj_size": 8}])
+def test_the_grad_forward_projects_into_the_workspace_with_f_linears_bits(options, monkeypatch):
+    # A wide input under autograd: the projection lives in the workspace (its graph keeps only
+    # the operands), and the outputs and every gradient are those of the fresh F.linear path.
+    lstm = _lstm("cpp", **options)
+    x = torch.randn(7, 5, 20, requires_grad=True)
+
+    def run():
+        lstm.zero_grad()
+        x.grad = None
+        y, (h, c) = lstm(x)
+        (y.square().sum() + h.sum() + c.sum()).backward()
+        return [y.detach(), x.grad.clone(), *(p.grad.clone() for p in lstm.parameters())]
+
     fastrnn.clear_workspace()
-    y, _ = lstm(torch.randn(7, 5, 20))  # weights require grad: the graph keeps what it needs
+    in_workspace = run()
+    assert _buffer() is not None
+    monkeypatch.setattr(layers, "_workspace_projection_differentiates", lambda *args: False)
+    fresh = run()
+    assert all(torch.equal(a, b) for a, b in zip(in_workspace, fresh))
+
+
+def test_a_narrow_input_under_autograd_keeps_its_own_projection():
+    # Inputs of at most NARROW_INPUT features take input_projection's addmm form (the agent's).
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(layers.NARROW_INPUT, 24, backend="cpp")
+    fastrnn.clear_workspace()
+    y, _ = lstm(torch.randn(7, 5, layers.NARROW_INPUT))
     y.sum().backward()
     assert _buffer() is None
+
+
+def test_a_double_backward_through_the_workspace_projection_is_exact():
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(layers.NARROW_INPUT + 1, 3, backend="cpp").double()
+    params = dict(lstm.named_parameters())
+    x = torch.randn(3, 2, layers.NARROW_INPUT + 1, dtype=torch.double, requires_grad=True)
+    w_ih = params["weight_ih_l0"].detach().clone().requires_grad_()
+
+    def output(x, w_ih):
+        return torch.func.functional_call(lstm, {**params, "weight_ih_l0": w_ih}, (x,))[0]
+
+    fastrnn.clear_workspace()
+    assert torch.autograd.gradgradcheck(output, (x, w_ih))
+    assert workspace_module._local.buffers.get(torch.double) is not None  # it ran through the workspace
 
 
 def test_a_workspace_made_under_inference_mode_serves_later_no_grad_calls():
