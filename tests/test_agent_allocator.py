@@ -1,44 +1,46 @@
 """agent/allocator.py: the agent's commands keep freed memory in the process, so that the
 large tensors every update allocates again are not faulted in page by page each time."""
 
+import statistics
 import subprocess
 import sys
 
 import agent.cli
 from agent.allocator import retain_freed_memory
 
-# The learning pass of an update at 1024 environments (T=20, H=48): its tensors are 4-16 MB,
-# allocated and freed again every pass; prints the minor page faults of the last 5 of 10 passes.
+# Training updates at 1024 environments (two_step, H=48, 20-step unrolls): the rollout and the
+# learning pass allocate tensors of 0.2-16 MB and free them again every update; prints the
+# minor page faults of each of the last 6 of 10 updates.
 _PROBE = """
 import resource, sys, torch
-import fastrnn
 from agent.allocator import retain_freed_memory
+from agent.config import resolve_config
+from agent.trainer import Trainer
 if sys.argv[1] == "retain":
     assert retain_freed_memory()
 torch.set_num_threads(1)
-lstm = fastrnn.LSTM(6, 48)
-x = torch.randn(20, 1024, 6)
-def learning_pass():
-    y, _ = lstm(x)
-    y.sum().backward()
-for _ in range(5):
-    learning_pass()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    learning_pass()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+trainer = Trainer(resolve_config({"task": "two_step", "num_envs": 1024}))
+for _ in range(4):
+    trainer.update()
+for _ in range(6):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    trainer.update()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _faults(mode: str) -> int:
+def _median_faults(mode: str) -> float:
     done = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True)
-    return int(done.stdout.strip())
+    return statistics.median(int(line) for line in done.stdout.split())
 
 
-def test_retained_memory_is_reused_without_page_faults():
-    default, retained = _faults("default"), _faults("retain")
-    assert default > 5_000, default  # the faults this module exists to avoid (5.7k a pass when measured)
-    assert retained < default / 4, (default, retained)  # measured: 28.6k against 3.8k
+def test_with_the_setting_training_updates_reuse_memory_without_page_faults():
+    # Per update, after the first 4, with the setting: 1 fault, now and then a late 1-2k while the
+    # heap settles (hence the median). Without it, glibc faulted 1-13k times in most updates
+    # (medians 5.7k-11.5k), though in about one process of four it settled by itself; so this
+    # test fails on most runs, not all, if the setting stops working.
+    retained = _median_faults("retain")
+    assert retained < 100, retained
 
 
 def test_the_agent_cli_sets_the_allocator_before_dispatching_a_command(monkeypatch, capsys):
