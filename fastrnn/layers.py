@@ -42,9 +42,10 @@ def input_projection(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     backward at those sizes ran 1.2x-1.9x faster this way (I = 6-10), and not faster from
     I = 16 on (measured), hence NARROW_INPUT."""
     if seq.is_contiguous() and workspace_applies(seq, w_ih, bias):
-        return _linear_into_workspace(seq, w_ih, bias)  # no graph keeps the projection
-    if _workspace_projection_differentiates(seq, w_ih, bias):
-        return _LinearIntoWorkspace.apply(seq, w_ih, bias)
+        if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (seq, w_ih, bias))):
+            return _linear_into_workspace(seq, w_ih, bias)
+        if w_ih.shape[1] > NARROW_INPUT:  # the narrow ones take the addmm form below
+            return _LinearIntoWorkspace.apply(seq, w_ih, bias)
     if w_ih.shape[1] > NARROW_INPUT or not (torch.is_grad_enabled() and w_ih.requires_grad):
         return F.linear(seq, w_ih, bias)
     rows = seq.reshape(-1, seq.shape[-1])
@@ -66,19 +67,10 @@ def _linear_into_workspace(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Te
     return out.view(*seq.shape[:-1], w_ih.shape[0])
 
 
-def _workspace_projection_differentiates(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> bool:
-    """Whether a projection autograd differentiates may still live in the workspace: the
-    recurrence reads it and the graph keeps its operands, never the projection itself (the
-    recurrence op saves (seq, w_ih, bias) instead). Wide inputs only (the narrow ones take the
-    addmm form below), contiguous, on the CPU, eager, and outside torch.func transforms (which
-    this Function does not declare itself for)."""
-    return (w_ih.shape[1] > NARROW_INPUT and seq.is_contiguous() and seq.device.type == "cpu"
-            and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
-            and not torch._C._are_functorch_transforms_active())
-
-
 class _LinearIntoWorkspace(torch.autograd.Function):
-    """_linear_into_workspace under autograd. Its backward is the one autograd derives for
+    """_linear_into_workspace under autograd: the projection may still live in the workspace,
+    since the recurrence reads it and the graph keeps its operands, never the projection (the
+    recurrence op saves (seq, w_ih, bias) instead). Its backward is the one autograd derives for
     F.linear on a contiguous 3-D input (addmm of the flattened rows and W^T: the rows' gradient
     grad W, W's grad^T rows, the bias' the column sums), op for op, so the gradients are the
     same bits; written with torch ops, so a double backward differentiates it."""

@@ -17,6 +17,7 @@ recorded into the graph."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -26,22 +27,20 @@ _local = threading.local()
 
 
 def workspace_applies(*tensors: Tensor | None) -> bool:
-    """Whether a temporary computed from these tensors may live in the workspace without more
-    ado: CPU, eager, and no autograd graph (layers.py handles the projection under autograd)."""
+    """Whether a temporary computed from these tensors may live in the workspace: all on the
+    CPU, and an eager call outside torch.func transforms (under torch.compile or tracing a
+    write into a cached buffer would be recorded into the graph; transforms wrap tensors). The
+    caller decides what autograd allows (layers.py)."""
     present = [t for t in tensors if t is not None]
-    if not present or any(t.device.type != "cpu" for t in present):
-        return False
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
+    return (bool(present) and all(t.device.type == "cpu" for t in present)
+            and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
+            and not torch._C._are_functorch_transforms_active())
 
 
 def workspace(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     """A contiguous tensor of `shape` on this thread's buffer for `dtype`; its contents are
     undefined and last until the next workspace() call of this thread and dtype."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
