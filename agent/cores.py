@@ -8,8 +8,8 @@ parameter names, so weights and checkpoints move freely between them.
   whose episode starts (CleanRL's LSTM agent). Benchmarks compare against it.
 
 Call: core(x (T, B, I), (h, c) each (1, B, H), resets=(T, B) bool or None) -> (y (T, B, H), (h, c)),
-and core.rollout_step(x (B, I), (h, c), head_weight, head_addend, num_actions, resets (B,) or None)
--> (actions, head_out, (h, c)) as fastrnn.LSTM's.
+core.rollout_step(x (B, I), (h, c), head_weight, head_addend, num_actions, resets (B,) or None)
+-> (actions, head_out, (h, c)) and core.rollout_plan(...) as fastrnn.LSTM's.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ class TorchLoopLSTM(nn.LSTM):
         y, state = super().forward(x.unsqueeze(0), state)
         head_out = torch.addmm(head_addend, y[0], head_weight)
         return head_out[:, :num_actions].argmax(dim=-1), head_out, state
+
+    def rollout_plan(self, inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
+                     resets: Tensor | None = None, actions: Tensor | None = None, head_out: Tensor | None = None):
+        """fastrnn.LSTM.rollout_plan's contract, each step this module's rollout_step."""
+        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, None)
+        sizes = (self.input_size, self.hidden_size, self.hidden_size)
+        return fastrnn.RolloutPlan("rollout_plan", self.rollout_step, sizes, weights, inputs, head_weight,
+                                   head_addends, num_actions, resets, actions, head_out, bind=None)
 
 
 def _zero_where(resets: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

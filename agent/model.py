@@ -137,13 +137,14 @@ class MetaRLAgent(nn.Module):
         y, state = self.core(features.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
         return y[0], state, features
 
-    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor | None, weight: Tensor,
-                     addend: Tensor, with_value: bool):
-        """core_step, the heads and the action sample in one call of the core (fastrnn's
-        LSTM.rollout_step; fused in C++ on the fast core), for agents without a readout.
-        weight, addend: one step's rollout_heads. Returns (action (B,), V (B,) or None, new state)."""
-        action, out, state = self.core.rollout_step(self.embed(x), state, weight, addend, self.num_actions, resets)
-        return action, out[:, self.num_actions] if with_value else None, state
+    def rollout_plan(self, features: Tensor, resets: Tensor, weight: Tensor, addends: Tensor):
+        """The core step, the heads and the action sample of every step of an unroll, for agents
+        without a readout: the core's rollout_plan (fastrnn's LSTM.rollout_plan; each step one
+        C++ call on the fast core, with its checks and weights bound once per unroll).
+        features (T + 1, B, input_size): the core's input rows, written before each step; resets
+        (T + 1, B); weight, addends: rollout_heads'. plan.step(t, state, reset) -> new state, with
+        plan.actions[t] and plan.head_out[t] (V in column num_actions, with_value) filled."""
+        return self.core.rollout_plan(features, weight, addends, self.num_actions, resets)
 
     @torch.no_grad()
     def step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):

@@ -6,9 +6,13 @@ matter how small, and so does every tensor index in Python, so the loop is writt
 few of them: the buffer's per-step rows are views made once, the next step's input is
 concatenated straight into its row, the heads' bias and the sampling noise are folded into
 one GEMM addend per step (MetaRLAgent.rollout_heads), which the core's fused rollout step
-takes with the step itself (one call for the core, the heads and the sample), the actions are stacked into the buffer once
-per unroll, and the episode-start rows and masks are written only on steps where some row
-starts an episode (the task reports that as a Python bool it needs anyway).
+takes with the step itself (one call for the core, the heads and the sample). That step runs
+through a rollout plan made once per unroll (fastrnn's LSTM.rollout_plan): its checks, packed
+weights and buffer addresses are bound once, so a step costs the kernel and little Python,
+and it writes each step's action and head outputs into rows of its own buffers. The actions
+reach the rollout buffer in one copy per unroll, and the episode-start rows and masks are
+written only on steps where some row starts an episode (the task reports that as a Python
+bool it needs anyway).
 """
 
 from __future__ import annotations
@@ -123,16 +127,31 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     noise = torch.empty(steps, *buffer.actions.shape[1:], buffer.num_actions, device=buffer.actions.device)
     noise.exponential_(generator=sampler).log_().neg_()
     weight, addends = agent.rollout_heads(noise, with_value)
-    addends = addends.unbind(0)
-    actions = []
     value = None
-    fused = agent.readout is None  # the heads alone act: core step, heads and sample in one call
+    plan = None
+    if agent.readout is None:  # the heads alone act: core step, heads and sample in one call per step
+        # The core's input rows: the buffer's own, or each step's encoded row (an encoder's agent).
+        features = buffer.all_inputs if agent.encoder is None else \
+            torch.empty(steps + 1, buffer.actions.shape[1], agent.input_size, device=buffer.all_inputs.device)
+        feature_rows = None if agent.encoder is None else features.unbind(0)
+        # The plan's actions and head outputs are fresh each unroll, so a row handed to the task
+        # is never written again (tasks may keep it: two_step's first_action).
+        plan = agent.rollout_plan(features, buffer.all_starts, weight, addends)
+        action_rows = plan.actions.unbind(0)
+        value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
+    else:
+        addends = addends.unbind(0)
+        actions = []
     for t in range(steps):
-        if fused:
+        if plan is not None:
             # Phase "core step" then holds the heads and the sampling too.
             with timer.phase("core step"):
-                action, value, state = agent.rollout_step(inputs[t], state, starts[t] if any_start else None,
-                                                          weight, addends[t], with_value)
+                if feature_rows is not None:
+                    feature_rows[t].copy_(agent.embed(inputs[t]))
+                state = plan.step(t, state, any_start)
+                action = action_rows[t]
+                if with_value:
+                    value = value_rows[t]
         else:
             with timer.phase("core step"):
                 hidden, state, features = agent.core_step(inputs[t], state, starts[t] if any_start else None)
@@ -142,10 +161,10 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
                 if with_value:
                     logits, value = logits[:, : buffer.num_actions], logits[:, buffer.num_actions]
                 action = (logits + agent.readout(hidden, features)).argmax(dim=-1)
+            actions.append(action)
         with timer.phase("env step"):
             result = task.step(action)
         with timer.phase("bookkeeping"):
-            actions.append(action)
             buffer.reward_rows[t].copy_(result.reward)
             if result.any_done:
                 starts[t + 1].copy_(result.done)
@@ -162,7 +181,10 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             any_start = result.any_done
             agent.next_input(result, action, value, out=inputs[t + 1])
     with timer.phase("bookkeeping"):
-        torch.stack(actions, out=buffer.actions)
+        if plan is None:
+            torch.stack(actions, out=buffer.actions)
+        else:
+            buffer.actions.copy_(plan.actions)
     with timer.phase("core step"):
         _, bootstrap, _, _ = agent.step(inputs[steps], state, starts[steps] if any_start else None)
     buffer.bootstrap_value = bootstrap  # the value after the unroll

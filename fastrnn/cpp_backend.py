@@ -167,6 +167,30 @@ def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_adde
     return h_out, c_out, head_out, actions
 
 
+def _bind_step_heads(weights, head_w, num_actions, batch):
+    """_step_heads with its weights packed and its head fixed once, for a RolloutPlan: returns
+    step(x, h, c, resets, head_addend, head_out, actions) -> (h_next, c_next) on the
+    addresses of x, resets (0 for none), head_addend, head_out and actions; None where
+    _step_heads would not take the fused call (weights too large to pack)."""
+    w_ih, w_hh, b_ih, b_hh, w_hr = weights
+    if not _packs_step(w_ih, w_hh, w_hr):
+        return None
+    packed, cell_weights = _cell_weights(*weights)
+    head_w = head_w.contiguous()
+    code, head_address, head_size = _DTYPE_CODES[w_hh.dtype], head_w.data_ptr(), head_w.shape[1]
+
+    def step(x, h, c, resets, head_addend, head_out, actions):
+        h, c = h.contiguous(), c.contiguous()
+        h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+        _C.cell_heads(code, cell_weights, batch, x, h.data_ptr(), c.data_ptr(), resets, h_out.data_ptr(),
+                      c_out.data_ptr(), head_address, head_addend, head_size, num_actions, head_out, actions,
+                      torch.get_num_threads())
+        return h_out, c_out
+    step.keeps = (packed, head_w)  # the tensors behind the addresses it launches on
+    return step
+
+
 LAUNCHER = Launcher(name="cpp", unsupported_reason=_unsupported_reason, forward=_forward, backward=_backward,
-                    step=_step, weight_layout=_weight_layout, step_heads=_step_heads)
+                    step=_step, weight_layout=_weight_layout, step_heads=_step_heads,
+                    bind_step_heads=_bind_step_heads)
 BACKEND = kernel_backend(LAUNCHER)

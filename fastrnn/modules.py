@@ -20,6 +20,7 @@ from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import Backend, check_backend_name, resolve_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
+from fastrnn.rollout_plan import RolloutPlan
 
 
 def _needs_grad(tensors) -> bool:
@@ -184,6 +185,31 @@ class LSTM(_BackendChoice, nn.LSTM):
         h_n, c_n, head_out, actions = backend.cell_heads(x, h, c, *self._layer_weights(weights, 0), resets,
                                                          head_weight, head_addend, num_actions)
         return actions, head_out, (h_n, c_n)
+
+    def rollout_plan(self, inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
+                     resets: Tensor | None = None, actions: Tensor | None = None,
+                     head_out: Tensor | None = None) -> RolloutPlan:
+        """rollout_step over a whole rollout's buffers, checked and bound once (rollout_plan.py).
+
+        inputs (T', B, I) and resets (T', B) bool, T' >= T: step t reads row t, which the
+        caller may write after making the plan (the next input comes from the environment);
+        head_addends (T, B, K); actions (T, B) int64 and head_out (T, B, K): where step t
+        writes, allocated by the plan (plan.actions, plan.head_out) when not given. All
+        contiguous, on the weights' device and dtype.
+        plan.step(t, (h, c), reset=False) -> (h_n, c_n) equals rollout_step(inputs[t], (h, c),
+        head_weight, head_addends[t], num_actions, resets[t] if reset else None), bit for bit,
+        with actions[t] and head_out[t] filled. The plan keeps the weights it was made with;
+        a step raises if they or head_weight were modified in place since.
+        """
+        if self.num_layers != 1 or self.bidirectional:
+            raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={self.num_layers}, "
+                             f"bidirectional={self.bidirectional})")
+        weights = self._layer_weights(self._current_flat_weights(), 0)
+        launcher = self._pick_backend(inputs).launcher
+        bind = None if launcher is None or torch.compiler.is_compiling() else launcher.bind_step_heads
+        sizes = (self.input_size, self.proj_size or self.hidden_size, self.hidden_size)
+        return RolloutPlan("rollout_plan", self.rollout_step, sizes, weights, inputs, head_weight, head_addends,
+                           num_actions, resets, actions, head_out, bind)
 
     def _rollout_fits(self, x, state, head_weight, head_addend, num_actions, resets, weights) -> bool:
         """Every rollout_step argument as expected (the rollout's calls: one comparison chain)."""

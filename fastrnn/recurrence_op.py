@@ -82,6 +82,11 @@ class Launcher:
     # -> (h_next, c_next, head_out, actions): the step with a readout and a greedy choice fused
     # (fastrnn.backends, cell_heads); None: composed from step (composed_cell_heads).
     step_heads: Callable | None = None
+    # bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch) -> step or None:
+    # step_heads with the weights and the head bound once, for a RolloutPlan (rollout_plan.py);
+    # step(x, h, c, resets, head_addend, head_out, actions) takes the addresses of x, resets (0:
+    # none), head_addend and the two outputs, and returns (h_next, c_next). None: not offered.
+    bind_step_heads: Callable | None = None
 
 
 def _launcher(name: str) -> Launcher:

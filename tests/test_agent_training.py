@@ -157,7 +157,7 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default
 
 
 def test_the_fast_core_rollout_takes_one_fused_step_call_per_environment_step(monkeypatch):
-    # Core step, heads and action sample in one C++ call (LSTM.rollout_step on the cpp backend),
+    # Core step, heads and action sample in one C++ call (an LSTM.rollout_plan step on the cpp backend),
     # plus the bootstrap step after the unroll, which runs the plain step.
     from fastrnn import cpp_backend
 
