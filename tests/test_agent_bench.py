@@ -88,13 +88,38 @@ def test_bench_scaling_refuses_bad_arguments_before_any_work(capsys):
     assert "unknown core 'gpu'" in capsys.readouterr().err
 
 
+def test_bench_rollout_times_every_way_per_size_and_reports_ratios_to_the_plan(tmp_path, capsys):
+    from bench import rollout as bench_rollout
+
+    out = tmp_path / "rollout.json"
+    assert bench_rollout.main(["--batch", "1,3", "--hidden", "5", "--rounds", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(cell["hidden"], cell["batch"]) for cell in result["cells"]] == [(5, 1), (5, 3)]
+    for cell in result["cells"]:
+        assert set(cell["us"]) == {"plan", "step", "composed", "torch"} and min(cell["us"].values()) > 0
+        assert cell["vs_plan"] == pytest.approx({name: cell["us"][name] / cell["us"]["plan"]
+                                                 for name in ("step", "composed", "torch")})
+    assert "plan" in capsys.readouterr().out
+
+
+def test_bench_rollout_refuses_bad_arguments_before_any_work(capsys):
+    from bench import rollout as bench_rollout
+
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--batch", "0,32"])
+    assert "--batch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_rollout.main(["--threads", "0"])
+    assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
+
+
 def test_every_bench_subcommand_writes_under_bench_results_by_default(monkeypatch):
     # The README points at bench/results/ for every measured table: the defaults must agree.
-    from bench import RESULTS, agent, cpu, gpu, ranks, scaling
+    from bench import RESULTS, agent, cpu, gpu, ranks, rollout, scaling
 
     monkeypatch.delenv("OUT", raising=False)
     assert RESULTS == Path("bench/results")
     defaults = {"cpu": cpu._parse([]).out, "agent": agent._parse([]).out, "ranks": ranks._parse([]).out, "scaling": scaling._parse([]).out,
-                "gpu": gpu.parse_args([]).out}
+                "rollout": rollout._parse([]).out, "gpu": gpu.parse_args([]).out}
     for name, out in defaults.items():
         assert out.parts[:2] == ("bench", "results"), (name, out)
