@@ -53,7 +53,7 @@ class TorchLoopLSTM(nn.LSTM):
         """fastrnn.LSTM.rollout_plan's contract, each step this module's rollout_step."""
         weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, None)
         sizes = (self.input_size, self.hidden_size, self.hidden_size)
-        return fastrnn.RolloutPlan("rollout_plan", self.rollout_step, sizes, weights, inputs, head_weight,
+        return fastrnn.RolloutPlan(self.rollout_step, sizes, weights, inputs, head_weight,
                                    head_addends, num_actions, resets, actions, head_out, bind=None)
 
 

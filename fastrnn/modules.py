@@ -208,7 +208,7 @@ class LSTM(_BackendChoice, nn.LSTM):
         launcher = self._pick_backend(inputs).launcher
         bind = None if launcher is None or torch.compiler.is_compiling() else launcher.bind_step_heads
         sizes = (self.input_size, self.proj_size or self.hidden_size, self.hidden_size)
-        return RolloutPlan("rollout_plan", self.rollout_step, sizes, weights, inputs, head_weight, head_addends,
+        return RolloutPlan(self.rollout_step, sizes, weights, inputs, head_weight, head_addends,
                            num_actions, resets, actions, head_out, bind)
 
     def _rollout_fits(self, x, state, head_weight, head_addend, num_actions, resets, weights) -> bool:

@@ -107,6 +107,19 @@ def test_a_plan_refuses_weights_changed_since_it_was_made():
             plan.step(2, state)
 
 
+def test_a_fused_plan_refuses_a_buffer_moved_to_other_memory_before_launching():
+    torch.manual_seed(5)
+    lstm = fastrnn.LSTM(INPUTS, 8)
+    inputs, weight, addends, resets = _buffers(4, 8, 3, torch.float32)
+    state = _initial_state(lstm, 4, torch.float32)
+    with torch.no_grad():
+        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan.step(0, state)
+        inputs.set_(inputs.clone())  # same contents, other memory: the bound address is stale
+        with pytest.raises(RuntimeError, match="rollout_plan: a buffer of the plan was moved to other memory"):
+            plan.step(1, state)
+
+
 def test_weights_too_large_to_pack_plan_the_composed_step():
     # Above cpp_backend.STEP_PACK_LIMIT_BYTES the step runs torch's lstm_cell: no fused call to bind.
     torch.manual_seed(3)
