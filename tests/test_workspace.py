@@ -25,6 +25,14 @@ def _buffer():
     return getattr(workspace_module._local, "buffers", {}).get(torch.float32)
 
 
+@pytest.fixture(autouse=True)
+def every_projection_takes_the_workspace(request, monkeypatch):
+    """The tests below check the workspace's mechanics at small sizes: the size threshold off,
+    except in the tests of the threshold itself."""
+    if "threshold" not in request.node.name:
+        monkeypatch.setattr(layers, "WORKSPACE_MIN_BYTES", 0)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True}, {"bias": False}, {"proj_size": 8}])
 def test_no_grad_forward_equals_the_grad_forward_bit_for_bit(backend, options):
@@ -160,3 +168,29 @@ def test_clear_workspace_frees_the_buffer():
     assert _buffer() is not None
     fastrnn.clear_workspace()
     assert _buffer() is None
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_projection_below_the_size_threshold_keeps_its_own_tensor(grad):
+    # 7 x 5 rows x 96 outputs x 4 bytes = 13 KiB, far under layers.WORKSPACE_MIN_BYTES (1 MiB):
+    # the workspace's fixed cost would outweigh any page faults it could save.
+    lstm = _lstm("cpp")
+    fastrnn.clear_workspace()
+    with torch.set_grad_enabled(grad):
+        lstm(torch.randn(7, 5, 20, requires_grad=grad))
+    assert _buffer() is None
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_projection_at_the_size_threshold_takes_the_workspace(grad):
+    lstm = _lstm("cpp")  # 4H = 96 outputs
+    steps, batch = 128, 22  # 128 x 22 x 96 x 4 bytes = 1.03 MiB
+    assert steps * batch * 96 * 4 >= layers.WORKSPACE_MIN_BYTES
+    fastrnn.clear_workspace()
+    x = torch.randn(steps, batch, 20, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        y, _ = lstm(x)
+    assert _buffer() is not None and _buffer().numel() == steps * batch * 96
+    if grad:
+        y.sum().backward()  # the workspace projection's backward ran
+        assert x.grad is not None
