@@ -174,6 +174,23 @@ def test_cuda_graph_rollout_equals_eager(proj):
         assert torch.equal(got, want)
 
 
+def test_rollout_plan_on_cuda_equals_rollout_step():
+    # The agent's rollout on --device cuda: each plan step is triton's rollout_step, into the rows.
+    torch.manual_seed(4)
+    lstm = fastrnn.LSTM(6, 48, backend="triton").to(DEVICE)
+    inputs, weight = torch.randn(21, 32, 6, device=DEVICE), torch.randn(48, 3, device=DEVICE)
+    addends, resets = torch.randn(20, 32, 3, device=DEVICE), torch.rand(21, 32, device=DEVICE) < 0.1
+    state = expected = (torch.zeros(1, 32, 48, device=DEVICE), torch.zeros(1, 32, 48, device=DEVICE))
+    with torch.no_grad():
+        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        for t in range(20):
+            state = plan.step(t, state, reset=t % 5 == 0)
+            actions, out, expected = lstm.rollout_step(inputs[t], expected, weight, addends[t], 2,
+                                                       resets[t] if t % 5 == 0 else None)
+            assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], out)
+    assert torch.equal(state[0], expected[0]) and torch.equal(state[1], expected[1])
+
+
 @torch._dynamo.config.patch(allow_rnn=True)
 def test_torch_compile_forward_and_backward():
     torch.manual_seed(2)

@@ -329,6 +329,23 @@ def test_lstm_module_rollout_step_composes_the_triton_step_with_the_readout():
     assert torch.equal(actions, out[:, :3].argmax(dim=-1)) and torch.equal(actions, actions_ref)
 
 
+def test_lstm_module_rollout_plan_steps_through_the_triton_rollout_step():
+    # No fused binding on triton: each plan step is its rollout_step, bit for bit, into the rows.
+    torch.manual_seed(9)
+    ours = fastrnn.LSTM(7, 16, backend="triton")
+    inputs, weight, addends = torch.randn(4, 5, 7), torch.randn(16, 4), torch.randn(3, 5, 4)
+    resets = torch.rand(4, 5) < 0.4
+    state = expected = (torch.randn(1, 5, 16), torch.randn(1, 5, 16))
+    with torch.no_grad():
+        plan = ours.rollout_plan(inputs, weight, addends, 3, resets)
+        for t in range(3):
+            state = plan.step(t, state, reset=True)
+            actions, out, expected = ours.rollout_step(inputs[t], expected, weight, addends[t], 3, resets[t])
+            assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], out)
+    assert ours.last_backend == "triton"
+    assert torch.equal(state[0], expected[0]) and torch.equal(state[1], expected[1])
+
+
 def test_lstm_cell_module():
     torch.manual_seed(7)
     ours = fastrnn.LSTMCell(4, 10, backend="triton")
