@@ -107,7 +107,8 @@ class RolloutPlan:
 def _check_buffers(input_size, out_size, weight, inputs, head_weight, head_addends, num_actions, resets,
                    actions, head_out) -> None:
     """Every buffer as the plan reads or writes it: shapes, dtypes, device, contiguous (the
-    fused step takes addresses). Raises ValueError naming the first argument that is not."""
+    fused step takes their addresses; the head weight may be any view). Raises ValueError
+    naming the first argument that is not."""
     if head_addends.dim() != 3:
         raise ValueError(f"{_NAME}: head_addends must be (steps, batch, outputs), got {tuple(head_addends.shape)}")
     steps, batch, outputs = head_addends.shape
@@ -136,5 +137,5 @@ def _check_buffers(input_size, out_size, weight, inputs, head_weight, head_adden
         if tensor.dtype != dtype or tensor.device != weight.device:
             raise ValueError(f"{_NAME}: {label} must be {dtype} on {weight.device} (the LSTM's weights' device), "
                              f"got {tensor.dtype} on {tensor.device}")
-        if not tensor.is_contiguous():
+        if label != "head_weight" and not tensor.is_contiguous():  # the head is bound as a contiguous copy
             raise ValueError(f"{_NAME}: {label} must be contiguous")

@@ -86,6 +86,24 @@ def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_r
     assert (actions[others] == -1).all() and head_out[others].isnan().all()
 
 
+def test_a_transposed_head_weight_is_taken_as_rollout_step_takes_it():
+    # The agent's head is heads.weight[:K].t(): a view the fused step binds as a contiguous copy.
+    torch.manual_seed(6)
+    lstm = fastrnn.LSTM(INPUTS, 8)
+    inputs, _, addends, resets = _buffers(4, 8, 3, torch.float32)
+    weight = torch.randn(3, 8).t()
+    state = _initial_state(lstm, 4, torch.float32)
+    with torch.no_grad():
+        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        new_state = plan.step(1, state, reset=True)
+        actions, head_out, expected = lstm.rollout_step(inputs[1], state, weight, addends[1], 2, resets[1])
+        assert torch.equal(plan.actions[1], actions) and torch.equal(plan.head_out[1], head_out)
+        assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
+        weight.mul_(2.0)  # a write through the view is seen: the bound copy is stale
+        with pytest.raises(RuntimeError, match="modified since the plan was made"):
+            plan.step(2, state)
+
+
 def test_a_plan_refuses_weights_changed_since_it_was_made():
     torch.manual_seed(2)
     lstm = fastrnn.LSTM(INPUTS, 8)
