@@ -194,12 +194,13 @@ class LSTM(_BackendChoice, nn.LSTM):
         inputs (T', B, I) and resets (T', B) bool, T' >= T: step t reads row t, which the
         caller may write after making the plan (the next input comes from the environment);
         head_addends (T, B, K); actions (T, B) int64 and head_out (T, B, K): where step t
-        writes, allocated by the plan (plan.actions, plan.head_out) when not given. All
-        contiguous, on the weights' device and dtype.
+        writes, allocated by the plan (plan.actions, plan.head_out) when not given. All on the
+        weights' device and dtype, and all but head_weight contiguous.
         plan.step(t, (h, c), reset=False) -> (h_n, c_n) equals rollout_step(inputs[t], (h, c),
         head_weight, head_addends[t], num_actions, resets[t] if reset else None), bit for bit,
         with actions[t] and head_out[t] filled. The plan keeps the weights it was made with;
-        a step raises if they or head_weight were modified in place since.
+        a step raises if they or head_weight were modified in place since, or if a buffer was
+        moved to other memory (resize_, set_).
         """
         if self.num_layers != 1 or self.bidirectional:
             raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={self.num_layers}, "

@@ -39,6 +39,18 @@ def _count_fused_calls(monkeypatch) -> dict:
     return calls
 
 
+def _step_equals_rollout_step(lstm, plan, t, state, weight, num_actions, reset=False, x=None):
+    """plan.step(t, state, reset) against rollout_step on row t (or on x): actions, head
+    outputs and state bit for bit. Returns the plan's new state."""
+    new_state = plan.step(t, state, reset)
+    x = plan.inputs[t] if x is None else x
+    actions, head_out, expected = lstm.rollout_step(x, state, weight, plan.head_addends[t], num_actions,
+                                                    plan.resets[t] if reset else None)
+    assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], head_out)
+    assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
+    return new_state
+
+
 @pytest.mark.parametrize("backend", ["cpp", "reference"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("batch, hidden, outputs, num_actions, proj", [
@@ -55,14 +67,9 @@ def test_each_plan_step_equals_rollout_step_bit_for_bit(monkeypatch, backend, dt
     calls = _count_fused_calls(monkeypatch)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, num_actions, resets)
-        state = expected_state = _initial_state(lstm, batch, dtype)
-        for t in range(STEPS):
-            reset = t % 2 == 0  # with and without the resets row
-            state = plan.step(t, state, reset)
-            actions, head_out, expected_state = lstm.rollout_step(inputs[t], expected_state, weight, addends[t],
-                                                                  num_actions, resets[t] if reset else None)
-            assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], head_out)
-            assert torch.equal(state[0], expected_state[0]) and torch.equal(state[1], expected_state[1])
+        state = _initial_state(lstm, batch, dtype)
+        for t in range(STEPS):  # with and without the resets row
+            state = _step_equals_rollout_step(lstm, plan, t, state, weight, num_actions, reset=t % 2 == 0)
     # The cpp plan is the fused kernel, once per step (rollout_step's own calls come on top).
     assert calls["cell_heads"] == (2 * STEPS if backend == "cpp" else 0)
 
@@ -76,12 +83,8 @@ def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_r
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets, actions=actions, head_out=head_out)
         inputs[3].fill_(5.0)  # as a rollout writes the next input after the environment step
-        new_state = plan.step(3, state)
-        expected_actions, expected_out, expected = lstm.rollout_step(torch.full((4, INPUTS), 5.0), state, weight,
-                                                                     addends[3], 2)
+        _step_equals_rollout_step(lstm, plan, 3, state, weight, 2, x=torch.full((4, INPUTS), 5.0))
     assert plan.actions is actions and plan.head_out is head_out
-    assert torch.equal(actions[3], expected_actions) and torch.equal(head_out[3], expected_out)
-    assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
     others = [0, 1, 2, 4, 5]
     assert (actions[others] == -1).all() and head_out[others].isnan().all()
 
@@ -95,10 +98,7 @@ def test_a_transposed_head_weight_is_taken_as_rollout_step_takes_it():
     state = _initial_state(lstm, 4, torch.float32)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
-        new_state = plan.step(1, state, reset=True)
-        actions, head_out, expected = lstm.rollout_step(inputs[1], state, weight, addends[1], 2, resets[1])
-        assert torch.equal(plan.actions[1], actions) and torch.equal(plan.head_out[1], head_out)
-        assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
+        _step_equals_rollout_step(lstm, plan, 1, state, weight, 2, reset=True)
         weight.mul_(2.0)  # a write through the view is seen: the bound copy is stale
         with pytest.raises(RuntimeError, match="modified since the plan was made"):
             plan.step(2, state)
@@ -147,24 +147,18 @@ def test_weights_too_large_to_pack_plan_the_composed_step():
     state = _initial_state(lstm, 3, torch.float32)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 3, resets)
-        new_state = plan.step(0, state, reset=True)
-        actions, head_out, expected = lstm.rollout_step(inputs[0], state, weight, addends[0], 3, resets[0])
-    assert torch.equal(plan.actions[0], actions) and torch.equal(plan.head_out[0], head_out)
-    assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
+        _step_equals_rollout_step(lstm, plan, 0, state, weight, 3, reset=True)
 
 
 def test_the_agent_torch_cores_plan_equals_its_rollout_step():
     torch.manual_seed(4)
     lstm = TorchLoopLSTM(INPUTS, 8)
     inputs, weight, addends, resets = _buffers(5, 8, 3, torch.float32)
-    state = expected = _initial_state(lstm, 5, torch.float32)
+    state = _initial_state(lstm, 5, torch.float32)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
         for t in range(STEPS):
-            state = plan.step(t, state, reset=True)
-            actions, head_out, expected = lstm.rollout_step(inputs[t], expected, weight, addends[t], 2, resets[t])
-            assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], head_out)
-    assert torch.equal(state[0], expected[0]) and torch.equal(state[1], expected[1])
+            state = _step_equals_rollout_step(lstm, plan, t, state, weight, 2, reset=True)
 
 
 def _bad_plans():
