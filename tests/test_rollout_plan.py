@@ -27,6 +27,13 @@ def _initial_state(lstm, batch, dtype):
             torch.randn(1, batch, lstm.hidden_size, dtype=dtype))
 
 
+def _small_case(seed):
+    """An LSTM(7, 8) on the cpp backend, 4 rows' buffers with 3 head outputs, and a state."""
+    torch.manual_seed(seed)
+    lstm = fastrnn.LSTM(INPUTS, 8)
+    return (lstm, *_buffers(4, 8, 3, torch.float32), _initial_state(lstm, 4, torch.float32))
+
+
 def _count_fused_calls(monkeypatch) -> dict:
     calls = {"cell_heads": 0}
     original = cpp_backend._C.cell_heads
@@ -75,11 +82,8 @@ def test_each_plan_step_equals_rollout_step_bit_for_bit(monkeypatch, backend, dt
 
 
 def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_row():
-    torch.manual_seed(1)
-    lstm = fastrnn.LSTM(INPUTS, 8)
-    inputs, weight, addends, resets = _buffers(4, 8, 3, torch.float32)
+    lstm, inputs, weight, addends, resets, state = _small_case(1)
     actions, head_out = torch.full((STEPS, 4), -1), torch.full((STEPS, 4, 3), float("nan"))
-    state = _initial_state(lstm, 4, torch.float32)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets, actions=actions, head_out=head_out)
         inputs[3].fill_(5.0)  # as a rollout writes the next input after the environment step
@@ -91,11 +95,8 @@ def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_r
 
 def test_a_transposed_head_weight_is_taken_as_rollout_step_takes_it():
     # The agent's head is heads.weight[:K].t(): a view the fused step binds as a contiguous copy.
-    torch.manual_seed(6)
-    lstm = fastrnn.LSTM(INPUTS, 8)
-    inputs, _, addends, resets = _buffers(4, 8, 3, torch.float32)
+    lstm, inputs, _, addends, resets, state = _small_case(6)
     weight = torch.randn(3, 8).t()
-    state = _initial_state(lstm, 4, torch.float32)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
         _step_equals_rollout_step(lstm, plan, 1, state, weight, 2, reset=True)
@@ -105,10 +106,7 @@ def test_a_transposed_head_weight_is_taken_as_rollout_step_takes_it():
 
 
 def test_a_plan_refuses_weights_changed_since_it_was_made():
-    torch.manual_seed(2)
-    lstm = fastrnn.LSTM(INPUTS, 8)
-    inputs, weight, addends, resets = _buffers(4, 8, 3, torch.float32)
-    state = _initial_state(lstm, 4, torch.float32)
+    lstm, inputs, weight, addends, resets, state = _small_case(2)
     optimizer = torch.optim.SGD(lstm.parameters(), lr=0.1)
     lstm(inputs)[0].sum().backward()
     with torch.no_grad():
@@ -126,10 +124,7 @@ def test_a_plan_refuses_weights_changed_since_it_was_made():
 
 
 def test_a_fused_plan_refuses_a_buffer_moved_to_other_memory_before_launching():
-    torch.manual_seed(5)
-    lstm = fastrnn.LSTM(INPUTS, 8)
-    inputs, weight, addends, resets = _buffers(4, 8, 3, torch.float32)
-    state = _initial_state(lstm, 4, torch.float32)
+    lstm, inputs, weight, addends, resets, state = _small_case(5)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
         plan.step(0, state)
