@@ -131,12 +131,12 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     plan = None
     if agent.readout is None:  # the heads alone act: core step, heads and sample in one call per step
         # The core's input rows: the buffer's own, or each step's encoded row (an encoder's agent).
-        features = buffer.all_inputs if agent.encoder is None else \
+        core_inputs = buffer.all_inputs if agent.encoder is None else \
             torch.empty(steps + 1, buffer.actions.shape[1], agent.input_size, device=buffer.all_inputs.device)
-        feature_rows = None if agent.encoder is None else features.unbind(0)
+        core_input_rows = None if agent.encoder is None else core_inputs.unbind(0)
         # The plan's actions and head outputs are fresh each unroll, so a row handed to the task
         # is never written again (tasks may keep it: two_step's first_action).
-        plan = agent.rollout_plan(features, buffer.all_starts, weight, addends)
+        plan = agent.rollout_plan(core_inputs, buffer.all_starts, weight, addends)
         action_rows = plan.actions.unbind(0)
         value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
     else:
@@ -146,8 +146,8 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         if plan is not None:
             # Phase "core step" then holds the heads and the sampling too.
             with timer.phase("core step"):
-                if feature_rows is not None:
-                    feature_rows[t].copy_(agent.embed(inputs[t]))
+                if core_input_rows is not None:
+                    core_input_rows[t].copy_(agent.embed(inputs[t]))
                 state = plan.step(t, state, any_start)
                 action = action_rows[t]
                 if with_value:

@@ -1,7 +1,7 @@
 """In-process A/B of layers.WORKSPACE_MIN_BYTES: 0 (every CPU projection in the workspace, as at a97ad91) vs 1 MiB."""
 import torch, time, statistics, fastrnn, sys
 import fastrnn.layers as L
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 def bench(fn, n):
     fn(); t=time.perf_counter()
     for _ in range(n): fn()
