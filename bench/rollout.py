@@ -27,26 +27,19 @@ from bench.timing import interleaved_medians
 STEPS = 20  # the plan's rollout length (the agent's default unroll)
 
 
-def _positive_ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
-
-
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench rollout", description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=_positive_ints, default=[1, 32, 256], help="rows (default: 1,32,256)")
-    parser.add_argument("--hidden", type=_positive_ints, default=[48, 128], help="hidden sizes (default: 48,128)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32, 256], help="rows B (default: 1 32 256)")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[48, 128], help="hidden sizes H (default: 48 128)")
     parser.add_argument("--inputs", type=int, default=6, help="input features (default: 6, two_step's)")
     parser.add_argument("--actions", type=int, default=2, help="actions (default: 2); the heads add a value column")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS / "rollout.json")
     args = parser.parse_args(argv)
+    for name in ("batch", "hidden"):  # as bench cpu checks its grid
+        if min(getattr(args, name)) < 1:
+            parser.error(f"--{name}: expected positive integers, got {getattr(args, name)}")
     for name in ("inputs", "actions", "threads", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: expected a positive integer, got {getattr(args, name)}")

@@ -130,9 +130,9 @@ def _packs_step(w_ih, w_hh, w_hr) -> bool:
 
 
 def _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
-    """What _C.cell and _C.cell_heads both take first, and the step's fresh outputs:
-    (packed, arguments, h_out, c_out). The caller keeps `packed` referenced until the kernel
-    has returned: another thread may replace the cache entry meanwhile."""
+    """What _C.cell takes, and the step's fresh outputs: (packed, arguments, h_out, c_out). The
+    caller keeps `packed` referenced until the kernel has returned: another thread may replace
+    the cache entry meanwhile."""
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
     packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
@@ -154,24 +154,26 @@ def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
 
 
 def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
-    """_step with the readout and the greedy choice in the same C++ call (backends.cell_heads)."""
-    if not _packs_step(w_ih, w_hh, w_hr):
+    """_step with the readout and the greedy choice in the same C++ call (backends.cell_heads):
+    _bind_step_heads' step, bound for this one call."""
+    step = _bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, c.numel() // c.shape[-1])
+    if step is None:
         return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
                                    head_addend, num_actions)
-    packed, arguments, h_out, c_out = _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    head_w, head_addend = head_w.contiguous(), head_addend.contiguous()
+    x, head_addend = x.contiguous(), head_addend.contiguous()
+    resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    _C.cell_heads(*arguments, head_w.data_ptr(), head_addend.data_ptr(), head_w.shape[1], num_actions,
-                  head_out.data_ptr(), actions.data_ptr(), torch.get_num_threads())
+    h_out, c_out = step(x.data_ptr(), h, c, _ptr(resets), head_addend.data_ptr(), head_out.data_ptr(),
+                        actions.data_ptr())
     return h_out, c_out, head_out, actions
 
 
 def _bind_step_heads(weights, head_w, num_actions, batch):
-    """_step_heads with its weights packed and its head fixed once, for a RolloutPlan: returns
-    step(x, h, c, resets, head_addend, head_out, actions) -> (h_next, c_next) on the
-    addresses of x, resets (0 for none), head_addend, head_out and actions; None where
-    _step_heads would not take the fused call (weights too large to pack)."""
+    """The fused step with its weights packed and its head fixed once (for a RolloutPlan, and
+    for _step_heads' one call): returns step(x, h, c, resets, head_addend, head_out, actions)
+    -> (h_next, c_next) on the addresses of x, resets (0 for none), head_addend, head_out and
+    actions, h and c as tensors; None where the weights are too large to pack."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     if not _packs_step(w_ih, w_hh, w_hr):
         return None

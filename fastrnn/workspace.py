@@ -9,8 +9,10 @@ sequence is T x B x 4H elements, four times the output: at H=512, B=64, T=100 it
 12.8k faults per forward, where torch.nn.LSTM's oneDNN forward keeps its projection in a
 scratchpad it reuses. The projection lives only until its layer's recurrence has read it
 (under autograd too: the graph keeps its operands, layers.py), so it is written into one buffer
-per thread and dtype, kept between calls and grown when a call needs more. clear_workspace()
-frees this thread's buffers.
+per thread and dtype, kept between calls and grown when a call needs more. Only projections
+of layers.WORKSPACE_MIN_BYTES or more take it: below, glibc reuses freed blocks without faults
+and the workspace's route costs more than it saves (layers.py says what was measured).
+clear_workspace() frees this thread's buffers.
 
 Only eager calls use it: under torch.compile or tracing a write into a cached buffer would be
 recorded into the graph."""

@@ -92,7 +92,7 @@ def test_bench_rollout_times_every_way_per_size_and_reports_ratios_to_the_plan(t
     from bench import rollout as bench_rollout
 
     out = tmp_path / "rollout.json"
-    assert bench_rollout.main(["--batch", "1,3", "--hidden", "5", "--rounds", "2", "--out", str(out)]) == 0
+    assert bench_rollout.main(["--batch", "1", "3", "--hidden", "5", "--rounds", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert [(cell["hidden"], cell["batch"]) for cell in result["cells"]] == [(5, 1), (5, 3)]
     for cell in result["cells"]:
@@ -106,7 +106,7 @@ def test_bench_rollout_refuses_bad_arguments_before_any_work(capsys):
     from bench import rollout as bench_rollout
 
     with pytest.raises(SystemExit):
-        bench_rollout.main(["--batch", "0,32"])
+        bench_rollout.main(["--batch", "0", "32"])
     assert "--batch" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench_rollout.main(["--threads", "0"])
