@@ -1,15 +1,23 @@
 // fastrnn._C: the CPU kernels bound with pybind11.
 //
-// Tensors cross as raw data pointers (Python ints) plus sizes, in named structs (lstm_api.h). This keeps the extension free
-// of torch's C++ ABI, so one build works with any torch, and keeps a call to a few hundred
-// nanoseconds. The Python side (fastrnn/cpp_backend.py) checks dtypes, devices, shapes and
-// contiguity before any call: nothing here can check a raw pointer.
+// Tensors cross as Python objects, never as integer addresses: every entry point takes the
+// tensors themselves (or None), reads their data_ptr() here, and holds them (as arguments of
+// the call, or inside the argument object that carries their addresses) for as long as the
+// kernel may read them. So no caller can hand the kernels the address of a temporary that
+// Python frees before the call returns: the lifetime is the binding's, not each call site's.
+// Reading data_ptr() through Python keeps the extension free of torch's C++ ABI, so one build
+// works with any torch, and keeps a call to a few hundred nanoseconds.
+//
+// The Python side (fastrnn/cpp_backend.py) checks dtypes, devices, shapes and contiguity
+// before any call: the kernels read each tensor as a dense row-major block.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,34 +28,144 @@ using namespace fastrnn_cpu;
 
 namespace {
 
+// A tensor's address (None: 0, the kernels' "absent").
+std::uintptr_t address(const py::handle& tensor) {
+  if (tensor.is_none()) return 0;
+  return tensor.attr("data_ptr")().cast<std::uintptr_t>();
+}
+
 template <typename P>
 P ptr(std::uintptr_t address) { return reinterpret_cast<P>(address); }
 
-// A pointer field read and written from Python as an int address.
+// A kernel argument struct together with the tensors whose addresses it carries: setting a
+// pointer field stores the tensor, so the struct's addresses stay valid while it exists.
+template <typename S>
+struct Holding {
+  S args{};
+  std::vector<py::object> tensors;
+};
+
+// A pointer field set from Python with a tensor (or None); reading it returns that tensor.
 template <typename S, typename P>
-void pointer_field(py::class_<S>& cls, const char* name, P S::*member) {
-  cls.def_property(name, [member](const S& s) { return reinterpret_cast<std::uintptr_t>(s.*member); },
-                   [member](S& s, std::uintptr_t address) { s.*member = reinterpret_cast<P>(address); });
+void tensor_field(py::class_<Holding<S>>& cls, const char* name, P S::*member, std::size_t& slots) {
+  const std::size_t slot = slots++;
+  cls.def_property(name,
+      [slot](const Holding<S>& h) -> py::object {
+        return slot < h.tensors.size() && h.tensors[slot] ? h.tensors[slot] : py::none();
+      },
+      [member, slot](Holding<S>& h, py::object tensor) {
+        h.args.*member = ptr<P>(address(tensor));
+        if (h.tensors.size() <= slot) h.tensors.resize(slot + 1);
+        h.tensors[slot] = std::move(tensor);
+      });
 }
 
 template <typename S>
-void size_fields(py::class_<S>& cls, std::initializer_list<std::pair<const char*, long S::*>> fields) {
-  for (auto [name, member] : fields) cls.def_readwrite(name, member);
+void size_fields(py::class_<Holding<S>>& cls, std::initializer_list<std::pair<const char*, long S::*>> fields) {
+  for (auto [name, member] : fields)
+    cls.def_property(name, [member](const Holding<S>& h) { return h.args.*member; },
+                     [member](Holding<S>& h, long value) { h.args.*member = value; });
 }
 
-// One step's arguments: the cached weights' struct with this call's tensors.
-CellArgs step_args(const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h, std::uintptr_t c,
-                   std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out) {
-  CellArgs a = weights;
+template <typename S>
+py::class_<Holding<S>> holding_class(py::module_& m, const char* name) {
+  return py::class_<Holding<S>>(m, name).def(py::init([] { return Holding<S>{}; }));
+}
+
+// One step's arguments: the bound weights' struct with this call's tensors.
+CellArgs step_args(const Holding<CellArgs>& weights, long batch, const py::handle& x, const py::handle& h,
+                   const py::handle& c, const py::handle& resets, const py::handle& h_out, const py::handle& c_out) {
+  CellArgs a = weights.args;
   a.batch = batch;
-  a.x = ptr<const void*>(x);
-  a.h = ptr<const void*>(h);
-  a.c = ptr<const void*>(c);
-  a.resets = ptr<const unsigned char*>(resets);
-  a.h_out = ptr<void*>(h_out);
-  a.c_out = ptr<void*>(c_out);
+  a.x = ptr<const void*>(address(x));
+  a.h = ptr<const void*>(address(h));
+  a.c = ptr<const void*>(address(c));
+  a.resets = ptr<const unsigned char*>(address(resets));
+  a.h_out = ptr<void*>(address(h_out));
+  a.c_out = ptr<void*>(address(c_out));
   return a;
 }
+
+// Weights and their bitwise snapshots, held together: equal() compares every pair with one
+// memcmp each (the packed-weight cache's check that the weights were not written since).
+class Snapshots {
+ public:
+  explicit Snapshots(const std::vector<std::pair<py::object, py::object>>& pairs) {
+    for (const auto& [source, snapshot] : pairs) {
+      const auto nbytes = snapshot.attr("numel")().cast<std::size_t>() * snapshot.attr("element_size")().cast<std::size_t>();
+      if (source.attr("numel")().cast<std::size_t>() * source.attr("element_size")().cast<std::size_t>() != nbytes)
+        throw std::invalid_argument("Snapshots: a source and its snapshot differ in size");
+      spans_.push_back({address(source), address(snapshot), nbytes});
+      held_.push_back(source);
+      held_.push_back(snapshot);
+    }
+  }
+  bool equal() const {
+    for (const auto& s : spans_)
+      if (s.nbytes && std::memcmp(ptr<const void*>(s.source), ptr<const void*>(s.snapshot), s.nbytes) != 0) return false;
+    return true;
+  }
+
+ private:
+  struct Span { std::uintptr_t source, snapshot; std::size_t nbytes; };
+  std::vector<Span> spans_;
+  std::vector<py::object> held_;
+};
+
+// The step + linear readout + greedy choice over a rollout's buffers (fastrnn.rollout_plan):
+// step t reads row t of the inputs, head addends and (when asked) resets, and writes row t of
+// head_out and actions. The buffers, the bound weights and the head are held here; the row
+// arithmetic is done here, bounds-checked, on addresses read when the plan was made, and a
+// step first checks that no buffer was moved to other memory since (resize_, set_).
+class StepHeads {
+ public:
+  // rows: (inputs, head_addends, head_out, actions, resets or None) with each one's row stride
+  // in bytes; steps: rows available (t < steps).
+  StepHeads(int dtype, py::object weights, long batch, py::object head_w, long head_size, long num_actions,
+            const std::vector<std::pair<py::object, long>>& rows, long steps)
+      : dtype_(dtype), weights_(std::move(weights)), head_w_(std::move(head_w)), batch_(batch),
+        head_size_(head_size), num_actions_(num_actions), steps_(steps) {
+    cell_ = weights_.cast<const Holding<CellArgs>&>().args;  // weights_ holds the tensors it points to
+    if (rows.size() != 5) throw std::invalid_argument("StepHeads: rows must be 5 (tensor, row bytes) pairs");
+    for (const auto& [tensor, row_bytes] : rows) rows_.push_back({tensor, address(tensor), row_bytes});
+    head_address_ = address(head_w_);
+  }
+
+  void step(long t, const py::handle& h, const py::handle& c, bool reset, const py::handle& h_out,
+            const py::handle& c_out, int threads) const {
+    if (t < 0 || t >= steps_) throw std::out_of_range("rollout_plan: t must be from 0 to " + std::to_string(steps_ - 1));
+    if (reset && rows_[4].tensor.is_none())
+      throw std::invalid_argument("rollout_plan: reset=True needs the plan to have been made with resets");
+    for (const auto& row : rows_)
+      if (address(row.tensor) != row.base)
+        throw std::runtime_error("rollout_plan: a buffer of the plan was moved to other memory since it was made");
+    auto at = [t](const Row& row) { return row.base ? row.base + std::uintptr_t(t) * std::uintptr_t(row.bytes) : 0; };
+    CellArgs a = cell_;
+    a.batch = batch_;
+    a.x = ptr<const void*>(at(rows_[0]));
+    a.h = ptr<const void*>(address(h));
+    a.c = ptr<const void*>(address(c));
+    a.resets = reset ? ptr<const unsigned char*>(at(rows_[4])) : nullptr;
+    a.h_out = ptr<void*>(address(h_out));
+    a.c_out = ptr<void*>(address(c_out));
+    a.head_w = ptr<const void*>(head_address_);
+    a.head_addend = ptr<const void*>(at(rows_[1]));
+    a.head_size = head_size_;
+    a.num_actions = num_actions_;
+    a.head_out = ptr<void*>(at(rows_[2]));
+    a.actions = ptr<long long*>(at(rows_[3]));
+    run_cell(dtype_, a, threads);
+  }
+
+ private:
+  struct Row { py::object tensor; std::uintptr_t base; long bytes; };
+  int dtype_;
+  py::object weights_, head_w_;
+  CellArgs cell_{};
+  long batch_, head_size_, num_actions_, steps_;
+  std::uintptr_t head_address_ = 0;
+  std::vector<Row> rows_;
+};
 
 }  // namespace
 
@@ -61,102 +179,95 @@ PYBIND11_MODULE(_C, m) {
   m.def("packed_gates_numel", &packed_gates_numel, py::arg("dtype"), py::arg("H"), py::arg("K"));
   m.def("packed_panels_numel", &packed_panels_numel, py::arg("dtype"), py::arg("K"), py::arg("N"));
 
-  m.def("bytes_equal", [](const std::vector<std::uintptr_t>& triples) {
-    // (a, b, nbytes) triples: one call checks every weight of a step (see weight_cache.py).
-    for (size_t i = 0; i + 2 < triples.size(); i += 3)
-      if (std::memcmp(ptr<const void*>(triples[i]), ptr<const void*>(triples[i + 1]), triples[i + 2]) != 0)
-        return false;
-    return true;
-  }, py::arg("triples"),
-     "Bitwise equality of buffer pairs given as flat (a, b, nbytes) triples (NaN equals itself).");
+  py::class_<Snapshots>(m, "Snapshots")
+      .def(py::init<const std::vector<std::pair<py::object, py::object>>&>(), py::arg("pairs"),
+           "Holds (source, snapshot) tensor pairs of equal byte size, each contiguous.")
+      .def("equal", &Snapshots::equal, "Whether every source still has its snapshot's bytes (NaN equals itself).");
 
-  m.def("pack_gates", [](int dtype, std::uintptr_t src, long H, long K, std::uintptr_t dst) {
-    kernel_set(dtype).pack_gates(ptr<const void*>(src), H, K, ptr<void*>(dst));
+  m.def("pack_gates", [](int dtype, const py::object& src, long H, long K, const py::object& dst) {
+    kernel_set(dtype).pack_gates(ptr<const void*>(address(src)), H, K, ptr<void*>(address(dst)));
   }, py::arg("dtype"), py::arg("src"), py::arg("H"), py::arg("K"), py::arg("dst"));
 
-  m.def("pack_panels", [](int dtype, std::uintptr_t src, long K, long N, bool src_is_nk, std::uintptr_t dst) {
-    kernel_set(dtype).pack_panels(ptr<const void*>(src), K, N, src_is_nk, ptr<void*>(dst));
+  m.def("pack_panels", [](int dtype, const py::object& src, long K, long N, bool src_is_nk, const py::object& dst) {
+    kernel_set(dtype).pack_panels(ptr<const void*>(address(src)), K, N, src_is_nk, ptr<void*>(address(dst)));
   }, py::arg("dtype"), py::arg("src"), py::arg("K"), py::arg("N"), py::arg("src_is_nk"), py::arg("dst"));
 
   // The kernels' argument structs, filled by name from Python (fastrnn/cpp_backend.py):
-  // sizes as ints, tensors as their data_ptr() (0 for none).
-  auto forward_args = py::class_<ForwardArgs>(m, "ForwardArgs").def(py::init([] { return ForwardArgs{}; }));
+  // sizes as ints, tensors as tensors (None for none), which the struct holds.
+  std::size_t slots = 0;
+  auto forward_args = holding_class<ForwardArgs>(m, "ForwardArgs");
   size_fields(forward_args, {{"steps", &ForwardArgs::steps}, {"batch", &ForwardArgs::batch},
       {"hidden_size", &ForwardArgs::hidden_size}, {"out_size", &ForwardArgs::out_size}, {"proj", &ForwardArgs::proj}});
-  pointer_field(forward_args, "xproj", &ForwardArgs::xproj);
-  pointer_field(forward_args, "w_hh", &ForwardArgs::w_hh);
-  pointer_field(forward_args, "w_hr", &ForwardArgs::w_hr);
-  pointer_field(forward_args, "h0", &ForwardArgs::h0);
-  pointer_field(forward_args, "c0", &ForwardArgs::c0);
-  pointer_field(forward_args, "resets", &ForwardArgs::resets);
-  pointer_field(forward_args, "lengths", &ForwardArgs::lengths);
-  pointer_field(forward_args, "y", &ForwardArgs::y);
-  pointer_field(forward_args, "h_n", &ForwardArgs::h_n);
-  pointer_field(forward_args, "c_n", &ForwardArgs::c_n);
-  pointer_field(forward_args, "gates", &ForwardArgs::gates);
-  pointer_field(forward_args, "cells", &ForwardArgs::cells);
-  pointer_field(forward_args, "hidden", &ForwardArgs::hidden);
+  tensor_field(forward_args, "xproj", &ForwardArgs::xproj, slots);
+  tensor_field(forward_args, "w_hh", &ForwardArgs::w_hh, slots);
+  tensor_field(forward_args, "w_hr", &ForwardArgs::w_hr, slots);
+  tensor_field(forward_args, "h0", &ForwardArgs::h0, slots);
+  tensor_field(forward_args, "c0", &ForwardArgs::c0, slots);
+  tensor_field(forward_args, "resets", &ForwardArgs::resets, slots);
+  tensor_field(forward_args, "lengths", &ForwardArgs::lengths, slots);
+  tensor_field(forward_args, "y", &ForwardArgs::y, slots);
+  tensor_field(forward_args, "h_n", &ForwardArgs::h_n, slots);
+  tensor_field(forward_args, "c_n", &ForwardArgs::c_n, slots);
+  tensor_field(forward_args, "gates", &ForwardArgs::gates, slots);
+  tensor_field(forward_args, "cells", &ForwardArgs::cells, slots);
+  tensor_field(forward_args, "hidden", &ForwardArgs::hidden, slots);
 
-  auto backward_args = py::class_<BackwardArgs>(m, "BackwardArgs").def(py::init([] { return BackwardArgs{}; }));
+  slots = 0;
+  auto backward_args = holding_class<BackwardArgs>(m, "BackwardArgs");
   size_fields(backward_args, {{"steps", &BackwardArgs::steps}, {"batch", &BackwardArgs::batch},
       {"hidden_size", &BackwardArgs::hidden_size}, {"out_size", &BackwardArgs::out_size}, {"proj", &BackwardArgs::proj}});
-  pointer_field(backward_args, "grad_y", &BackwardArgs::grad_y);
-  pointer_field(backward_args, "grad_h_n", &BackwardArgs::grad_h_n);
-  pointer_field(backward_args, "grad_c_n", &BackwardArgs::grad_c_n);
-  pointer_field(backward_args, "w_hh", &BackwardArgs::w_hh);
-  pointer_field(backward_args, "w_hr", &BackwardArgs::w_hr);
-  pointer_field(backward_args, "c0", &BackwardArgs::c0);
-  pointer_field(backward_args, "resets", &BackwardArgs::resets);
-  pointer_field(backward_args, "lengths", &BackwardArgs::lengths);
-  pointer_field(backward_args, "gates", &BackwardArgs::gates);
-  pointer_field(backward_args, "cells", &BackwardArgs::cells);
-  pointer_field(backward_args, "dxproj", &BackwardArgs::dxproj);
-  pointer_field(backward_args, "dh0", &BackwardArgs::dh0);
-  pointer_field(backward_args, "dc0", &BackwardArgs::dc0);
-  pointer_field(backward_args, "dy_total", &BackwardArgs::dy_total);
+  tensor_field(backward_args, "grad_y", &BackwardArgs::grad_y, slots);
+  tensor_field(backward_args, "grad_h_n", &BackwardArgs::grad_h_n, slots);
+  tensor_field(backward_args, "grad_c_n", &BackwardArgs::grad_c_n, slots);
+  tensor_field(backward_args, "w_hh", &BackwardArgs::w_hh, slots);
+  tensor_field(backward_args, "w_hr", &BackwardArgs::w_hr, slots);
+  tensor_field(backward_args, "c0", &BackwardArgs::c0, slots);
+  tensor_field(backward_args, "resets", &BackwardArgs::resets, slots);
+  tensor_field(backward_args, "lengths", &BackwardArgs::lengths, slots);
+  tensor_field(backward_args, "gates", &BackwardArgs::gates, slots);
+  tensor_field(backward_args, "cells", &BackwardArgs::cells, slots);
+  tensor_field(backward_args, "dxproj", &BackwardArgs::dxproj, slots);
+  tensor_field(backward_args, "dh0", &BackwardArgs::dh0, slots);
+  tensor_field(backward_args, "dc0", &BackwardArgs::dc0, slots);
+  tensor_field(backward_args, "dy_total", &BackwardArgs::dy_total, slots);
 
-  // The step's weights, packed once per weight version: a struct built by name when the
-  // weights are packed (cached with them); the per-call tensors pass as named arguments,
-  // which costs a fraction of filling a struct field by field (the step takes microseconds).
-  auto cell_weights = py::class_<CellArgs>(m, "CellWeights").def(py::init([] { return CellArgs{}; }));
+  // The step's packed weights, made once per weight version and held by this struct; the
+  // per-call tensors pass as arguments of cell(), which costs a fraction of filling a struct
+  // field by field (the step takes microseconds).
+  slots = 0;
+  auto cell_weights = holding_class<CellArgs>(m, "CellWeights");
   size_fields(cell_weights, {{"input_size", &CellArgs::input_size}, {"hidden_size", &CellArgs::hidden_size},
       {"out_size", &CellArgs::out_size}, {"proj", &CellArgs::proj}});
-  pointer_field(cell_weights, "w_ih_gates", &CellArgs::w_ih_gates);
-  pointer_field(cell_weights, "w_hh_gates", &CellArgs::w_hh_gates);
-  pointer_field(cell_weights, "bias", &CellArgs::bias);
-  pointer_field(cell_weights, "w_proj", &CellArgs::w_proj);
+  tensor_field(cell_weights, "w_ih_gates", &CellArgs::w_ih_gates, slots);
+  tensor_field(cell_weights, "w_hh_gates", &CellArgs::w_hh_gates, slots);
+  tensor_field(cell_weights, "bias", &CellArgs::bias, slots);
+  tensor_field(cell_weights, "w_proj", &CellArgs::w_proj, slots);
 
-  m.def("forward", [](int dtype, ForwardArgs a, int threads) {
+  m.def("forward", [](int dtype, const Holding<ForwardArgs>& a, int threads) {
+    ForwardArgs args = a.args;  // `a` (an argument of this call) holds every tensor it points to
     py::gil_scoped_release release;
-    run_forward(dtype, a, threads);
+    run_forward(dtype, args, threads);
   }, py::arg("dtype"), py::arg("args"), py::arg("threads"));
 
-  m.def("backward", [](int dtype, BackwardArgs a, int threads) {
+  m.def("backward", [](int dtype, const Holding<BackwardArgs>& a, int threads) {
+    BackwardArgs args = a.args;
     py::gil_scoped_release release;
-    run_backward(dtype, a, threads);
+    run_backward(dtype, args, threads);
   }, py::arg("dtype"), py::arg("args"), py::arg("threads"));
 
-  m.def("cell", [](int dtype, const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h,
-                   std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out, int threads) {
+  m.def("cell", [](int dtype, const Holding<CellArgs>& weights, long batch, const py::object& x, const py::object& h,
+                   const py::object& c, const py::object& resets, const py::object& h_out, const py::object& c_out,
+                   int threads) {
     // microseconds: releasing the GIL would cost more than it frees
     run_cell(dtype, step_args(weights, batch, x, h, c, resets, h_out, c_out), threads);
   }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
      py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
 
-  // The step followed by a linear readout and a greedy choice (CellArgs' head fields).
-  m.def("cell_heads", [](int dtype, const CellArgs& weights, long batch, std::uintptr_t x, std::uintptr_t h,
-                         std::uintptr_t c, std::uintptr_t resets, std::uintptr_t h_out, std::uintptr_t c_out,
-                         std::uintptr_t head_w, std::uintptr_t head_addend, long head_size, long num_actions,
-                         std::uintptr_t head_out, std::uintptr_t actions, int threads) {
-    CellArgs a = step_args(weights, batch, x, h, c, resets, h_out, c_out);
-    a.head_w = ptr<const void*>(head_w);
-    a.head_addend = ptr<const void*>(head_addend);
-    a.head_size = head_size;
-    a.num_actions = num_actions;
-    a.head_out = ptr<void*>(head_out);
-    a.actions = ptr<long long*>(actions);
-    run_cell(dtype, a, threads);
-  }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
-     py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("head_w"), py::arg("head_addend"),
-     py::arg("head_size"), py::arg("num_actions"), py::arg("head_out"), py::arg("actions"), py::arg("threads"));
+  py::class_<StepHeads>(m, "StepHeads")
+      .def(py::init<int, py::object, long, py::object, long, long, const std::vector<std::pair<py::object, long>>&,
+                    long>(),
+           py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("head_w"), py::arg("head_size"),
+           py::arg("num_actions"), py::arg("rows"), py::arg("steps"))
+      .def("step", &StepHeads::step, py::arg("t"), py::arg("h"), py::arg("c"), py::arg("reset"), py::arg("h_out"),
+           py::arg("c_out"), py::arg("threads"));
 }

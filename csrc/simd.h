@@ -129,7 +129,15 @@ struct Simd {
     return splat(T(1)) / x;
   }
 
-  static FASTRNN_INLINE vec sigmoid(vec x) { return recip(splat(T(1)) + exp(-x)); }
+  // Below -ln(max) exp(-x) overflows in torch's sigmoid, which then returns exactly 0; ours
+  // clamps exp and would return a tiny positive number instead. The difference is visible: a
+  // saturated forget gate times an infinite cell state is 0 * inf = NaN in torch, inf here.
+  // So the limit is made exact (NaN fails the comparison and passes through).
+  static FASTRNN_INLINE vec sigmoid(vec x) {
+    const vec s = recip(splat(T(1)) + exp(-x));
+    const T overflow = sizeof(T) == 4 ? T(-88.72283935546875) : T(-709.782712893384);
+    return x < splat(overflow) ? splat(T(0)) : s;
+  }
 
   // tanh(x) = 1 - 2 / (e^{2x} + 1): exact limits at +-inf and an absolute error of a few
   // ulps of 1 near zero, which is what the state update needs.

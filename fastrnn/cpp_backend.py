@@ -14,7 +14,7 @@ _DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
 
 # Only the single no-grad step caches packed weights: there packing would cost as much as the
 # step itself. Sequence calls pack inside C++ every call (see csrc/cpu_dispatch.h for why).
-_packed = WeightCache(all_bytes_equal=_C.bytes_equal)
+_packed = WeightCache(snapshots=_C.Snapshots)
 
 
 def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -25,9 +25,9 @@ def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-def _ptr(tensor: Tensor | None) -> int:
-    """A tensor's address for the kernels' argument structs; 0 for none."""
-    return 0 if tensor is None or tensor.numel() == 0 else tensor.data_ptr()
+def _tensor(tensor: Tensor | None) -> Tensor | None:
+    """A tensor argument for the kernels: None for none or for no elements (the kernels' "absent")."""
+    return None if tensor is None or tensor.numel() == 0 else tensor
 
 
 def _pack_gates(w: Tensor, hidden_size: int) -> Tensor:
@@ -35,7 +35,7 @@ def _pack_gates(w: Tensor, hidden_size: int) -> Tensor:
     code = _DTYPE_CODES[w.dtype]
     w = w.detach().contiguous()
     out = torch.empty(_C.packed_gates_numel(code, hidden_size, w.shape[1]), dtype=w.dtype)
-    _C.pack_gates(code, w.data_ptr(), hidden_size, w.shape[1], out.data_ptr())
+    _C.pack_gates(code, w, hidden_size, w.shape[1], out)
     return out
 
 
@@ -46,7 +46,7 @@ def _pack_panels(w: Tensor, transposed: bool) -> Tensor:
     rows, cols = w.shape
     k, n = (cols, rows) if transposed else (rows, cols)
     out = torch.empty(_C.packed_panels_numel(code, k, n), dtype=w.dtype)
-    _C.pack_panels(code, w.data_ptr(), k, n, transposed, out.data_ptr())
+    _C.pack_panels(code, w, k, n, transposed, out)
     return out
 
 
@@ -60,8 +60,8 @@ def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr):
         weights = _C.CellWeights()
         weights.input_size, weights.hidden_size, weights.out_size = w_ih.shape[1], hidden_size, w_hh.shape[1]
         weights.proj = 0 if w_hr is None else w_hr.shape[0]
-        weights.w_ih_gates, weights.w_hh_gates, weights.bias, weights.w_proj = map(_ptr, packed)
-        return packed, weights  # the tensors stay referenced as long as their addresses are
+        weights.w_ih_gates, weights.w_hh_gates, weights.bias, weights.w_proj = map(_tensor, packed)
+        return weights  # it holds the packed tensors whose addresses it carries
     return _packed.get("cell", (w_ih, w_hh, b_ih, b_hh, w_hr), make, layout_key=_weight_layout(w_hh.dtype))
 
 
@@ -75,10 +75,10 @@ def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
     a.steps, a.batch, four_h = inputs.xproj.shape
     a.hidden_size, a.out_size = four_h // 4, inputs.h0.shape[1]
     a.proj = 0 if inputs.w_hr is None else inputs.w_hr.shape[0]
-    a.xproj, a.w_hh, a.w_hr = _ptr(inputs.xproj), _ptr(inputs.w_hh), _ptr(inputs.w_hr)
-    a.h0, a.c0, a.resets, a.lengths = _ptr(inputs.h0), _ptr(inputs.c0), _ptr(inputs.resets), _ptr(inputs.lengths)
-    a.y, a.h_n, a.c_n = _ptr(out.y), _ptr(out.h_n), _ptr(out.c_n)
-    a.gates, a.cells, a.hidden = _ptr(out.gates), _ptr(out.cells), _ptr(out.hidden)
+    a.xproj, a.w_hh, a.w_hr = _tensor(inputs.xproj), _tensor(inputs.w_hh), _tensor(inputs.w_hr)
+    a.h0, a.c0, a.resets, a.lengths = map(_tensor, (inputs.h0, inputs.c0, inputs.resets, inputs.lengths))
+    a.y, a.h_n, a.c_n = _tensor(out.y), _tensor(out.h_n), _tensor(out.c_n)
+    a.gates, a.cells, a.hidden = _tensor(out.gates), _tensor(out.cells), _tensor(out.hidden)
     _C.forward(_DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
 
 
@@ -87,11 +87,11 @@ def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, 
     a.steps, a.batch, four_h = gates.shape
     a.hidden_size, a.out_size = four_h // 4, inputs.h0.shape[1]
     a.proj = 0 if inputs.w_hr is None else inputs.w_hr.shape[0]
-    a.grad_y, a.grad_h_n, a.grad_c_n = map(_ptr, grads)
-    a.w_hh, a.w_hr, a.c0 = _ptr(inputs.w_hh), _ptr(inputs.w_hr), _ptr(inputs.c0)
-    a.resets, a.lengths = _ptr(inputs.resets), _ptr(inputs.lengths)
-    a.gates, a.cells = _ptr(gates), _ptr(cells)
-    a.dxproj, a.dh0, a.dc0, a.dy_total = map(_ptr, out)
+    a.grad_y, a.grad_h_n, a.grad_c_n = map(_tensor, grads)
+    a.w_hh, a.w_hr, a.c0 = _tensor(inputs.w_hh), _tensor(inputs.w_hr), _tensor(inputs.c0)
+    a.resets, a.lengths = _tensor(inputs.resets), _tensor(inputs.lengths)
+    a.gates, a.cells = _tensor(gates), _tensor(cells)
+    a.dxproj, a.dh0, a.dc0, a.dy_total = map(_tensor, out)
     _C.backward(_DTYPE_CODES[gates.dtype], a, torch.get_num_threads())
 
 
@@ -129,66 +129,60 @@ def _packs_step(w_ih, w_hh, w_hr) -> bool:
     return weight_elements * w_hh.element_size() <= STEP_PACK_LIMIT_BYTES
 
 
-def _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
-    """What _C.cell takes, and the step's fresh outputs: (packed, arguments, h_out, c_out). The
-    caller keeps `packed` referenced until the kernel has returned: another thread may replace
-    the cache entry meanwhile."""
-    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
-    resets = None if resets is None else resets.contiguous()
-    packed, weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
-    h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
-    c_out = torch.empty_like(c)
-    arguments = (_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x.data_ptr(), h.data_ptr(), c.data_ptr(),
-                 _ptr(resets), h_out.data_ptr(), c_out.data_ptr())
-    return packed, arguments, h_out, c_out
-
-
 def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
-    on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights)."""
+    on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights). The
+    tensors pass as objects: the call holds them, contiguous copies included, until it returns."""
     if not _packs_step(w_ih, w_hh, w_hr):
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    packed, arguments, h_out, c_out = _cell_arguments(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    _C.cell(*arguments, torch.get_num_threads())
+    x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
+    resets = None if resets is None else resets.contiguous()
+    weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
+    c_out = torch.empty_like(c)
+    _C.cell(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x, h, c, resets, h_out, c_out,
+            torch.get_num_threads())
     return h_out, c_out
 
 
 def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
     """_step with the readout and the greedy choice in the same C++ call (backends.cell_heads):
-    _bind_step_heads' step, bound for this one call."""
-    step = _bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, c.numel() // c.shape[-1])
-    if step is None:
-        return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
-                                   head_addend, num_actions)
+    _bind_step_heads' step over one row, for this one call."""
+    batch = c.numel() // c.shape[-1]
     x, head_addend = x.contiguous(), head_addend.contiguous()
     resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    h_out, c_out = step(x.data_ptr(), h, c, _ptr(resets), head_addend.data_ptr(), head_out.data_ptr(),
-                        actions.data_ptr())
+    step = _bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch,
+                            (x, head_addend, head_out, actions, resets), steps=1)
+    if step is None:
+        return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
+                                   head_addend, num_actions)
+    h_out, c_out = step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
 
 
-def _bind_step_heads(weights, head_w, num_actions, batch):
-    """The fused step with its weights packed and its head fixed once (for a RolloutPlan, and
-    for _step_heads' one call): returns step(x, h, c, resets, head_addend, head_out, actions)
-    -> (h_next, c_next) on the addresses of x, resets (0 for none), head_addend, head_out and
-    actions, h and c as tensors; None where the weights are too large to pack."""
+def _bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
+    """The fused step with its weights packed, its head and its buffers bound once (for a
+    RolloutPlan, and for _step_heads' one call): returns step(t, h, c, reset) -> (h_next,
+    c_next), which reads row t of the inputs, head addends and (with reset) resets, and
+    writes row t of head_out and actions; None where the weights are too large to pack.
+
+    buffers: (inputs, head_addends, head_out, actions, resets or None), each contiguous with
+    at least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     if not _packs_step(w_ih, w_hh, w_hr):
         return None
-    packed, cell_weights = _cell_weights(*weights)
     head_w = head_w.contiguous()
-    code, head_address, head_size = _DTYPE_CODES[w_hh.dtype], head_w.data_ptr(), head_w.shape[1]
+    rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
+    bound = _C.StepHeads(_DTYPE_CODES[w_hh.dtype], _cell_weights(*weights), batch, head_w, head_w.shape[1],
+                         num_actions, rows, steps)
 
-    def step(x, h, c, resets, head_addend, head_out, actions):
+    def step(t, h, c, reset):
         h, c = h.contiguous(), c.contiguous()
         h_out, c_out = torch.empty_like(h), torch.empty_like(c)
-        _C.cell_heads(code, cell_weights, batch, x, h.data_ptr(), c.data_ptr(), resets, h_out.data_ptr(),
-                      c_out.data_ptr(), head_address, head_addend, head_size, num_actions, head_out, actions,
-                      torch.get_num_threads())
+        bound.step(t, h, c, reset, h_out, c_out, torch.get_num_threads())
         return h_out, c_out
-    step.keeps = (packed, head_w)  # the tensors behind the addresses it launches on
     return step
 
 

@@ -61,7 +61,7 @@ def input_projection(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
             return _LinearIntoWorkspace.apply(seq, w_ih, bias)
     if w_ih.shape[1] > NARROW_INPUT or not (torch.is_grad_enabled() and w_ih.requires_grad):
         return F.linear(seq, w_ih, bias)
-    rows = seq.reshape(-1, seq.shape[-1])
+    rows = seq.flatten(0, -2)  # not reshape(-1, I): ambiguous when I == 0 (LSTMCell(0, H))
     w_t = w_ih.t().contiguous()
     out = torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)
     return out.view(*seq.shape[:-1], out.shape[-1])

@@ -82,10 +82,11 @@ class Launcher:
     # -> (h_next, c_next, head_out, actions): the step with a readout and a greedy choice fused
     # (fastrnn.backends, cell_heads); None: composed from step (composed_cell_heads).
     step_heads: Callable | None = None
-    # bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch) -> step or None:
-    # step_heads with the weights and the head bound once, for a RolloutPlan (rollout_plan.py);
-    # step(x, h, c, resets, head_addend, head_out, actions) takes the addresses of x, resets (0:
-    # none), head_addend and the two outputs, and returns (h_next, c_next). None: not offered.
+    # bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch, buffers, steps)
+    # -> step or None: step_heads with the weights, the head and a rollout's buffers (inputs,
+    # head_addends, head_out, actions, resets or None; `steps` rows each) bound once, for a
+    # RolloutPlan (rollout_plan.py); step(t, h, c, reset) -> (h_next, c_next) reads and writes
+    # row t of the buffers. None: not offered.
     bind_step_heads: Callable | None = None
 
 
@@ -244,9 +245,16 @@ def differentiable_backward(grads, inputs, needs, resets, lengths):
     """
     from fastrnn.reference import lstm_recurrence
 
-    wanted = [t for t, need in zip(inputs, needs) if need]
+    # The recurrence is rebuilt on aliases of the inputs and differentiated with respect to the
+    # aliases: their gradients are this call's partial derivatives. With respect to the inputs
+    # themselves, autograd.grad would return total derivatives wherever one input depends on
+    # another (h0 computed from w_hh by an earlier call of the same module; one tensor passed
+    # as both h0 and c0), and the engine would then add those paths a second time. The aliases
+    # keep the graph connected to the caller's tensors, so a second derivative still reaches them.
     with torch.enable_grad():
-        outputs = lstm_recurrence(*inputs, resets, lengths)
+        aliases = [None if t is None else t.view_as(t) for t in inputs]
+        wanted = [a for a, need in zip(aliases, needs) if need]
+        outputs = lstm_recurrence(*aliases, resets, lengths)
     pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
     found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
                                      create_graph=True, allow_unused=True)) if pairs else iter(())

@@ -57,14 +57,13 @@ class RolloutPlan:
         self._versions = None if any(t.is_inference() for t in self._sources) else tuple(map(_version, self._sources))
         self._needs_grad = any(t.requires_grad for t in (*self._sources, inputs, head_addends))
         self._rollout_step = rollout_step
-        self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch)
+        # The fused path: the backend binds the weights, the head and the buffers once, and
+        # does the row arithmetic over the buffers it holds (cpp_backend._bind_step_heads).
+        self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch,
+                                                     (inputs, head_addends, self.head_out, self.actions, resets), steps)
         if self._bound is None:  # the composed path steps on rows, views made once
             self._input_rows, self._addend_rows = inputs.unbind(0), head_addends.unbind(0)
             self._reset_rows = None if resets is None else resets.unbind(0)
-        else:  # the fused path launches on addresses: each buffer's base and row stride in bytes
-            self._buffers = (inputs, head_addends, self.head_out, self.actions, inputs if resets is None else resets)
-            self._addresses = list(map(Tensor.data_ptr, self._buffers))
-            self._rows = tuple((t.data_ptr(), t.stride(0) * t.element_size()) for t in self._buffers)
 
     def step(self, t: int, state: tuple[Tensor, Tensor], reset: bool = False) -> tuple[Tensor, Tensor]:
         """Step t from state (h, c), each row's state zeroed first where resets[t] is True when
@@ -86,11 +85,7 @@ class RolloutPlan:
             self.actions[t].copy_(actions)
             self.head_out[t].copy_(head_out)
             return state
-        if list(map(Tensor.data_ptr, self._buffers)) != self._addresses:  # resize_ or set_ moved one
-            raise RuntimeError(f"{_NAME}: a buffer of the plan was moved to other memory since it was made")
-        (x, x_row), (addend, addend_row), (out, out_row), (actions, actions_row), (resets, resets_row) = self._rows
-        return self._bound(x + t * x_row, h, c, resets + t * resets_row if reset else 0, addend + t * addend_row,
-                           out + t * out_row, actions + t * actions_row)
+        return self._bound(t, h, c, reset)
 
     def _step_error(self, t, h, c, reset) -> None:
         if type(t) is not int or not 0 <= t < self.steps:

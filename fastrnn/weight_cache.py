@@ -46,21 +46,21 @@ def trust_version_counters():
 
 
 class _Entry:
-    __slots__ = ("sources", "present", "addresses", "versions", "contiguous", "snapshots", "triples", "value")
+    __slots__ = ("sources", "present", "addresses", "versions", "snapshots", "native_check", "value")
 
-    def __init__(self, sources: tuple, value):
+    def __init__(self, sources: tuple, value, native_snapshots):
         self.sources = sources  # held, so no other tensor can take their ids or addresses
         self.present = tuple(t for t in sources if t is not None)
         self.addresses = tuple(map(Tensor.data_ptr, self.present))
         self.versions = _versions(self.present)
-        self.contiguous = all(t.is_contiguous() for t in self.present)
         self.snapshots = tuple(t.detach().clone(memory_format=torch.contiguous_format) for t in self.present)
-        # (source address, snapshot address, bytes) for every source, flat: one native call.
-        self.triples = [n for t, s in zip(self.present, self.snapshots)
-                        for n in (t.data_ptr(), s.data_ptr(), s.numel() * s.element_size())]
+        # One native object holding every (source, snapshot) pair compares them all in one call.
+        contiguous = all(t.is_contiguous() for t in self.present)
+        self.native_check = native_snapshots(list(zip(self.present, self.snapshots))) \
+            if native_snapshots is not None and contiguous else None
         self.value = value
 
-    def unchanged(self, sources: tuple, all_bytes_equal) -> bool:
+    def unchanged(self, sources: tuple) -> bool:
         # Cheapest first: the same tensor objects at the same addresses (`p.data = ...` moves
         # them, and the bytes at an old address may be freed), then the bytes. Runs on every
         # no-grad step, so the loops are C-level maps.
@@ -71,21 +71,22 @@ class _Entry:
         if getattr(_trust, "on", False) and self.versions is not None:
             if _versions(self.present) == self.versions:
                 return True  # trust_version_counters(): the caller vouches for .data writes
-        if all_bytes_equal is not None and self.contiguous:
-            return all_bytes_equal(self.triples)
+        if self.native_check is not None:
+            return self.native_check.equal()
         return all(_same_bits(t, s) for t, s in zip(self.present, self.snapshots))
 
 
 class WeightCache:
     """make(*sources) per (kind, layout key, source tensors), reused while their bytes are unchanged.
 
-    all_bytes_equal(triples) compares (a, b, nbytes) address triples bitwise (fastrnn._C's
-    memcmp for the cpp backend); without it, torch.equal on the bit patterns.
+    snapshots(pairs) makes an object holding contiguous (source, snapshot) pairs whose
+    ``equal()`` compares them bitwise (fastrnn._C.Snapshots: one memcmp each for the cpp
+    backend); without it, torch.equal on the bit patterns.
     """
 
-    def __init__(self, capacity: int = 32, all_bytes_equal: Callable[[list], bool] | None = None):
+    def __init__(self, capacity: int = 32, snapshots: Callable[[list], object] | None = None):
         self.capacity = capacity
-        self._all_bytes_equal = all_bytes_equal
+        self._snapshots = snapshots
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         _all_caches.append(self)
@@ -95,9 +96,9 @@ class WeightCache:
         key = (kind, layout_key, id(sources[0]))
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry.unchanged(sources, self._all_bytes_equal):
+            if entry is not None and entry.unchanged(sources):
                 return entry.value
-            entry = _Entry(sources, make(*sources))
+            entry = _Entry(sources, make(*sources), self._snapshots)
             self._entries[key] = entry
             self._entries.move_to_end(key)
             if len(self._entries) > self.capacity:

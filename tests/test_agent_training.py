@@ -13,6 +13,7 @@ from agent.evaluate import evaluate
 from agent.tasks import task_names
 from agent.train import train
 from agent.trainer import Trainer
+from native_calls import count_native_calls
 
 
 def tiny_config(**overrides):
@@ -159,17 +160,7 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default
 def test_the_fast_core_rollout_takes_one_fused_step_call_per_environment_step(monkeypatch):
     # Core step, heads and action sample in one C++ call (an LSTM.rollout_plan step on the cpp backend),
     # plus the bootstrap step after the unroll, which runs the plain step.
-    from fastrnn import cpp_backend
-
-    calls = {"cell_heads": 0, "cell": 0}
-    for name in calls:
-        original = getattr(cpp_backend._C, name)
-
-        def counted(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(cpp_backend._C, name, counted)
+    calls = count_native_calls(monkeypatch)
     trainer = Trainer(tiny_config(core="fast"))
     trainer.collect()
     assert trainer.agent.backend == "cpp"

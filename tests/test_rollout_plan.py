@@ -9,6 +9,7 @@ import torch
 import fastrnn
 from agent.cores import TorchLoopLSTM
 from fastrnn import cpp_backend
+from native_calls import count_native_calls
 
 STEPS, INPUTS = 6, 7
 
@@ -32,18 +33,6 @@ def _small_case(seed):
     torch.manual_seed(seed)
     lstm = fastrnn.LSTM(INPUTS, 8)
     return (lstm, *_buffers(4, 8, 3, torch.float32), _initial_state(lstm, 4, torch.float32))
-
-
-def _count_fused_calls(monkeypatch) -> dict:
-    calls = {"cell_heads": 0}
-    original = cpp_backend._C.cell_heads
-
-    def counted(*args):
-        calls["cell_heads"] += 1
-        return original(*args)
-
-    monkeypatch.setattr(cpp_backend._C, "cell_heads", counted)
-    return calls
 
 
 def _step_equals_rollout_step(lstm, plan, t, state, weight, num_actions, reset=False, x=None):
@@ -71,7 +60,7 @@ def test_each_plan_step_equals_rollout_step_bit_for_bit(monkeypatch, backend, dt
     torch.manual_seed(0)
     lstm = fastrnn.LSTM(INPUTS, hidden, proj_size=proj, backend=backend).to(dtype)
     inputs, weight, addends, resets = _buffers(batch, proj or hidden, outputs, dtype)
-    calls = _count_fused_calls(monkeypatch)
+    calls = count_native_calls(monkeypatch)
     with torch.no_grad():
         plan = lstm.rollout_plan(inputs, weight, addends, num_actions, resets)
         state = _initial_state(lstm, batch, dtype)
@@ -184,7 +173,7 @@ def test_rollout_plan_names_the_buffer_that_is_wrong(index):
 
 def test_a_plan_step_names_what_is_wrong_before_any_work(monkeypatch):
     _, good = _bad_plans()
-    calls = _count_fused_calls(monkeypatch)
+    calls = count_native_calls(monkeypatch)
     lstm = fastrnn.LSTM(INPUTS, 6)
     h, c = _initial_state(lstm, 4, torch.float32)
     with torch.no_grad():
