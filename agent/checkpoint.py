@@ -55,6 +55,23 @@ def read_file(path: Path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason}); {advice}") from None
 
 
+def nonfinite_tensors(state: dict) -> list[str]:
+    """The names of the floating-point tensors in a state dict that hold a NaN or an infinity."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def check_finite_weights(weights: dict, path: Path) -> None:
+    """Refuse (CheckpointError) the agent weights saved in `path` if any is NaN or infinite: a run
+    that diverged before training checked every update. Playing or resuming them would only give
+    NaN logits, so meaningless trials or a run that can never recover."""
+    bad = nonfinite_tensors(weights)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{path}: the weights hold NaN or infinite values ({shown}): the run diverged; "
+                              "train it again in a new --out with a lower --lr (or a --max-grad-norm)")
+
+
 def load_checkpoint(run_dir, map_location="cpu") -> dict:
     path = checkpoint_path(run_dir)
     if not path.is_file():

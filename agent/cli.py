@@ -301,13 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     retain_freed_memory()  # every update reallocates the same large tensors (allocator.py)
     sub = parser._subparsers._group_actions[0].choices[args.command]
-    from agent.checkpoint import CheckpointError
-
     try:
         return COMMANDS[args.command](sub, args)
-    except CheckpointError as error:  # a damaged file: one line naming it and what to do, no traceback
+    except _one_line_errors() as error:  # no traceback: the message says what happened and what to do
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def _one_line_errors() -> tuple[type[Exception], ...]:
+    """Errors reported by their message alone, exit status 1: a damaged checkpoint or one with
+    NaN weights, a run directory another process is training, a run that diverged."""
+    from agent.checkpoint import CheckpointError
+    from agent.run_lock import RunLockedError
+    from agent.trainer import TrainingDiverged
+
+    return CheckpointError, RunLockedError, TrainingDiverged
 
 
 if __name__ == "__main__":

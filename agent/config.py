@@ -8,6 +8,7 @@ values (SIMULATIONS.md); "(ours)" a choice made here, with its reason.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 
@@ -70,6 +71,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the offending option; called before any work."""
+        self._check_finite()
         positive = ("episodes", "num_envs", "unroll", "hidden_size", "threads", "checkpoint_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -95,6 +97,19 @@ class TrainConfig:
                 raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
         from agent.tasks import get_task_class
         self.task_options = get_task_class(self.task).resolve_options(self.task_options)
+
+    def _check_finite(self) -> None:
+        """Refuse NaN and infinity in every float setting, first: every comparison with NaN is
+        False, so the range checks below would let `--lr nan` through to a run of NaN weights."""
+        for name in float_settings():
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ValueError(f"{flag_name(name)} must be a finite number, got {value}")
+
+
+def float_settings() -> list[str]:
+    """The names of TrainConfig's float fields (annotations are strings here: `from __future__ import annotations`)."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.type in (float, "float")]
 
 
 def saved_config_differences(saved: dict, config: TrainConfig) -> list[str]:

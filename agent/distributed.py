@@ -121,12 +121,22 @@ def first_rank_decides(world: World, decide: Callable[[], object]):
         try:
             outcome = ("ok", decide())
         except ValueError as error:
-            outcome, own_error = ("error", str(error)), error
+            outcome, own_error = ("error", (type(error), str(error))), error
     box = [outcome]
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
     if own_error is not None:
         raise own_error  # its own class (CheckpointError gets its one-line report)
     if kind == "error":
-        raise ValueError(value)
+        raise _rebuilt_error(*value)
     return value
+
+
+def _rebuilt_error(error_class: type, message: str) -> ValueError:
+    """Rank 0's error on another rank: of its class where that takes the message alone (so
+    CheckpointError and RunLockedError get their one-line report on every rank), else ValueError."""
+    try:
+        error = error_class(message)
+    except TypeError:  # a constructor with other arguments (json.JSONDecodeError)
+        return ValueError(message)
+    return error if isinstance(error, ValueError) else ValueError(message)

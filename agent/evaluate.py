@@ -18,7 +18,8 @@ import torch
 
 import fastrnn
 
-from agent.checkpoint import load_checkpoint, load_quantile_snapshots
+from agent.checkpoint import (check_finite_weights, checkpoint_path, load_checkpoint, load_quantile_snapshots,
+                              quantile_path)
 from agent.config import TrainConfig, flag_name
 from agent.model import sample_actions
 from agent.rollout import Carry
@@ -119,9 +120,11 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
     """task_options: eval's overrides of the test episodes' task options (harlow's --positions)."""
     start = time.perf_counter()
     saved = load_checkpoint(run_dir, map_location=device)
+    check_finite_weights(saved["trainer"]["agent"], checkpoint_path(run_dir))
     config = TrainConfig.from_dict(saved["config"])
     task_class = get_task_class(config.task)
     options = test_options(task_class, config.task_options, task_options)
+    snapshots = _finite_quantile_snapshots(run_dir, device) if task_class.evaluates_quantiles else {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     play = dict(episodes=episodes, seed=seed, device=device, core=core)
@@ -135,10 +138,9 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
     task, agent = played[0][1], played[0][2]
     # Training quantiles, each played on the same test episodes (same seed) as the final weights.
     quantile_trials, quantile_episodes = {}, {}
-    if task_class.evaluates_quantiles:
-        for quantile, snapshot in load_quantile_snapshots(run_dir, map_location=device).items():
-            quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
-            quantile_episodes[quantile] = int(snapshot["episodes"])
+    for quantile, snapshot in snapshots.items():
+        quantile_trials[quantile] = play_frozen(config, snapshot["agent"], options, **play)[0]
+        quantile_episodes[quantile] = int(snapshot["episodes"])
     if task.index_column != "trial":  # gym tasks record steps, not trials
         trials[task.index_column] = trials.pop("trial")
     columns = ["episode", task.index_column, *task.trial_columns, *task.derived_columns]
@@ -159,6 +161,15 @@ def evaluate(run_dir, out_dir, *, episodes: int = DEFAULT_TEST_EPISODES, seed: i
     metrics["eval_seconds"] = time.perf_counter() - start
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
     return metrics
+
+
+def _finite_quantile_snapshots(run_dir, device: str) -> dict[int, dict]:
+    """The run's training-quantile snapshots, each refused (CheckpointError) if its weights are not
+    finite; read before the evaluation writes anything."""
+    snapshots = load_quantile_snapshots(run_dir, map_location=device)
+    for quantile, snapshot in snapshots.items():
+        check_finite_weights(snapshot["agent"], quantile_path(run_dir, quantile))
+    return snapshots
 
 
 def _json_default(value):

@@ -10,6 +10,8 @@ stop at the same update. rank_state() is what differs between ranks."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from agent.a2c import a2c_loss, discounted_returns
@@ -41,6 +43,16 @@ def make_optimizer(config: TrainConfig, parameters) -> FlatOptimizer:
     if config.optimizer == "adam":
         return FlatOptimizer(parameters, "adam", lr=config.lr)
     return FlatOptimizer(parameters, "rmsprop", lr=config.lr, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps)
+
+
+class TrainingDiverged(RuntimeError):
+    """An update produced a NaN or infinite loss, gradient or weight. Raised before anything of that
+    update is logged or saved; the message is one line naming the update (1-based: the update that
+    would have made `updates` equal to it)."""
+
+    def __init__(self, update: int, reason: str, advice: str = ""):
+        self.update, self.reason = update, reason
+        super().__init__(f"training stopped at update {update}: {reason}" + (f"; {advice}" if advice else ""))
 
 
 def _both(a, b):
@@ -129,11 +141,27 @@ class Trainer:
             if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses
                 finished, reward, *parts = sum_across_ranks([finished, reward, *parts], self.buffer.rewards.device)
                 finished, parts = int(finished), [part / self.world.size for part in parts]
+            self._stop_unless_finite(world_loss=parts[0])
             self.updates += 1
             self.episodes += finished
             self.env_steps += self.buffer.steps * self.config.num_envs * self.world.size
             return {"episodes_finished": finished, "reward": reward,
                     **dict(zip(("loss", "policy_loss", "value_loss", "entropy"), parts))}
+
+    def _stop_unless_finite(self, world_loss: float) -> None:
+        """Raise TrainingDiverged when this update's loss, gradient or new weights hold a NaN or an
+        infinity: every later update would inherit them, and a checkpoint of them is garbage.
+        The loss checked is the world's mean, and the gradient and weights are identical on
+        every rank (averaged before the step), so under torchrun all ranks stop at the same update.
+        Cost: the loss is already a Python number; the optimizer checks its two flat buffers."""
+        update = self.updates + 1
+        if not math.isfinite(world_loss):
+            raise TrainingDiverged(update, f"the loss is {world_loss}")
+        gradient_finite, weights_finite = self.optimizer.finite_after_step()
+        if not gradient_finite:
+            raise TrainingDiverged(update, "the gradient holds NaN or infinite values")
+        if not weights_finite:
+            raise TrainingDiverged(update, "the optimizer step made weights NaN or infinite")
 
     def state_dict(self) -> dict:
         return {

@@ -1,6 +1,7 @@
 """Data-parallel training (agent/distributed.py) on CPU with gloo: the averaged gradient is the
-combined batch's, a two-rank run launched by torchrun resumes exactly after a kill, and a
-run is not resumed with another world size. No network: torchrun --standalone on localhost."""
+combined batch's, a two-rank run launched by torchrun resumes exactly after a kill, a run is
+not resumed with another world size, and a run directory another process holds stops every
+rank. No network: torchrun --standalone on localhost."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from agent.a2c import a2c_loss
 from agent.checkpoint import load_checkpoint
 from agent.cli import STOP_AFTER_UPDATES_VARIABLE, main
 from agent.distributed import World, average_gradients
+from lock_holder import start_lock_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, BATCH, INPUTS, ACTIONS = 6, 8, 5, 3
@@ -145,3 +147,23 @@ def test_resuming_with_another_world_size_is_refused_before_any_work(two_rank_ru
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "world size 2" in err and "world size 1" in err
     assert (whole / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_run_held_by_another_process_stops_every_rank_at_once_naming_the_holder(tmp_path):
+    """Rank 0 alone takes RUN_DIR/.lock (the run directory may be on its node only); when another
+    process holds it, rank 0's refusal reaches every rank (first_rank_decides), so the launch
+    exits non-zero naming the holder's pid, instead of rank 1 training alone or hanging."""
+    run = tmp_path / "R"
+    holder = start_lock_holder(run)
+    try:
+        launch = _torchrun(run)
+        output, _ = launch.communicate(timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert launch.returncode != 0
+    refusals = [line for line in output.splitlines()
+                if line.startswith(f"error: --out {run}: the run is being trained by process {holder.pid} ")]
+    assert len(refusals) == 2, output  # each rank's one line
+    assert str(ROOT / "agent") not in output, output  # and no traceback of ours (torchrun prints its own)
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
