@@ -1,4 +1,4 @@
-"""Command line: python -m agent {train,eval,verify,tasks,demo,reproduce} (run from the repository root).
+"""Command line: python -m agent {train,eval,verify,tasks,demo,reproduce,baseline} (run from the repository root).
 
 Every argument is checked (type, range, existence of paths, known task) before any work, and
 an error names the argument (argparse exits with status 2 and a usage line).
@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--eval-episodes", type=_positive_int, default=None, help="test episodes per seed instead of "
                      "each simulation's default")
     rep.add_argument("--out", required=True, type=Path, help="directory for runs/, figures/, REPORT.md, summary.json")
+
+    from agent.baselines.play import add_arguments as add_baseline_arguments
+
+    add_baseline_arguments(sub.add_parser("baseline", help="a classical learner (control) plays a task's test "
+                                          "episodes; trials.csv, metrics.json and figures as eval writes them"))
     return parser
 
 
@@ -292,8 +297,14 @@ def cmd_reproduce(parser, args) -> int:
         parser.error(str(error))
 
 
+def cmd_baseline(parser, args) -> int:
+    from agent.baselines.play import command
+
+    return command(parser, args)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce, "baseline": cmd_baseline}
 
 
 def main(argv: list[str] | None = None) -> int:

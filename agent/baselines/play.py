@@ -1,0 +1,202 @@
+"""`python -m agent baseline`: a classical learner (registry.py) plays a task's test episodes and
+writes trials.csv and metrics.json as `agent eval` does, so every analysis and figure runs on it.
+
+Same episodes as eval: the task is built as eval builds it (test mode, the same seed, the task
+options a run trained with the task's defaults would be tested with, eval's task flags on top)
+and the learner draws from its own generator only, so the task's random draws (which state is
+good, transitions, reward draws, blocks, cues, images) are those the agent meets under
+`agent eval --seed S`. Each row plays its first episode, recorded as eval records it; a task
+with test-time conditions (risky_safe's manipulations) is played once per condition, same seed,
+rows stacked.
+
+trials.csv has eval's columns. `value` and `value_last` hold the learner's own estimates and
+the task's derive_columns turns them into its RPE columns with the learner's discount (see
+step_policy.py); a learner without estimates leaves them NaN. The task's analysis then runs on
+the rows read back from trials.csv (not the in-memory ones), so metrics.json is what trials.csv
+alone supports. metrics.json: eval's keys (core, backend, run_dir and the training ones are
+null), `baseline` (strategy, description, parameters, gamma, what `value` holds), the analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agent.baselines.registry import (BaselineChoiceError, check_choice, make_policy, strategies_for,
+                                      tasks_with_strategies)
+
+_INTEGER = re.compile(r"-?\d+")
+
+
+def baseline_task_options(task: str, overrides: dict | None = None) -> dict:
+    """The test episodes' task options: those of a run trained with the task's defaults, then
+    eval's (ValueError naming a flag the task does not take at eval)."""
+    from agent.config import resolve_config
+    from agent.evaluate import test_options
+    from agent.tasks import get_task_class
+
+    return test_options(get_task_class(task), resolve_config({"task": task}).task_options, overrides)
+
+
+def play_policy(policy, task) -> dict[str, np.ndarray]:
+    """Each row's first episode played by `policy`: trial columns plus episode, trial, and the
+    learner's value at each trial's first step (`value`) and last step (`value_last`), NaN
+    where it keeps none (evaluate.run_frozen_episodes' record, without `hidden`)."""
+    task.recording = True
+    obs = task.reset()
+    policy.reset(task, obs)
+    B = task.num_envs
+    nan = torch.full((B,), float("nan"), dtype=torch.float64)
+    active = torch.ones(B, dtype=torch.bool)
+    at_trial_start = torch.ones(B, dtype=torch.bool)
+    trial_start_value = nan.clone()
+    episode_ids = torch.arange(B)
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in ("episode", "trial", *task.trial_columns,
+                                                                  "value", "value_last")}
+    while bool(active.any()):
+        actions, value = policy.act(obs, task)
+        value = nan if value is None else value.double()
+        trial_start_value = torch.where(at_trial_start, value, trial_start_value)
+        trial_index = task.trial.clone()
+        result = task.step(actions)
+        keep = result.trial_end & active
+        if bool(keep.any()):
+            rows["episode"].append(episode_ids[keep])
+            rows["trial"].append(trial_index[keep])
+            for name in task.trial_columns:
+                rows[name].append(result.record[name][keep])
+            rows["value"].append(trial_start_value[keep])
+            rows["value_last"].append(value[keep])
+        policy.learn(actions, result, task)
+        at_trial_start = result.trial_end
+        active &= ~result.done
+        obs = result.obs
+    columns = {name: torch.cat(parts).cpu().numpy() for name, parts in rows.items()}
+    order = np.lexsort((columns["trial"], columns["episode"]))
+    return {name: values[order] for name, values in columns.items()}
+
+
+def play_baseline(task_name: str, strategy: str, *, episodes: int, seed: int, options: dict):
+    """(trials with derived columns, task, policy): every eval variant of the task played by a
+    fresh learner of the same seed, rows stacked as eval stacks them."""
+    from agent.tasks import get_task_class, make_task
+
+    played = []
+    for variant in get_task_class(task_name).eval_variants(options):
+        task = make_task(task_name, episodes, seed=seed, device="cpu", mode="test", options=variant)
+        policy = make_policy(task_name, strategy, seed, options)
+        # Policies that draw from torch's global generator (the bandit policies) do so in a
+        # forked state seeded here: reproducible, and the caller's RNG is left alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            trials = play_policy(policy, task)
+        trials.update(task.derive_columns(trials, policy.gamma))
+        played.append((trials, task, policy))
+    trials = {name: np.concatenate([t[name] for t, _, _ in played]) for name in played[0][0]}
+    return trials, played[0][1], played[0][2]
+
+
+def read_trials_csv(path: Path, labels: dict[str, tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
+    """trials.csv back into columns: labelled columns as their codes, columns of integers as
+    int64, the rest float64 (NaN where written nan)."""
+    labels = labels or {}
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        cells = list(zip(*reader)) or [()] * len(header)
+    trials = {}
+    for name, column in zip(header, cells):
+        if name in labels:
+            trials[name] = np.array([labels[name].index(v) for v in column], dtype=np.int64)
+        elif all(_INTEGER.fullmatch(v) for v in column):
+            trials[name] = np.array(column, dtype=np.int64)
+        else:
+            trials[name] = np.array(column, dtype=np.float64)
+    return trials
+
+
+def run_baseline(task_name: str, strategy: str, out_dir, *, episodes: int = 300, seed: int = 2018,
+                 task_options: dict | None = None) -> dict:
+    """Play, write trials.csv, run the task's analysis on it, write metrics.json; the metrics."""
+    from agent.config import resolve_config
+    from agent.evaluate import write_trials_csv
+
+    start = time.perf_counter()
+    check_choice(task_name, strategy)
+    options = baseline_task_options(task_name, task_options)
+    out_dir = Path(out_dir)
+    trials, task, policy = play_baseline(task_name, strategy, episodes=episodes, seed=seed, options=options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = ["episode", task.index_column, *task.trial_columns, *task.derived_columns]
+    write_trials_csv(out_dir / "trials.csv", trials, columns, task.column_labels)
+    trials = read_trials_csv(out_dir / "trials.csv", task.column_labels)
+    config = resolve_config({"task": task_name})  # the default run the test episodes are those of
+    metrics = {
+        "task": task_name, "run_dir": None, "episodes": episodes, "seed": seed, "core": None, "backend": None,
+        "task_options": options, "train_episodes": None, "train_seconds": None,
+        "baseline": {"strategy": strategy, "description": policy.description, "parameters": policy.parameters(),
+                     "gamma": policy.gamma, "value": policy.value_note},
+        "mean_reward_per_trial": float(np.mean(trials["reward"])),
+        "mean_reward_per_episode": float(np.sum(trials["reward"]) / episodes),
+    }
+    if task.analysis_module:
+        analysis = importlib.import_module(task.analysis_module)
+        metrics.update(analysis.analyze(trials, out_dir, {"task": task, "config": config, "seed": seed,
+                                                          "quantile_trials": {}, "quantile_episodes": {},
+                                                          "run_dir": None}))
+    metrics["eval_seconds"] = time.perf_counter() - start
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    return metrics
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# ---- the command line (agent/cli.py hands the subcommand here) ---------------------------------
+def add_arguments(parser) -> None:
+    from agent.cli import _add_task_options, _nonnegative_int, _positive_int
+
+    parser.add_argument("--task", required=True, help="a task with baseline strategies: "
+                        + ", ".join(tasks_with_strategies()))
+    parser.add_argument("--strategy", required=True, help="the learner; per task: " + "; ".join(
+        f"{task}: {', '.join(strategies_for(task))}" for task in tasks_with_strategies()
+        if not task.startswith("bandit_") or task == "bandit_independent").replace(
+        "bandit_independent:", "bandit_*:"))
+    parser.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
+    parser.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed, as eval's (default: 2018)")
+    parser.add_argument("--out", required=True, type=Path, help="directory for trials.csv, metrics.json, figures")
+    _add_task_options(parser, at_eval=True)
+
+
+def command(parser, args) -> int:
+    """Check every argument before any work (parser.error: status 2, one line naming it), play,
+    write, print eval's summary."""
+    from agent.cli import _given_task_options, summarize
+
+    try:
+        check_choice(args.task, args.strategy)
+        baseline_task_options(args.task, _given_task_options(args))
+    except BaselineChoiceError as error:
+        parser.error(str(error))
+    except ValueError as error:
+        parser.error(str(error))
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file, expected a directory")
+    metrics = run_baseline(args.task, args.strategy, args.out, episodes=args.episodes, seed=args.seed,
+                           task_options=_given_task_options(args))
+    print(f"baseline {args.strategy}: {metrics['baseline']['description']}")
+    print(summarize(metrics))
+    print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
+    return 0
