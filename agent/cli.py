@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from agent.allocator import retain_freed_memory
-from agent.config import REWARD_INPUTS, TrainConfig, flag_name, resolve_config
+from agent.config import ABLATIONS, REWARD_INPUTS, TrainConfig, flag_name, resolve_config
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -97,6 +97,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, choices=["rmsprop", "adam"], **kwargs)
         elif f.name == "reward_input":
             parser.add_argument(flag, choices=REWARD_INPUTS, **kwargs)
+        elif f.name == "ablate":  # one or several names; an unknown one: argparse's error lists the choices
+            parser.add_argument(flag, nargs="+", choices=ABLATIONS, metavar="NAME", **kwargs)
         elif f.name == "entropy_coef_final":
             parser.add_argument(flag, type=float, **kwargs)
         elif f.name == "seed":

@@ -12,7 +12,17 @@ import math
 from dataclasses import dataclass, field
 
 
-REWARD_INPUTS = ("reward", "rpe", "both")  # what the network gets besides the previous action (model.py)
+REWARD_INPUTS = ("reward", "rpe", "both", "td")  # what the network gets besides the previous action (model.py)
+# Ablations of the meta-RL mechanism (model.py, rollout.py; docs/controls-and-ablations.md):
+#   reward_input     the previous reward/RPE slot(s) held at zero (training and test)
+#   action_input     the previous-action one-hot held at zero (training and test)
+#   state_reset      the LSTM state reset at every trial start (training and test); the previous
+#                    action and reward still arrive, returns are still cut only at episode ends
+#   shuffled_rewards training only: each step the rewards are permuted across the batch's rows
+#                    (episodes) before the agent sees or learns from them, so a reward carries no
+#                    information about the agent's own action; eval plays the task's real rewards
+#                    (the null network of the unit-coding analysis)
+ABLATIONS = ("reward_input", "action_input", "state_reset", "shuffled_rewards")
 
 
 def flag_name(name: str) -> str:
@@ -49,7 +59,13 @@ class TrainConfig:
     rmsprop_eps: float = _doc("RMSProp epsilon (ours: 1e-5 keeps early steps bounded)", 1e-5)
     reward_input: str = _doc("what the network gets besides the previous action: the previous reward (paper, "
                              "simulations 1-5), the previous step's RPE r - V(s) in its place (rpe; Simulation 6 "
-                             "sets it), or both", "reward")
+                             "sets it), both, or td: the TD error r + gamma V(s') - V(s) with V(s') from a first "
+                             "pass of the step with the slot at zero (model.py)", "reward")
+    ablate: list = field(default_factory=list, metadata={
+        "help": "ablations of the mechanism, one or several: reward_input (previous reward/RPE input held at 0), "
+                "action_input (previous action input held at 0), state_reset (LSTM state reset at every trial "
+                "start), shuffled_rewards (training only: rewards permuted across episodes); stored in the run, "
+                "eval applies them too; none by default"})
     max_grad_norm: float = _doc("clip the gradient norm to this; 0 = no clipping", 0.0)
     threads: int = _doc("torch CPU threads (ours: 1, the batch is too small to split across cores)", 1)
     checkpoint_every: int = _doc("updates between checkpoints (a final one is always written)", 200)
@@ -87,6 +103,10 @@ class TrainConfig:
             raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
         if self.reward_input not in REWARD_INPUTS:
             raise ValueError(f"--reward-input must be one of {', '.join(REWARD_INPUTS)}, got {self.reward_input!r}")
+        unknown = [name for name in self.ablate if name not in ABLATIONS]
+        if unknown:
+            raise ValueError(f"--ablate: unknown {', '.join(map(repr, unknown))}; valid choices: {', '.join(ABLATIONS)}")
+        self.ablate = [name for name in ABLATIONS if name in self.ablate]  # one canonical order, no repeats
         if self.core not in ("fast", "reference", "torch"):
             raise ValueError(f"--core must be fast, reference or torch, got {self.core!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

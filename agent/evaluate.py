@@ -40,8 +40,10 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
     active = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
     trial_start_value = torch.zeros(task.num_envs, device=task.device)
     trial_start_hidden = torch.zeros(task.num_envs, agent.hidden_size, device=task.device)
+    # td input: also the signal fed after each trial's last step (`rpe_fed`, model.py's last_fed)
+    fed = ("rpe_fed",) if agent.feeds_td else ()
     rows: dict[str, list[torch.Tensor]] = {name: [] for name in ("episode", "trial", *task.trial_columns,
-                                                                  "value", "value_last", "hidden")}
+                                                                  "value", "value_last", "hidden", *fed)}
     episode_ids = torch.arange(task.num_envs, device=task.device)
     at_trial_start = torch.ones(task.num_envs, dtype=torch.bool, device=task.device)
     # Frozen weights: nothing writes them, so version counters prove them unchanged.
@@ -64,8 +66,10 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
                 rows["hidden"].append(trial_start_hidden[keep])
             at_trial_start = result.trial_end
             active &= ~result.done
-            starts = result.done
-            x = agent.next_input(result, action, value)
+            starts = agent.core_resets(result)  # episode starts (and trial starts under state_reset)
+            x = agent.next_input(result, action, value, state=state)
+            if fed and bool(keep.any()):
+                rows["rpe_fed"].append(agent.last_fed[keep])
     columns = {name: torch.cat(parts).cpu().numpy() for name, parts in rows.items()}
     order = np.lexsort((columns["trial"], columns["episode"]))
     return {name: values[order] for name, values in columns.items()}

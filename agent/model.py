@@ -10,7 +10,26 @@ back must be known when the reward arrives, so it cannot use the next step's val
 is a discounted sum, about E[r] / (1 - gamma) = 10 rewards at gamma 0.9: r - V(s) sits near
 -10 whatever happened, while (1 - gamma) V(s) is the value head's estimate of the reward per
 step, so r minus it is centred and on the scale of the rewards and of the manipulations'
-offsets (+1, -4, -1). The previous action is the one the task executed (a
+offsets (+1, -4, -1).
+
+reward_input "td" feeds the paper's dopamine signal itself, the TD error of the transition just
+made, delta_t = r_t + gamma V(s_{t+1}) - V(s_t) (0 for V(s_{t+1}) where the episode ended), plus
+the task's offset. The circularity (s_{t+1}'s hidden state depends on the input that carries
+delta_t) is broken by a first pass: the step's input is built with the signal slot at zero, the
+core is stepped on it from the state after s_t (the same resets) and the value head read, V(s_{t+1})
+:= that value, "the value of the new state before its dopamine arrives"; the slot is then filled
+with delta_t and the real step runs on it. Cost: one extra no-grad core step per environment step
+(rollout and eval), and none in the learning pass (delta is data, stored with the inputs, no
+gradient through it). The alternatives were worse for Simulation 6: the one-step-delayed TD error
+(delta_{t-1} fed at t + 1) is exact but would reach the network one trial after its outcome, too
+late for the next choice, which is what the manipulations are measured on; r - (1 - gamma) V(s)
+("rpe") approximates gamma V(s') by gamma V(s) and is kept as its own input. The offsets are added
+to delta after V(s_{t+1}) is computed, so a manipulation shifts the fed signal by exactly its
+offset. `last_fed` keeps the last fed signal (before an episode start zeroes it) for eval's record.
+
+Ablations (config.ABLATIONS, `train --ablate`): reward_input / action_input hold that slot of
+every input row at zero (after it is built: one op a step, only when ablated); state_reset resets
+the core at every trial start as well as at episode starts (core_resets). The previous action is the one the task executed (a
 forced trial's lever, not the sampled one). A task may
 give an encoder (images, for Harlow): the rollout then stores the raw input row above, and the
 core sees [encoder(observation), previous action, previous reward], recomputed with gradients
@@ -24,14 +43,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from agent.config import REWARD_INPUTS
+from agent.config import ABLATIONS, REWARD_INPUTS
 from agent.cores import make_core
 
 
 class MetaRLAgent(nn.Module):
     def __init__(self, obs_size: int, num_actions: int, hidden_size: int = 48, core: str = "fast",
                  encoder: nn.Module | None = None, readout: nn.Module | None = None, reward_input: str = "reward",
-                 gamma: float = 0.9):
+                 gamma: float = 0.9, ablate=()):
         super().__init__()
         if reward_input not in REWARD_INPUTS:
             raise ValueError(f"--reward-input: expected one of {', '.join(REWARD_INPUTS)}, got {reward_input!r}")
@@ -41,8 +60,21 @@ class MetaRLAgent(nn.Module):
         self.encoder = encoder
         self.reward_input = reward_input
         self.expected_reward_scale = 1.0 - gamma  # (1 - gamma) V(s): the expected reward per step
+        self.gamma = gamma
         signals = 2 if reward_input == "both" else 1
         self.raw_size = obs_size + num_actions + signals  # the rollout's input rows
+        unknown = set(ablate) - set(ABLATIONS)
+        if unknown:
+            raise ValueError(f"--ablate: unknown {sorted(unknown)}; valid choices: {', '.join(ABLATIONS)}")
+        self.ablate = tuple(ablate)
+        # Raw-input columns held at zero ([start, stop) ranges), or None: no input ablated.
+        zeroed = [(obs_size, obs_size + num_actions)] if "action_input" in ablate else []
+        zeroed += [(obs_size + num_actions, self.raw_size)] if "reward_input" in ablate else []
+        self.zeroed_columns = zeroed or None
+        self.state_reset = "state_reset" in ablate  # the core is reset at every trial start
+        self.shuffle_rewards = "shuffled_rewards" in ablate  # training only (rollout.py)
+        self.feeds_td = reward_input == "td" and "reward_input" not in ablate  # _fill_td runs each step
+        self.last_fed: Tensor | None = None  # td: the last fed signal (see the module docstring)
         self.input_size = (encoder.out_size if encoder is not None else obs_size) + num_actions + signals  # the core's
         self.core = make_core(core, self.input_size, hidden_size)
         # Optional extra policy logits from the hidden state and the core's input (Harlow's
@@ -78,22 +110,49 @@ class MetaRLAgent(nn.Module):
         no_action = torch.full((obs.shape[0],), self.num_actions, dtype=torch.long, device=obs.device)
         return self.make_input(obs, no_action, *([zero] * (self.raw_size - self.obs_size - self.num_actions)))
 
-    def next_input(self, result, action: Tensor, value: Tensor, out: Tensor | None = None) -> Tensor:
+    def next_input(self, result, action: Tensor, value: Tensor, out: Tensor | None = None,
+                   state: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The raw input of the step after a task step (a StepResult): the executed action, the
-        reward and/or the RPE r - (1 - gamma) value (+ the task's rpe_offset); none of them where
-        the step began a new episode."""
+        reward and/or the RPE r - (1 - gamma) value, or the TD error (td; needs `state`, the core
+        state after the step), + the task's rpe_offset; none of them where the step began a new
+        episode; ablated columns zero."""
         if result.executed is not None:
             action = result.executed
         signals = []
-        if self.reward_input != "rpe":
+        if self.reward_input in ("reward", "both"):
             signals.append(result.reward)
-        if self.reward_input != "reward":
+        if self.reward_input in ("rpe", "both"):
             rpe = result.reward - self.expected_reward_scale * value
             signals.append(rpe if result.rpe_offset is None else rpe + result.rpe_offset)
+        if self.reward_input == "td":  # the slot stays zero for the first pass (_fill_td)
+            signals.append(torch.zeros_like(result.reward))
         x = self.make_input(result.obs, action, *signals, out=out)
         if result.any_done:  # a new episode's first step: all zeros after the observation (as first_input)
             x[:, self.obs_size :].masked_fill_(result.done.unsqueeze(1), 0.0)
+        if self.zeroed_columns is not None:
+            for start, stop in self.zeroed_columns:
+                x[:, start:stop] = 0.0
+        if self.feeds_td:
+            self._fill_td(x, result, value, state)
         return x
+
+    def _fill_td(self, x: Tensor, result, value: Tensor, state: tuple[Tensor, Tensor]) -> None:
+        """Write delta = r + gamma V(s') - V(s) (+ offset) into x's signal slot (zero where a new
+        episode starts), V(s') from a first core step on x as it is (slot zero) from `state`."""
+        if state is None:
+            raise ValueError("reward_input 'td' needs the core state after the step (next_input's state)")
+        _, next_value, _, _ = self.step(x, state, self.core_resets(result))
+        if result.any_done:
+            next_value = next_value.masked_fill(result.done, 0.0)  # the episode ended: V(terminal) = 0
+        delta = result.reward + self.gamma * next_value - value
+        fed = delta if result.rpe_offset is None else delta + result.rpe_offset
+        self.last_fed = fed
+        x[:, -1] = fed if not result.any_done else fed.masked_fill(result.done, 0.0)
+
+    def core_resets(self, result) -> Tensor:
+        """(B,) bool: the rows whose core state is reset before the step after `result`: episode
+        starts, and with the state_reset ablation every trial start."""
+        return result.done | result.trial_end if self.state_reset else result.done
 
     def embed(self, raw: Tensor) -> Tensor:
         """Raw input rows (..., raw_size) -> the core's input (..., input_size)."""

@@ -13,6 +13,13 @@ and it writes each step's action and head outputs into rows of its own buffers. 
 reach the rollout buffer in one copy per unroll, and the episode-start rows and masks are
 written only on steps where some row starts an episode (the task reports that as a Python
 bool it needs anyway).
+
+The state_reset ablation (model.py) separates the core's resets from episode ends: the buffer
+then keeps a second mask, all_resets (trial starts and episode starts), which the rollout's and
+the learning pass's core steps use, while all_starts keeps the episode boundaries that cut the
+returns. Without it all_resets is None and the core uses all_starts, as before (no extra work).
+The shuffled_rewards ablation permutes each step's rewards across the batch's rows (episodes),
+with the sampler's generator, before the buffer and the next input see them.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ class Carry:
     (state reset before it), and the core state after the last step."""
 
     next_input: Tensor  # (B, I)
-    next_starts: Tensor  # (B,) bool
+    next_starts: Tensor  # (B,) bool: the core state is reset before the next step
     state: tuple[Tensor, Tensor]  # (1, B, H) each
 
     @classmethod
@@ -58,10 +65,14 @@ class RolloutBuffer:
     bootstrap step's, and the next unroll's first). starts[t + 1] is "the episode ended at t"."""
 
     def __init__(self, steps: int, batch: int, raw_size: int, hidden_size: int, num_actions: int, device,
-                 keep_hidden=False, forced_steps=False, ignored_steps=False, truncation=False):
+                 keep_hidden=False, forced_steps=False, ignored_steps=False, truncation=False,
+                 trial_resets=False):
         self.steps = steps
         self.all_inputs = torch.zeros(steps + 1, batch, raw_size, device=device)  # raw rows (model.py)
         self.all_starts = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device)
+        # state_reset ablation only: the core's resets (every trial start), apart from the episode
+        # boundaries above, which alone cut the returns. None: the core resets at all_starts.
+        self.all_resets = torch.zeros(steps + 1, batch, dtype=torch.bool, device=device) if trial_resets else None
         self.actions = torch.zeros(steps, batch, dtype=torch.long, device=device)
         self.rewards = torch.zeros(steps, batch, device=device)
         self.num_actions = num_actions
@@ -82,6 +93,8 @@ class RolloutBuffer:
         # Per-step rows, views made once (the tensors above are only ever written in place).
         self.input_rows = self.all_inputs.unbind(0)
         self.start_rows = self.all_starts.unbind(0)
+        self.core_resets = self.all_starts if self.all_resets is None else self.all_resets  # (T + 1, B)
+        self.reset_rows = self.core_resets.unbind(0)
         self.reward_rows = self.rewards.unbind(0)
         self.free_rows = None if self.free is None else self.free.unbind(0)
         self.valid_rows = None if self.valid is None else self.valid.unbind(0)
@@ -95,6 +108,10 @@ class RolloutBuffer:
         return self.all_starts[: self.steps]
 
     @property
+    def resets(self) -> Tensor:  # (T, B) bool: the core state reset before step t (starts unless state_reset)
+        return self.core_resets[: self.steps]
+
+    @property
     def dones(self) -> Tensor:  # (T, B) bool: the episode ended with step t
         return self.all_starts[1:]
 
@@ -104,7 +121,7 @@ def final_value(agent: MetaRLAgent, result, action: Tensor, value: Tensor, state
     the way its next step would have been: after the action and reward, from the episode's state.
     One extra core step, taken only on steps that truncate an episode."""
     last = dataclasses.replace(result, obs=result.final_obs, done=torch.zeros_like(result.done), any_done=False)
-    _, bootstrap, _, _ = agent.step(agent.next_input(last, action, value), state, None)
+    _, bootstrap, _, _ = agent.step(agent.next_input(last, action, value, state=state), state, None)
     return torch.where(result.truncated, bootstrap, 0.0)
 
 
@@ -117,6 +134,12 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     inputs[0].copy_(carry.next_input)
     buffer.all_starts.zero_()  # rows after the first are written only where some episode ends
     starts[0].copy_(carry.next_starts)
+    trial_resets = buffer.all_resets is not None  # the state_reset ablation
+    resets = buffer.reset_rows  # the core's: starts unless trial_resets
+    if trial_resets:
+        buffer.all_resets.zero_()
+        resets[0].copy_(carry.next_starts)
+    shuffle = agent.shuffle_rewards
     buffer.initial_state = state = carry.state
     any_start = bool(carry.next_starts.any())
     keep = buffer.hidden is not None
@@ -136,7 +159,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         core_input_rows = None if agent.encoder is None else core_inputs.unbind(0)
         # The plan's actions and head outputs are fresh each unroll, so a row handed to the task
         # is never written again (tasks may keep it: two_step's first_action).
-        plan = agent.rollout_plan(core_inputs, buffer.all_starts, weight, addends)
+        plan = agent.rollout_plan(core_inputs, buffer.core_resets, weight, addends)
         action_rows = plan.actions.unbind(0)
         value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
     else:
@@ -154,7 +177,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
                     value = value_rows[t]
         else:
             with timer.phase("core step"):
-                hidden, state, features = agent.core_step(inputs[t], state, starts[t] if any_start else None)
+                hidden, state, features = agent.core_step(inputs[t], state, resets[t] if any_start else None)
             with timer.phase("heads + sampling"):
                 # argmax(logits + Gumbel noise): a sample of softmax(logits)
                 logits = torch.addmm(addends[t], hidden, weight)
@@ -164,6 +187,9 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             actions.append(action)
         with timer.phase("env step"):
             result = task.step(action)
+            if shuffle:  # the shuffled_rewards ablation: another row's reward, the same step
+                order = torch.randperm(result.reward.shape[0], generator=sampler, device=result.reward.device)
+                result = dataclasses.replace(result, reward=result.reward[order])
         with timer.phase("bookkeeping"):
             buffer.reward_rows[t].copy_(result.reward)
             if result.any_done:
@@ -178,14 +204,18 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
             if keep:
                 buffer.hidden[t] = state[0][0]
                 buffer.cells[t] = state[1][0]
-            any_start = result.any_done
-            agent.next_input(result, action, value, out=inputs[t + 1])
+            if trial_resets:
+                torch.logical_or(result.trial_end, result.done, out=resets[t + 1])
+                any_start = bool(resets[t + 1].any())
+            else:
+                any_start = result.any_done
+            agent.next_input(result, action, value, out=inputs[t + 1], state=state)
     with timer.phase("bookkeeping"):
         if plan is None:
             torch.stack(actions, out=buffer.actions)
         else:
             buffer.actions.copy_(plan.actions)
     with timer.phase("core step"):
-        _, bootstrap, _, _ = agent.step(inputs[steps], state, starts[steps] if any_start else None)
+        _, bootstrap, _, _ = agent.step(inputs[steps], state, resets[steps] if any_start else None)
     buffer.bootstrap_value = bootstrap  # the value after the unroll
-    return Carry(inputs[steps].clone(), starts[steps].clone(), state)
+    return Carry(inputs[steps].clone(), resets[steps].clone(), state)

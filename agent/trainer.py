@@ -34,7 +34,7 @@ def make_agent(config: TrainConfig, task_class, core: str | None = None) -> Meta
     obs_size, num_actions = task_class.agent_sizes(options)
     return MetaRLAgent(obs_size, num_actions, config.hidden_size, core or config.core,
                        encoder=encoder, readout=readout, reward_input=config.reward_input,
-                       gamma=config.gamma)
+                       gamma=config.gamma, ablate=config.ablate)
 
 
 def make_optimizer(config: TrainConfig, parameters) -> FlatOptimizer:
@@ -80,7 +80,8 @@ class Trainer:
                                     self.agent.num_actions, device, keep_hidden=keep_hidden,
                                     forced_steps=type(self.task).has_forced_steps,
                                     ignored_steps=type(self.task).has_ignored_steps,
-                                    truncation=type(self.task).has_truncation)
+                                    truncation=type(self.task).has_truncation,
+                                    trial_resets=self.agent.state_reset)
         self.updates = 0
         self.episodes = 0
         self.env_steps = 0
@@ -96,7 +97,7 @@ class Trainer:
         buf, cfg = self.buffer, self.config
         self.agent.train()
         with self.timer.phase("learn forward"):
-            logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.starts)
+            logits, values, hidden, _ = self.agent.unroll(buf.inputs, buf.initial_state, buf.resets)
             returns = self.returns()
             policy_mask = _both(buf.free, buf.valid)  # free choices the environment did not ignore
             loss = a2c_loss(logits, values, buf.actions, returns, cfg.value_coef, self.entropy_coef(),

@@ -10,7 +10,9 @@ whatever the agent does, the agent sees that lever as its previous action, and t
 out of the policy loss. Observation: which levers are offered, [lever 0, lever 1].
 
 The agent gets the RPE as an input instead of the reward (train_defaults reward_input "rpe"),
-r - (1 - gamma) V(s) (model.py says why this form).
+r - (1 - gamma) V(s) (model.py says why this form); `train --reward-input td` feeds the TD error
+r + gamma V(s') - V(s) instead (model.py: V(s') from a first pass of the step with the slot at zero),
+and the manipulations' offsets are added to it the same way.
 At test time, `--manipulation` adds an offset to that RPE input after particular outcomes,
 weights frozen (offsets from the reimplementation): +1 after a risky loss (stimulation of
 dopamine neurons), -4 after a risky win or -1 after a safe reward (inhibition). The offsets
@@ -150,8 +152,10 @@ class RiskySafe(BatchedTask):
     def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
         # rpe_raw: r - (1 - gamma) V(s) at the trial's (single) step, the RPE the network is fed;
         # rpe_input: what it was fed after the manipulation's offset.
-        rpe_raw = outcome_rpe(trials, gamma)
+        # With reward_input td the network is fed the TD error instead (model.py), which eval records
+        # as `rpe_fed` (offset included): rpe_raw is then that TD error, rpe_input what was fed.
         name = self.options["manipulation"]
         offset = manipulation_offset(name, trials["action"] == trials["risky_action"], trials["reward"] > 0)
+        rpe_raw = trials["rpe_fed"] - offset if "rpe_fed" in trials else outcome_rpe(trials, gamma)
         condition = np.full(len(rpe_raw), tuple(MANIPULATIONS).index(name))
         return {"rpe_raw": rpe_raw, "rpe_input": rpe_raw + offset, "condition": condition}
