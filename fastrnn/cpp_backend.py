@@ -107,7 +107,7 @@ def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
     # (B, F) rows (LSTMCell's call) pass as they are: each reshape and view costs about as much
     # as a small step's arithmetic.
     rows = h.dim() == 2 and x.dim() == 2
-    x2, h2, c2 = (x, h, c) if rows else (x.reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]),
+    x2, h2, c2 = (x, h, c) if rows else (x.flatten(0, -2), h.reshape(-1, h.shape[-1]),
                                           c.reshape(-1, c.shape[-1]))
     if resets is not None:
         reset = resets.reshape(-1, 1)
@@ -135,6 +135,9 @@ def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     tensors pass as objects: the call holds them, contiguous copies included, until it returns."""
     if not _packs_step(w_ih, w_hh, w_hr):
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    if not x.dtype == h.dtype == c.dtype == w_hh.dtype:  # the kernel reads them as one element type
+        raise RuntimeError(f"fastrnn step: x, h and c must have the weights' dtype {w_hh.dtype}, "
+                           f"got {x.dtype}, {h.dtype} and {c.dtype}")
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
     weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)

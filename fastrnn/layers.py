@@ -71,7 +71,7 @@ def _linear_into_workspace(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Te
     """F.linear(seq, w_ih, bias) for a contiguous (T, B, I) seq, written into this thread's
     workspace (workspace.py): the addmm (mm without bias) F.linear runs on such a sequence, so
     the same bits."""
-    rows = seq.view(-1, seq.shape[-1])
+    rows = seq.flatten(0, -2)
     out = workspace((rows.shape[0], w_ih.shape[0]), seq.dtype)
     if bias is None:
         torch.mm(rows, w_ih.t(), out=out)
@@ -97,9 +97,9 @@ class _LinearIntoWorkspace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         seq, w_ih = ctx.saved_tensors
-        grad_rows = grad.reshape(-1, grad.shape[-1])
+        grad_rows = grad.flatten(0, -2)
         grad_seq = grad_rows.mm(w_ih).view(seq.shape) if ctx.needs_input_grad[0] else None
-        grad_w = grad_rows.t().mm(seq.reshape(-1, seq.shape[-1])) if ctx.needs_input_grad[1] else None
+        grad_w = grad_rows.t().mm(seq.flatten(0, -2)) if ctx.needs_input_grad[1] else None
         grad_bias = grad_rows.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_seq, grad_w, grad_bias
 

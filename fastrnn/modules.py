@@ -29,6 +29,13 @@ def _needs_grad(tensors) -> bool:
     return any(t is not None and t.requires_grad for t in tensors)
 
 
+def _state_dtype_differs(hx, weight: Tensor) -> bool:
+    """Whether a given (h, c) holds a tensor of another dtype than the weights (torch checks
+    no state dtype before its kernels, which then raise or promote)."""
+    return (isinstance(hx, (tuple, list)) and len(hx) == 2 and isinstance(hx[0], Tensor) and isinstance(hx[1], Tensor)
+            and (hx[0].dtype != weight.dtype or hx[1].dtype != weight.dtype))
+
+
 def _exporting() -> bool:
     """torch.jit.trace or torch.onnx.export (either exporter) is recording this call.
 
@@ -160,7 +167,20 @@ class LSTM(_BackendChoice, nn.LSTM):
         if probe.is_cuda and self.backend == "auto" and resets is None and self._cudnn_is_faster(input, hx):
             self.__dict__["last_backend"] = "cudnn"
             return super().forward(input, hx)
-        return self._forward(input, hx, resets, self._current_flat_weights())
+        flat_weights = self._current_flat_weights()
+        if _state_dtype_differs(hx, flat_weights[0]):
+            return self._forward_mixed_state(input, hx, resets)
+        return self._forward(input, hx, resets, flat_weights)
+
+    def _forward_mixed_state(self, input, hx, resets):
+        """A state whose dtype differs from the weights': torch's own forward, which raises
+        where torch raises and promotes where torch promotes (float64 weights take a float32
+        c0; float32 weights refuse a float64 one). The kernels take one dtype for every operand."""
+        if resets is not None:
+            raise RuntimeError(f"resets: hx must have the weights' dtype {self._flat_weights[0].dtype}, "
+                               f"got {hx[0].dtype} and {hx[1].dtype}")
+        self.__dict__["last_backend"] = "torch"
+        return super().forward(input, hx)
 
     def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], head_weight: Tensor, head_addend: Tensor,
                      num_actions: int, resets: Tensor | None = None):
@@ -490,7 +510,12 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         device_type = input.device.type
         if torch.is_autocast_enabled(device_type):
             return self._autocast_forward(input, hx)
-        return self._forward(input, hx, self._weights())
+        weights = self._weights()
+        if _state_dtype_differs(hx, weights[0]):
+            # torch's own forward raises or promotes as torch does (see LSTM._forward_mixed_state)
+            self.__dict__["last_backend"] = "torch"
+            return super().forward(input, hx)
+        return self._forward(input, hx, weights)
 
     def _weights(self) -> tuple:
         params = self._parameters

@@ -96,6 +96,7 @@ def _launcher(name: str) -> Launcher:
 
 def _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> Inputs:
     device = w_hh.device
+    _check_one_dtype(xproj, w_hh, w_hr, h0, c0)
     return Inputs(
         None if xproj is None else xproj.detach().contiguous(),
         w_hh.detach().contiguous(),
@@ -104,6 +105,16 @@ def _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> Inputs:
         None if resets is None else resets.to(device).contiguous(),
         None if lengths is None else lengths.to(device=device, dtype=torch.int64).contiguous(),
     )
+
+
+def _check_one_dtype(*tensors: Tensor | None) -> None:
+    """The kernels read every operand as one element type: another dtype would be read with
+    the wrong element size (out of bounds), so it is refused here, before any launch. (The
+    modules route mixed states to torch's own forward before they get here.)"""
+    dtypes = {t.dtype for t in tensors if t is not None}
+    if len(dtypes) > 1:
+        raise RuntimeError(f"fastrnn recurrence: expected every input, state and weight to have one dtype, "
+                           f"got {sorted(map(str, dtypes))}")
 
 
 def run_forward(backend: str, inputs: Inputs, save: bool) -> ForwardOutputs:
@@ -332,7 +343,7 @@ def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, 
     """One step as a recurrence of length one after the input GEMM: how torch.compile sees a
     kernel backend's step, and the reference backend's step."""
     bias = None if b_ih is None else b_ih + b_hh
-    xproj = F.linear(x.reshape(-1, x.shape[-1]), w_ih, bias).unsqueeze(0)
+    xproj = F.linear(x.flatten(0, -2), w_ih, bias).unsqueeze(0)
     step_resets = None if resets is None else resets.reshape(1, -1)
     _, h_n, c_n = recurrence(xproj, w_hh, w_hr, h.reshape(-1, h.shape[-1]), c.reshape(-1, c.shape[-1]), step_resets, None)
     return h_n.view(h.shape), c_n.view(c.shape)

@@ -88,7 +88,7 @@ def _weight_layout(dtype: torch.dtype) -> None:
 def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and resets fused: one launch (two with w_hr)."""
     h_shape, c_shape = h.shape, c.shape
-    x = x.reshape(-1, x.shape[-1]).contiguous()
+    x = x.flatten(0, -2).contiguous()
     h = h.reshape(-1, h_shape[-1]).contiguous()
     c = c.reshape(-1, c_shape[-1]).contiguous()
     batch, hidden_size = c.shape
