@@ -19,6 +19,29 @@ SOURCES = [
 if platform.machine().lower() in ("x86_64", "amd64"):
     SOURCES += ["csrc/isa_avx2.cpp", "csrc/isa_avx512.cpp"]
 
+# FASTRNN_SANITIZE=address,undefined (a comma list; unset or empty: none): fastrnn._C built with
+# those sanitizers, for scripts/sanitize.sh. Their flags come after the others, so -O1 and -g
+# replace -O3 and -g0; any error aborts the process (-fno-sanitize-recover). Python itself is not
+# instrumented: an ASan build runs with its runtime preloaded (scripts/sanitize.sh shows how).
+SANITIZERS = ("address", "undefined")
+
+
+def sanitize_flags(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SANITIZERS]
+    if not names or unknown:
+        raise SystemExit(f"FASTRNN_SANITIZE={value!r}: expected a comma list of {', '.join(SANITIZERS)} "
+                         f"(e.g. FASTRNN_SANITIZE=address,undefined)"
+                         + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    # -Wno-maybe-uninitialized: at -O1 with the sanitizers GCC 12 warns on its own intrinsics
+    # headers (avx512fintrin.h's `__m512 __Y = __Y;`), hundreds of times per build.
+    return [f"-fsanitize={','.join(names)}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1",
+            "-Wno-maybe-uninitialized"]
+
+
+SANITIZE = os.environ.get("FASTRNN_SANITIZE", "")
+SANITIZE_FLAGS = sanitize_flags(SANITIZE) if SANITIZE.strip() else []
+
 extension = Pybind11Extension(
     "fastrnn._C",
     SOURCES,
@@ -28,8 +51,9 @@ extension = Pybind11Extension(
     # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
     # -fopenmp links libgomp.so.1, which resolves to the copy torch has already loaded (see
     # csrc/cpu_dispatch.cpp).
-    extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-psabi"],
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-psabi"]
+    + SANITIZE_FLAGS,
+    extra_link_args=["-fopenmp"] + SANITIZE_FLAGS,
 )
 
 setup(
