@@ -13,12 +13,17 @@ class SlotImageEncoder(nn.Module):
     MLP (the same weights at every position, so an object means the same wherever it appears),
     the flags pass through. (ours) An MLP, not a convolution: on 8x8 images a throwaway
     prototype learned Harlow as well with the MLP and ran 2.5-3x faster than with a small conv.
+    activation: of the features, relu (default) or tanh (signed and bounded in [-1, 1]).
     """
 
-    def __init__(self, image_size: int, slots: int, flags: int, hidden: int = 64, features: int = 32):
+    ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+    def __init__(self, image_size: int, slots: int, flags: int, hidden: int = 64, features: int = 32,
+                 activation: str = "relu"):
         super().__init__()
         self.image_size, self.slots, self.flags = image_size, slots, flags
-        self.mlp = nn.Sequential(nn.Linear(image_size, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.ReLU())
+        self.mlp = nn.Sequential(nn.Linear(image_size, hidden), nn.ReLU(), nn.Linear(hidden, features),
+                                 self.ACTIVATIONS[activation]())
         self.out_size = flags + slots * features
 
     def forward(self, obs: Tensor) -> Tensor:

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from agent.rpe import td_rpe
 from agent.tasks.base import BatchedTask, TaskOption
-from agent.tasks.objects import (DEFAULT_SOURCE, HOLDOUTS, IMAGE_SIZE, check_source, load_objects, pool_tensors,
-                                 split_pools)
+from agent.tasks.objects import (DEFAULT_SOURCE, HOLDOUTS, IMAGE_SIZE, SOURCES, check_source, load_objects,
+                                 pool_tensors, split_pools)
 from agent.tasks.registry import register
 
 TRIALS_PER_EPISODE = 6
@@ -40,6 +40,41 @@ CHOICE_REWARD = 1.0
 FIXATE, LEFT, RIGHT = 0, 1, 2
 POSITIONS = ("balanced", "independent")
 FEEDBACKS = ("mark", "chosen")
+NO_CURRICULUM = "none"
+
+
+def parse_hint(value: str) -> tuple[float, int] | None:
+    """'none' -> None; 'P-E' -> (P, E): in training the rewarded object is the brighter of the two
+    with probability P, falling linearly to 0.5 (no information) by training episode E. Raises
+    ValueError naming --hint."""
+    if value == NO_CURRICULUM:
+        return None
+    try:
+        start, end = str(value).split("-")
+        start, end = float(start), int(end)
+    except ValueError:
+        start, end = -1.0, -1
+    if not 0.5 <= start <= 1 or end < 1:
+        raise ValueError(f"--hint: expected 'none' or P-EPISODES (0.5 <= P <= 1: the brighter object is the "
+                         f"rewarded one with probability P, falling to 0.5 by training episode EPISODES >= 1), "
+                         f"got {value!r}")
+    return start, end
+
+
+def parse_curriculum(value: str) -> tuple[int, int] | None:
+    """'none' -> None; 'N-E' -> (N, E): training starts on N objects of its pool and grows the
+    number geometrically to the whole pool by training episode E. Raises ValueError naming
+    --curriculum."""
+    if value == NO_CURRICULUM:
+        return None
+    try:
+        start, end = (int(part) for part in str(value).split("-"))
+    except ValueError:
+        start = end = -1
+    if start < 2 or end < 1:
+        raise ValueError(f"--curriculum: expected 'none' or START-EPISODES (START >= 2 objects, growing to the "
+                         f"whole training pool by training episode EPISODES >= 1), got {value!r}")
+    return start, end
 
 
 @register
@@ -57,7 +92,7 @@ class Harlow(BatchedTask):
     analysis_module = "agent.analysis.harlow"
     evaluates_quantiles = True
     state_tensors = ("good", "bad", "good_left", "fixation_view")
-    state_scalars = ("stage",)
+    state_scalars = ("stage", "episodes_begun")
     options = {
         "positions": TaskOption("independent", "harlow: side of the rewarded object, balanced (3 left, 3 right, "
                                 "shuffled; leaks the answer) or independent per trial", POSITIONS,
@@ -69,8 +104,20 @@ class Harlow(BatchedTask):
         "readout": TaskOption("objects", "harlow: policy from the hidden state plus a score of each object's "
                               "features against a query from it (objects), or from the hidden state alone "
                               "(linear; three runs of 245k-384k episodes stayed at chance)", ("objects", "linear")),
-        "holdout": TaskOption("images", "harlow: test pool holds out images of every class, or whole classes",
-                              HOLDOUTS),
+        "holdout": TaskOption("images", "harlow: test pool holds out images of every class, or whole classes "
+                              "(procedural objects: the test stream, either way)", HOLDOUTS),
+        "encoder_features": TaskOption("relu", "harlow: the image encoder's output features, relu (non-negative) "
+                                       "or tanh (signed, in [-1, 1])", ("relu", "tanh")),
+        "hint": TaskOption(NO_CURRICULUM, "harlow: training episodes reward the brighter object (mean grey) with "
+                           "probability 0.5 (none), or P-EPISODES: with probability P at first, falling linearly "
+                           "to 0.5 by training episode EPISODES (ours: a plain LSTM gets no first-order gradient "
+                           "toward the in-episode comparison from a 50/50 start, a parity; the hint teaches a "
+                           "feature comparison first, which memory then only has to flip; test episodes: 0.5)",
+                           check=parse_hint),
+        "curriculum": TaskOption(NO_CURRICULUM, "harlow: training objects, all of the training pool from the start "
+                                 "(none), or START-EPISODES: the first START objects of the pool, their number "
+                                 "growing geometrically to the whole pool by training episode EPISODES (ours; "
+                                 "test episodes always use the whole test pool)", check=parse_curriculum),
     }
     # (ours) The paper's A2C settings (48 units, RMSProp 7e-4, entropy 0.05, gamma 0.9) with the
     # object readout learn this in 100k episodes (1.2M steps): two 300k-episode seeds reached
@@ -91,6 +138,14 @@ class Harlow(BatchedTask):
         self.train_ids, self.test_ids = split_pools(self.objects, self.options["holdout"], self.SPLIT_SEED)
         pool = self.train_ids if self.mode == "train" else self.test_ids
         self.pool_images, self.pool_labels, self.pool_ids = pool_tensors(self.objects, pool, dev)
+        self.curriculum = parse_curriculum(self.options["curriculum"]) if self.mode == "train" else None
+        self.hint = parse_hint(self.options.get("hint", NO_CURRICULUM)) if self.mode == "train" else None
+        self._brightness = self.pool_images.mean(dim=1)
+        self.episodes_begun = 0  # training episodes this task started (the curriculum's clock)
+        if self.curriculum is not None:
+            # the pool's prefix must hold two classes, or no pair could be drawn
+            labels = self.pool_labels.tolist()
+            self._min_prefix = next(n for n in range(2, len(labels) + 1) if len(set(labels[:n])) > 1)
         # Per row: pool indices of the rewarded (good) and unrewarded (bad) object, and per trial
         # whether the good one is on the left.
         self.good = torch.zeros(B, dtype=torch.long, device=dev)
@@ -106,8 +161,20 @@ class Harlow(BatchedTask):
         self._rows = torch.arange(B, device=dev)
         self._no_mark = torch.zeros(B, 1, device=dev)  # the mark's slot while the images are up
 
+    def _drawable(self) -> int:
+        """How many objects of the pool (a prefix) episodes draw from now."""
+        pool = len(self.pool_ids)
+        if self.curriculum is None:
+            return pool
+        start, end = self.curriculum
+        progress = min(1.0, self.episodes_begun / end)
+        return max(self._min_prefix, min(pool, round(start * (pool / start) ** progress)))
+
     def _new_episodes(self, rows: Tensor) -> None:
-        B, pool = self.num_envs, len(self.pool_ids)
+        B, pool = self.num_envs, self._drawable()
+        progress = self.episodes_begun
+        if self.curriculum is not None or self.hint is not None:
+            self.episodes_begun += int(rows.sum())
         good = torch.randint(pool, (B,), generator=self.generator, device=self.device)
         bad = torch.randint(pool, (B,), generator=self.generator, device=self.device)
         # Redraw the second object until its class differs (about one row in ten redraws with 10 classes).
@@ -116,6 +183,11 @@ class Harlow(BatchedTask):
             redraw = torch.randint(pool, (B,), generator=self.generator, device=self.device)
             bad = torch.where(clash, redraw, bad)
             clash = self.pool_labels[good] == self.pool_labels[bad]
+        if self.hint is not None:  # swap the pair where it disagrees with the drawn "brighter is rewarded"
+            start, end = self.hint
+            brighter_rewarded = self.rand(B) < start + (0.5 - start) * min(1.0, progress / end)
+            swap = brighter_rewarded != (self._brightness[good] >= self._brightness[bad])
+            good, bad = torch.where(swap, bad, good), torch.where(swap, good, bad)
         self.good = torch.where(rows, good, self.good)
         self.bad = torch.where(rows, bad, self.bad)
         self.episode_trials = torch.where(rows, self.draw_episode_lengths(TRIALS_PER_EPISODE, TRIALS_PER_EPISODE),
@@ -182,10 +254,25 @@ class Harlow(BatchedTask):
         return reward, self.every_row, record
 
     @classmethod
+    def resolve_options(cls, given: dict) -> dict:
+        """The base checks, then an image folder is read and split as the task will, so that a
+        folder the task cannot use (empty, unreadable or mixed-size images, too few classes for
+        the holdout) is refused before any work, in one line naming the option."""
+        options = super().resolve_options(given)
+        if options["objects"] not in SOURCES:
+            split_pools(load_objects(options["objects"]), options["holdout"], cls.SPLIT_SEED)
+        return options
+
+    def load_state_dict(self, state: dict) -> None:
+        # checkpoints from before the curriculum have no clock: they ran without one
+        super().load_state_dict({"episodes_begun": 0, **state})
+
+    @classmethod
     def make_agent_modules(cls, hidden_size: int, options: dict) -> tuple:
         from agent.encoders import SlotImageEncoder, SlotReadout
 
-        encoder = SlotImageEncoder(image_size=IMAGE_SIZE, slots=2, flags=1)
+        encoder = SlotImageEncoder(image_size=IMAGE_SIZE, slots=2, flags=1,
+                                   activation=options.get("encoder_features", "relu"))
         if options["readout"] == "linear":
             return encoder, None
         return encoder, SlotReadout(hidden_size, encoder, slot_actions=(LEFT, RIGHT), num_actions=cls.num_actions)
