@@ -82,12 +82,11 @@ def test_volatility_better_arm_rates_equal_those_recomputed_from_trials_csv(repr
             per_phase[phase].append(rate)
             assert seed["values"][f"better arm {phase}"] == pytest.approx(rate, abs=1e-12)
             assert f"{rate:.3f}" in cells
-        fit = json.loads((Path(seed["run_dir"]) / "eval" / "metrics.json").read_text())["rescorla_wagner_fit"]
-        met = (fit["alpha_volatile"]["value"] > fit["alpha_stable"]["value"]
+        met = (seed["ci95"]["alpha volatile - stable"][0] > 0 and seed["ci95"]["minus bayes_fixed_hazard's"][0] > 0
                and min(seed["values"]["better arm stable"], seed["values"]["better arm volatile"]) > 0.6)
-        assert seed["meets"] == met and cells[5] == ("yes" if met else "no")
+        assert seed["meets"] == met and cells[7] == ("yes" if met else "no")
     mean_cells = _report_row(report, "2", "mean ± 95% t (over seeds)")
-    for column, phase in ((3, "stable"), (4, "volatile")):
+    for column, phase in ((5, "stable"), (6, "volatile")):
         mean, half = _t_interval(per_phase[phase])
         assert section["across_seeds"][f"better arm {phase}"]["mean"] == pytest.approx(mean)
         assert mean_cells[column] == f"{mean:.3f} ± {half:.3f}"
@@ -106,7 +105,9 @@ def test_bandit_regret_equals_the_one_recomputed_from_trials_csv(reproduced):
         assert seed["values"]["regret agent"] == pytest.approx(regret, abs=1e-3)  # the CSV keeps 6 digits
         cells = _report_row(report, "bandits", str(seed["seed"]))
         assert cells[1] == f"{seed['values']['regret agent']:.2f}"
-        assert seed["meets"] == (seed["values"]["regret agent"] < seed["values"]["regret UCB1"])
+        assert seed["meets"] == (seed["ci95"]["minus UCB1's"][1] < 0)
+        assert seed["values"]["minus UCB1's"] == pytest.approx(seed["values"]["regret agent"]
+                                                               - seed["values"]["regret UCB1"], abs=1e-6)
     mean, half = _t_interval(regrets)
     assert section["across_seeds"]["regret agent"]["mean"] == pytest.approx(mean, abs=1e-3)
     assert section["seeds_meeting"] == sum(s["meets"] for s in section["seeds"])
@@ -123,6 +124,36 @@ def test_report_states_the_command_the_override_figures_and_wall_times(reproduce
         assert f"(figures/{name}/{figure})" in report
         for seed in _section(summary, name)["seeds"]:
             assert seed["train_wall_seconds"] > 0 and seed["eval_wall_seconds"] > 0 and seed["eval_seconds"] > 0
+
+
+def test_the_report_puts_each_control_beside_the_agent_judged_by_the_same_criterion(reproduced):
+    from agent.reproduce.simulations import BY_KEY
+
+    out, summary, report, _ = reproduced
+    assert summary["failed_controls"] == 0
+    for key, name in (("2", "volatility"), ("bandits", "bandits")):
+        section = _section(summary, name)
+        expected = [c.strategy for c in BY_KEY[key].controls]
+        assert [c["strategy"] for c in section["controls"]] == expected
+        for control in section["controls"]:
+            metrics = json.loads((Path(control["out_dir"]) / "metrics.json").read_text())
+            assert metrics["episodes"] == 20 and metrics["seed"] == 2018  # eval's test episodes
+            kind = "control" if control["lacks_mechanism"] else "reference"
+            cells = _report_row(report, key, f"{kind}: {control['strategy']}")
+            assert cells[len(BY_KEY[key].quantities) + 1] == ("yes" if control["meets"] else "no")
+        lacking = [c for c in section["controls"] if c["lacks_mechanism"]]
+        assert section["controls_failing"] == sum(not c["meets"] for c in lacking)
+        assert section["controls_lacking"] == len(lacking)
+    volatility = _section(summary, "volatility")
+    # the paired comparison's reference against itself is 0 by construction, so it fails
+    bayes = next(c for c in volatility["controls"] if c["strategy"] == "bayes_fixed_hazard")
+    assert bayes["values"]["minus bayes_fixed_hazard's"] == pytest.approx(0, abs=1e-9) and not bayes["meets"]
+    top = next(line for line in report.splitlines() if line.startswith("| 2 | volatility |"))
+    from agent.reproduce.report import controls_cell
+    assert top.endswith(f"| {controls_cell(volatility)} |") and controls_cell(volatility).startswith(
+        f"{volatility['controls_failing']}/2")
+    assert "controls failing" in report.splitlines()[next(i for i, l in enumerate(report.splitlines())
+                                                           if l.startswith("| simulation |"))]
 
 
 def test_an_interrupted_run_is_resumed_to_the_end(reproduced):

@@ -3,6 +3,9 @@ played on the same episodes (the same arm probabilities).
 
 Regret on a trial = max_a p_a - p_(chosen arm): the expected reward lost to not pulling the
 best arm; summed over trials 1..t it is the cumulative regret (Wang et al. 2016 Fig. 2).
+`regret_difference`: per baseline, the agent's cumulative regret at the last trial minus the
+baseline's, paired over the test episodes (both play each episode's arms), with a 95%
+percentile bootstrap interval over episodes (intervals.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agent.analysis.intervals import bootstrap_interval
 from agent.baselines import BASELINES, play_bandit
 from agent.figures import new_figure, save_figure
 
@@ -54,12 +58,18 @@ def analyze(trials: dict[str, np.ndarray], out_dir: Path, context: dict) -> dict
     figure = save_figure(fig, Path(out_dir) / "cumulative_regret.png")
 
     final = {name: float(curve[:, -1].mean()) for name, curve in curves.items()}
+    agent_last = curves["meta-RL agent"][:, -1]
+    mean = lambda x, axis=-1: np.mean(x, axis=axis)  # noqa: E731
+    difference = {name: {"value": float(np.mean(agent_last - curve[:, -1])),
+                         "ci95": bootstrap_interval(mean, agent_last - curve[:, -1])}
+                  for name, curve in curves.items() if name != "meta-RL agent"}
     agent_final = final.pop("meta-RL agent")
     return {
         "regret_at_last_trial": {"agent": agent_final, **final},
         "regret_last_trial_sem": float(curves["meta-RL agent"][:, -1].std() / np.sqrt(len(arm_probs))),
         "agent_vs_thompson_ratio": agent_final / final["thompson"],
         "agent_beats_ucb1": agent_final < final["ucb1"],
+        "regret_difference": difference,
         "trials_per_episode": trial_count,
         "figures": [figure],
     }

@@ -123,3 +123,49 @@ def run_job(job: Job) -> JobResult:
     except Exception as error:  # a broken run directory fails its job, not the whole command
         result.error = {"stage": "reproduce", "returncode": None, "stderr_tail": f"{type(error).__name__}: {error}"}
     return result
+
+
+# ---- controls: classical learners on the same test episodes (agent baseline) -----------------
+
+@dataclass(frozen=True)
+class ControlJob:
+    """One control of one simulation, played by `python -m agent baseline` on eval's test
+    episodes (eval's default seed, the simulation's episode count)."""
+    simulation: Simulation
+    strategy: str
+    out_dir: Path
+    eval_episodes: int
+
+    def command(self) -> list[str]:
+        from agent.evaluate import DEFAULT_TEST_SEED
+
+        return [sys.executable, "-m", "agent", "baseline", "--task", self.simulation.task, "--strategy",
+                self.strategy, "--episodes", str(self.eval_episodes), "--seed", str(DEFAULT_TEST_SEED),
+                "--out", str(self.out_dir)]
+
+
+@dataclass
+class ControlResult:
+    job: ControlJob
+    wall_seconds: float | None = None
+    metrics: dict | None = None
+    error: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.metrics is not None
+
+
+def run_control_job(job: ControlJob) -> ControlResult:
+    """Play the control (always anew: a few seconds, and the analysis may have changed since);
+    never raises for a failed process."""
+    result = ControlResult(job)
+    try:
+        done, result.wall_seconds = _run(job.command())
+        if done.returncode != 0:
+            result.error = _failure("baseline", done)
+            return result
+        result.metrics = json.loads((job.out_dir / "metrics.json").read_text())
+    except Exception as error:
+        result.error = {"stage": "reproduce", "returncode": None, "stderr_tail": f"{type(error).__name__}: {error}"}
+    return result

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from agent.reproduce.across_seeds import mean_with_t_interval, value_range
-from agent.reproduce.jobs import JobResult
+from agent.reproduce.jobs import ControlResult, JobResult
 from agent.reproduce.simulations import Simulation, seeds_needed
 
 REPORT_NAME = "REPORT.md"
@@ -37,22 +37,56 @@ def _wall_times(result: JobResult, earlier: dict) -> dict:
     return times
 
 
-def _seed_entry(simulation: Simulation, result: JobResult, earlier: dict) -> dict:
+def _trials(simulation: Simulation, directory: Path) -> dict:
+    from agent.baselines.play import read_trials_csv
+    from agent.tasks import get_task_class
+
+    return read_trials_csv(directory / "trials.csv", get_task_class(simulation.task).column_labels)
+
+
+def with_paired(simulation: Simulation, metrics: dict, row_dir: Path, reference_dir: Path | None) -> dict:
+    """metrics plus `paired`: the simulation's comparison of this row's trials with its reference
+    control's on the same episodes (None where there is none or the control failed)."""
+    if simulation.paired is None:
+        return metrics
+    paired = None
+    if reference_dir is not None:
+        paired = simulation.paired.compute(_trials(simulation, row_dir), _trials(simulation, reference_dir))
+    return {**metrics, "paired": paired}
+
+
+def evaluate_row(simulation: Simulation, metrics: dict) -> dict:
+    """The criterion and the tabulated numbers of one row (an agent seed or a control); a
+    quantity the row cannot give (e.g. a paired one without its reference) is NaN."""
+    def value(q):
+        try:
+            return float(q.value(metrics))
+        except (KeyError, IndexError, TypeError):
+            if q.value is not None and "paired" in metrics and metrics["paired"] is None:
+                return float("nan")
+            raise
+    values = {q.label: value(q) for q in simulation.quantities}
+    ci95 = {}
+    for q in simulation.quantities:
+        if q.ci95 and not math.isnan(values[q.label]):
+            ci95[q.label] = [float(v) for v in q.ci95(metrics)]
+    return {"meets": bool(simulation.meets(metrics)), "values": values, "ci95": ci95}
+
+
+def _seed_entry(simulation: Simulation, result: JobResult, earlier: dict, reference_dir: Path | None = None) -> dict:
     entry = {"seed": result.job.seed, "run_dir": str(result.job.run_dir), "training": result.training,
              "evaluation": result.evaluation, **_wall_times(result, earlier), "error": result.error}
     failed = {**entry, "meets": False, "values": {}, "ci95": {}}
     if not result.ok:
         return failed
-    metrics = result.metrics
     try:
+        metrics = with_paired(simulation, result.metrics, result.job.eval_dir, reference_dir)
         entry.update({
-            "meets": bool(simulation.meets(metrics)),
-            "values": {q.label: float(q.value(metrics)) for q in simulation.quantities},
-            "ci95": {q.label: [float(v) for v in q.ci95(metrics)] for q in simulation.quantities if q.ci95},
+            **evaluate_row(simulation, metrics),
             "train_episodes": metrics["train_episodes"], "test_episodes": metrics["episodes"],
             "train_seconds": metrics["train_seconds"], "eval_seconds": metrics["eval_seconds"],
         })
-    except (KeyError, IndexError, TypeError) as error:  # the analysis wrote other keys than the table reads
+    except (KeyError, IndexError, TypeError, OSError, ValueError) as error:  # other keys than the table reads
         failed["error"] = {"stage": "report", "returncode": None,
                            "stderr_tail": f"{result.job.eval_dir / 'metrics.json'} lacks what simulations.py reads: "
                                           f"{type(error).__name__}: {error}"}
@@ -75,11 +109,45 @@ def _copy_figures(simulation: Simulation, results: list[JobResult], out_dir: Pat
     return shown.job.seed, copied
 
 
+def _control_entry(simulation: Simulation, result: ControlResult, reference_dir: Path | None) -> dict:
+    control = next(c for c in simulation.controls if c.strategy == result.job.strategy)
+    entry = {"strategy": control.strategy, "lacks_mechanism": control.lacks_mechanism, "note": control.note,
+             "out_dir": str(result.job.out_dir), "wall_seconds": result.wall_seconds, "error": result.error,
+             "meets": None, "values": {}, "ci95": {}}
+    if not result.ok:
+        return entry
+    try:
+        entry.update(evaluate_row(simulation, with_paired(simulation, result.metrics, result.job.out_dir,
+                                                          reference_dir)))
+    except (KeyError, IndexError, TypeError, OSError, ValueError) as error:
+        entry["error"] = {"stage": "report", "returncode": None,
+                          "stderr_tail": f"{result.job.out_dir / 'metrics.json'}: {type(error).__name__}: {error}"}
+    return entry
+
+
+def _controls_verdict(controls: list[dict]) -> dict:
+    """How the controls fare: those lacking the mechanism should fail, the references pass."""
+    lacking = [c for c in controls if c["lacks_mechanism"]]
+    return {"controls_lacking": len(lacking),
+            "controls_failing": sum(c["meets"] is False for c in lacking),
+            "controls_passing": [c["strategy"] for c in lacking if c["meets"]],
+            "references_passing": [c["strategy"] for c in controls if not c["lacks_mechanism"] and c["meets"]],
+            "references_failing": [c["strategy"] for c in controls if not c["lacks_mechanism"] and c["meets"] is False]}
+
+
 def simulation_summary(simulation: Simulation, results: list[JobResult], out_dir: Path,
-                       earlier_walls: dict[str, dict] | None = None) -> dict:
+                       earlier_walls: dict[str, dict] | None = None,
+                       controls: list[ControlResult] | None = None) -> dict:
     earlier_walls = earlier_walls or {}
-    seeds = [_seed_entry(simulation, r, earlier_walls.get(str(r.job.run_dir), {}))
+    controls = controls or []
+    reference = next((c for c in controls if simulation.paired and c.job.strategy == simulation.paired.against
+                      and c.ok), None)
+    reference_dir = reference.job.out_dir if reference else None
+    seeds = [_seed_entry(simulation, r, earlier_walls.get(str(r.job.run_dir), {}), reference_dir)
              for r in sorted(results, key=lambda r: r.job.seed)]
+    order = [c.strategy for c in simulation.controls]
+    control_entries = [_control_entry(simulation, c, reference_dir)
+                       for c in sorted(controls, key=lambda c: order.index(c.job.strategy))]
     across = {}
     for q in simulation.quantities:
         values = [s["values"][q.label] for s in seeds if q.label in s["values"]]
@@ -93,6 +161,7 @@ def simulation_summary(simulation: Simulation, results: list[JobResult], out_dir
         "notes": simulation.notes, "seeds": seeds, "across_seeds": across,
         "seeds_meeting": meeting, "seeds_needed": needed, "seeds_total": len(seeds), "overall_met": meeting >= needed,
         "figure_seed": figure_seed, "figures": figures,
+        "controls": control_entries, "controls_note": simulation.controls_note, **_controls_verdict(control_entries),
     }
 
 
@@ -128,6 +197,24 @@ def across_cell(stat: dict, spec: str) -> str:
         return f"{_number(stat['mean'], spec)} (n={stat['n']})"
     half = stat["ci95"][1] - stat["mean"]
     return f"{_number(stat['mean'], spec)} ± {_number(half, spec)}"
+
+
+def _controls_sentence(entry: dict) -> str:
+    text = f"Controls failing: {controls_cell(entry)}."
+    if entry["references_failing"]:
+        text += f" References failing: {', '.join(entry['references_failing'])}."
+    return text
+
+
+def controls_cell(entry: dict) -> str:
+    if not entry.get("controls"):
+        return "-"
+    text = f"{entry['controls_failing']}/{entry['controls_lacking']}"
+    if entry["controls_passing"]:
+        text += f" ({', '.join(entry['controls_passing'])} pass)"
+    if entry["references_passing"]:
+        text += f"; references passing: {', '.join(entry['references_passing'])}"
+    return text
 
 
 def _seconds(value) -> str:
@@ -169,6 +256,27 @@ def simulation_markdown(entry: dict, simulation: Simulation) -> list[str]:
     lines.append(_row(["mean ± 95% t (over seeds)",
                        *(across_cell(entry["across_seeds"][q.label], q.format_spec) for q in simulation.quantities),
                        f"{entry['seeds_meeting']}/{entry['seeds_total']}", "", "", "", "", "", ""]))
+    for control in entry.get("controls", []):
+        kind = "control" if control["lacks_mechanism"] else "reference"
+        name = f"{kind}: {control['strategy']}"
+        if control["error"]:
+            lines.append(_row([name, *(["-"] * len(labels)), "FAILED", *(["-"] * 6)]))
+            continue
+        cells = [seed_cell(control, q.label, q.format_spec) for q in simulation.quantities]
+        lines.append(_row([name, *cells, "yes" if control["meets"] else "no", "-", "-", "-", "-", "-",
+                           _seconds(control["wall_seconds"])]))
+    if entry.get("controls"):
+        lines += ["", "Control rows: classical learners (`agent baseline`) played on the same test episodes, through "
+                  "the same analysis and judged by the same per-seed criterion; a \"control\" lacks the paper's "
+                  "mechanism and should fail, a \"reference\" is the learner the claim says the agent behaves "
+                  "like. " + _controls_sentence(entry)]
+        if entry.get("controls_note"):
+            lines += ["", f"Controls: {entry['controls_note']}"]
+        for control in entry["controls"]:
+            if control["error"]:
+                error = control["error"]
+                lines += ["", f"Control {control['strategy']} failed in {error['stage']}:", "", "```",
+                          error["stderr_tail"], "```"]
     lines += ["", "Intervals in brackets are each analysis' own 95% intervals; \"train s\" is update time "
               "(metrics.json's train_seconds over the whole run, resumed parts included), \"wall s\" the wall "
               "time of the run's last train or eval process, start-up included (\"earlier\": measured by an "
@@ -198,12 +306,14 @@ def report_markdown(summary: dict, simulations: list[Simulation]) -> str:
                   "each simulation's default.**", ""]
     if summary["failed_jobs"]:
         lines += [f"**{summary['failed_jobs']} job(s) failed; see their sections.**", ""]
-    header = ["simulation", "task", "paper", "overall criterion", "result"]
+    if summary.get("failed_controls"):
+        lines += [f"**{summary['failed_controls']} control(s) failed; see their sections.**", ""]
+    header = ["simulation", "task", "paper", "overall criterion", "result", "controls failing"]
     lines += [_row(header), "|" + " --- |" * len(header)]
     for entry in summary["simulations"]:
         lines.append(_row([entry["key"], entry["task"], entry["paper"], entry["overall_criterion"],
                            f"{'met' if entry['overall_met'] else 'not met'} "
-                           f"({entry['seeds_meeting']}/{entry['seeds_total']} seeds)"]))
+                           f"({entry['seeds_meeting']}/{entry['seeds_total']} seeds)", controls_cell(entry)]))
     lines.append("")
     by_key = {s.key: s for s in simulations}
     for entry in summary["simulations"]:
