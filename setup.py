@@ -13,6 +13,7 @@ from setuptools import setup
 
 SOURCES = [
     "csrc/binding.cpp",
+    "csrc/rl_heads.cpp",
     "csrc/cpu_dispatch.cpp",
     "csrc/isa_generic.cpp",
 ]
@@ -46,7 +47,7 @@ extension = Pybind11Extension(
     "fastrnn._C",
     SOURCES,
     include_dirs=["csrc"],
-    depends=["csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h"],
+    depends=["csrc/binding_util.h", "csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h"],
     cxx_std=20,
     # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
     # -fopenmp links libgomp.so.1, which resolves to the copy torch has already loaded (see
@@ -60,7 +61,7 @@ setup(
     name="fastrnn",
     version="0.1.0",
     description="Drop-in torch.nn.LSTM / LSTMCell on fused kernels: Triton on GPU, C++ on CPU",
-    packages=["fastrnn", "fastrnn.kernels"],
+    packages=["fastrnn", "fastrnn.rl", "fastrnn.kernels"],
     package_dir={"fastrnn": "fastrnn", "fastrnn.kernels": "kernels"},
     # FASTRNN_SKIP_EXTENSION=1: an editable install that reuses the fastrnn/_C*.so another venv
     # built from this checkout (scripts/setup.sh --neurogym), instead of rewriting it.

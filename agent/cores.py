@@ -7,9 +7,8 @@ parameter names, so weights and checkpoints move freely between them.
   resets, so the learning pass steps it once per time step in Python, zeroing the state of rows
   whose episode starts (CleanRL's LSTM agent). Benchmarks compare against it.
 
-Call: core(x (T, B, I), (h, c) each (1, B, H), resets=(T, B) bool or None) -> (y (T, B, H), (h, c)),
-core.rollout_step(x (B, I), (h, c), head_weight, head_addend, num_actions, resets (B,) or None)
--> (actions, head_out, (h, c)) and core.rollout_plan(...) as fastrnn.LSTM's.
+Call: core(x (T, B, I), (h, c) each (1, B, H), resets=(T, B) bool or None) -> (y (T, B, H), (h, c)).
+A rollout steps any of them through fastrnn.rl (fused on the cpp backend, composed elsewhere).
 """
 
 from __future__ import annotations
@@ -37,24 +36,6 @@ class TorchLoopLSTM(nn.LSTM):
             y, (h, c) = super().forward(x[t : t + 1], _zero_where(resets[t], (h, c)))
             outputs.append(y)
         return torch.cat(outputs), (h, c)
-
-    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], head_weight: Tensor, head_addend: Tensor,
-                     num_actions: int, resets: Tensor | None = None):
-        """fastrnn.LSTM.rollout_step's contract the way code without fastrnn does it: one step of
-        nn.LSTM (reset rows' state zeroed first), one addmm for the heads, one argmax."""
-        if resets is not None:
-            state = _zero_where(resets, state)
-        y, state = super().forward(x.unsqueeze(0), state)
-        head_out = torch.addmm(head_addend, y[0], head_weight)
-        return head_out[:, :num_actions].argmax(dim=-1), head_out, state
-
-    def rollout_plan(self, inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
-                     resets: Tensor | None = None, actions: Tensor | None = None, head_out: Tensor | None = None):
-        """fastrnn.LSTM.rollout_plan's contract, each step this module's rollout_step."""
-        weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0, None)
-        sizes = (self.input_size, self.hidden_size, self.hidden_size)
-        return fastrnn.RolloutPlan(self.rollout_step, sizes, weights, inputs, head_weight,
-                                   head_addends, num_actions, resets, actions, head_out, bind=None)
 
 
 def _zero_where(resets: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from agent.config import ABLATIONS, REWARD_INPUTS
 from agent.cores import make_core
+from fastrnn import rl
 
 
 class MetaRLAgent(nn.Module):
@@ -198,12 +199,12 @@ class MetaRLAgent(nn.Module):
 
     def rollout_plan(self, features: Tensor, resets: Tensor, weight: Tensor, addends: Tensor):
         """The core step, the heads and the action sample of every step of an unroll, for agents
-        without a readout: the core's rollout_plan (fastrnn's LSTM.rollout_plan; each step one
-        C++ call on the fast core, with its checks and weights bound once per unroll).
+        without a readout: fastrnn.rl.rollout_plan over the core (each step one C++ call on the
+        fast core, with its checks and weights bound once per unroll).
         features (T + 1, B, input_size): the core's input rows, written before each step; resets
         (T + 1, B); weight, addends: rollout_heads'. plan.step(t, state, reset) -> new state, with
         plan.actions[t] and plan.head_out[t] (V in column num_actions, with_value) filled."""
-        return self.core.rollout_plan(features, weight, addends, self.num_actions, resets)
+        return rl.rollout_plan(self.core, features, weight, addends, self.num_actions, resets)
 
     @torch.no_grad()
     def step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):

@@ -8,7 +8,7 @@ SUITES = {
     "gpu": ("bench.gpu", "fastrnn triton vs cuDNN, LSTMCell loops, torch.compile and the reference"),
     "agent": ("bench.agent", "meta-RL training throughput, fast core vs reference core"),
     "scaling": ("bench.scaling", "meta-RL training throughput by number of envs and hidden size, per core"),
-    "rollout": ("bench.rollout", "one RL rollout step: LSTM.rollout_plan vs rollout_step vs composed vs torch.nn.LSTM, CPU"),
+    "rollout": ("bench.rollout", "one RL rollout step: fastrnn.rl rollout_plan vs rollout_step vs composed vs torch.nn.LSTM, CPU"),
     "ranks": ("bench.ranks", "data-parallel training throughput, 1 rank vs N ranks (torchrun), scaling efficiency"),
 }
 

@@ -1,8 +1,8 @@
 """`python -m bench rollout`: one RL rollout step (LSTM step, linear heads, greedy choice on
 Gumbel-noised logits) on the CPU, four ways, interleaved in one process:
 
-  plan      fastrnn LSTM.rollout_plan(...).step: checks, packed weights, addresses bound once
-  step      fastrnn LSTM.rollout_step: everything checked and looked up on every call
+  plan      fastrnn.rl.rollout_plan(lstm, ...).step: checks, packed weights, buffers bound once
+  step      fastrnn.rl.rollout_step(lstm, ...): everything checked and looked up on every call
   composed  fastrnn LSTM one-step forward, then torch.addmm and torch.argmax
   torch     torch.nn.LSTM one-step forward, then torch.addmm and torch.argmax
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import fastrnn
+from fastrnn import rl
 from bench import RESULTS
 from bench.machine import describe
 from bench.timing import interleaved_medians
@@ -62,10 +63,10 @@ def measure_cell(batch: int, hidden: int, inputs: int, actions: int, rounds: int
         return torch.addmm(addends[3], y[0], weight)[:, :actions].argmax(dim=-1)
 
     with torch.no_grad(), fastrnn.trust_version_counters():
-        plan = lstm.rollout_plan(x, weight, addends, actions, resets)
+        plan = rl.rollout_plan(lstm, x, weight, addends, actions, resets)
         ways = {
             "plan": lambda: plan.step(3, state),
-            "step": lambda: lstm.rollout_step(x[3], state, weight, addends[3], actions),
+            "step": lambda: rl.rollout_step(lstm, x[3], state, weight, addends[3], actions),
             "composed": lambda: composed(lstm),
             "torch": lambda: composed(theirs),
         }

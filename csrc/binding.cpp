@@ -21,29 +21,14 @@
 #include <utility>
 #include <vector>
 
+#include "binding_util.h"
 #include "cpu_dispatch.h"
 
 namespace py = pybind11;
 using namespace fastrnn_cpu;
+using namespace fastrnn_binding;
 
 namespace {
-
-// A tensor's address (None: 0, the kernels' "absent").
-std::uintptr_t address(const py::handle& tensor) {
-  if (tensor.is_none()) return 0;
-  return tensor.attr("data_ptr")().cast<std::uintptr_t>();
-}
-
-template <typename P>
-P ptr(std::uintptr_t address) { return reinterpret_cast<P>(address); }
-
-// A kernel argument struct together with the tensors whose addresses it carries: setting a
-// pointer field stores the tensor, so the struct's addresses stay valid while it exists.
-template <typename S>
-struct Holding {
-  S args{};
-  std::vector<py::object> tensors;
-};
 
 // A pointer field set from Python with a tensor (or None); reading it returns that tensor.
 template <typename S, typename P>
@@ -110,61 +95,6 @@ class Snapshots {
   struct Span { std::uintptr_t source, snapshot; std::size_t nbytes; };
   std::vector<Span> spans_;
   std::vector<py::object> held_;
-};
-
-// The step + linear readout + greedy choice over a rollout's buffers (fastrnn.rollout_plan):
-// step t reads row t of the inputs, head addends and (when asked) resets, and writes row t of
-// head_out and actions. The buffers, the bound weights and the head are held here; the row
-// arithmetic is done here, bounds-checked, on addresses read when the plan was made, and a
-// step first checks that no buffer was moved to other memory since (resize_, set_).
-class StepHeads {
- public:
-  // rows: (inputs, head_addends, head_out, actions, resets or None) with each one's row stride
-  // in bytes; steps: rows available (t < steps).
-  StepHeads(int dtype, py::object weights, long batch, py::object head_w, long head_size, long num_actions,
-            const std::vector<std::pair<py::object, long>>& rows, long steps)
-      : dtype_(dtype), weights_(std::move(weights)), head_w_(std::move(head_w)), batch_(batch),
-        head_size_(head_size), num_actions_(num_actions), steps_(steps) {
-    cell_ = weights_.cast<const Holding<CellArgs>&>().args;  // weights_ holds the tensors it points to
-    if (rows.size() != 5) throw std::invalid_argument("StepHeads: rows must be 5 (tensor, row bytes) pairs");
-    for (const auto& [tensor, row_bytes] : rows) rows_.push_back({tensor, address(tensor), row_bytes});
-    head_address_ = address(head_w_);
-  }
-
-  void step(long t, const py::handle& h, const py::handle& c, bool reset, const py::handle& h_out,
-            const py::handle& c_out, int threads) const {
-    if (t < 0 || t >= steps_) throw std::out_of_range("rollout_plan: t must be from 0 to " + std::to_string(steps_ - 1));
-    if (reset && rows_[4].tensor.is_none())
-      throw std::invalid_argument("rollout_plan: reset=True needs the plan to have been made with resets");
-    for (const auto& row : rows_)
-      if (address(row.tensor) != row.base)
-        throw std::runtime_error("rollout_plan: a buffer of the plan was moved to other memory since it was made");
-    auto at = [t](const Row& row) { return row.base ? row.base + std::uintptr_t(t) * std::uintptr_t(row.bytes) : 0; };
-    CellArgs a = cell_;
-    a.batch = batch_;
-    a.x = ptr<const void*>(at(rows_[0]));
-    a.h = ptr<const void*>(address(h));
-    a.c = ptr<const void*>(address(c));
-    a.resets = reset ? ptr<const unsigned char*>(at(rows_[4])) : nullptr;
-    a.h_out = ptr<void*>(address(h_out));
-    a.c_out = ptr<void*>(address(c_out));
-    a.head_w = ptr<const void*>(head_address_);
-    a.head_addend = ptr<const void*>(at(rows_[1]));
-    a.head_size = head_size_;
-    a.num_actions = num_actions_;
-    a.head_out = ptr<void*>(at(rows_[2]));
-    a.actions = ptr<long long*>(at(rows_[3]));
-    run_cell(dtype_, a, threads);
-  }
-
- private:
-  struct Row { py::object tensor; std::uintptr_t base; long bytes; };
-  int dtype_;
-  py::object weights_, head_w_;
-  CellArgs cell_{};
-  long batch_, head_size_, num_actions_, steps_;
-  std::uintptr_t head_address_ = 0;
-  std::vector<Row> rows_;
 };
 
 }  // namespace
@@ -263,11 +193,5 @@ PYBIND11_MODULE(_C, m) {
   }, py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("x"), py::arg("h"), py::arg("c"),
      py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
 
-  py::class_<StepHeads>(m, "StepHeads")
-      .def(py::init<int, py::object, long, py::object, long, long, const std::vector<std::pair<py::object, long>>&,
-                    long>(),
-           py::arg("dtype"), py::arg("weights"), py::arg("batch"), py::arg("head_w"), py::arg("head_size"),
-           py::arg("num_actions"), py::arg("rows"), py::arg("steps"))
-      .def("step", &StepHeads::step, py::arg("t"), py::arg("h"), py::arg("c"), py::arg("reset"), py::arg("h_out"),
-           py::arg("c_out"), py::arg("threads"));
+  bind_rl(m);  // fastrnn.rl's fused step + readout (csrc/rl_heads.cpp)
 }

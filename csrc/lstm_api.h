@@ -51,7 +51,7 @@ struct BackwardArgs {
   void* dy_total;                   // (T, B, P) out with projection: total gradient of y_t
 };
 
-// One step with the input projection fused in (the no-grad rollout step).
+// One step with the input projection fused in (a no-grad step).
 struct CellArgs {
   long batch, input_size, hidden_size, out_size, proj;
   const void* x;                    // (B, I)
@@ -64,15 +64,6 @@ struct CellArgs {
   const unsigned char* resets;      // (B,) bools: these rows start from zero state, or null
   void* h_out;                      // (B, R)
   void* c_out;                      // (B, H)
-  // An optional linear readout of h_out fused after the step, with a greedy choice (an RL
-  // rollout's policy and value heads and its action sample): head_out = h_out head_w +
-  // head_addend, actions = the first index of the largest of each row's first num_actions
-  // outputs (torch.argmax's choice, NaN counting as the largest). head_w null: no readout.
-  long head_size, num_actions;      // K outputs per row; the first num_actions compete
-  const void* head_w;               // (R, K), row-major
-  const void* head_addend;          // (B, K)
-  void* head_out;                   // (B, K)
-  long long* actions;               // (B,)
 };
 
 struct KernelSet {
@@ -87,6 +78,10 @@ struct KernelSet {
   // Without projection: every thread of a team calls it on its rows and column panels.
   void (*backward_blocks)(const BackwardArgs& a, void* shared, long b0, long b1, long p0, long p1);
   void (*cell_rows)(const CellArgs& a, long b0, long b1);
+  // c[r] += a[r] B for rows [0, rows): the GEMM micro-kernel on B (K, N) packed by
+  // pack_panels(src_is_nk=0); a (rows, K) with row stride lda, c (rows, N) with row stride ldc.
+  void (*rows_times_panels)(const void* a, long lda, const void* packed_b, long K, long N, void* c, long ldc,
+                            long rows);
 };
 
 struct KernelTable {

@@ -540,35 +540,20 @@ struct LstmKernels {
       delete[] hid;
     }
     delete[] h_reset;
-    if (a.head_w) head_rows(a, b0, b1);
   }
 
-  // The fused readout of cell_rows (see CellArgs): head_out = addend + h_out W on the GEMM
-  // micro-kernel (W packed here: R x K elements, a few outputs), then each row's argmax.
-  static void head_rows(const CellArgs& a, long b0, long b1) {
-    const long R = a.out_size, K = a.head_size, rows = b1 - b0;
-    T* packed = new T[blocks(K) * VL * R];  // pack_panels' size for one call's (R, K) operand
-    pack_panels(a.head_w, R, K, 0, packed);
-    T* out = static_cast<T*>(a.head_out) + b0 * K;
-    const T* addend = static_cast<const T*>(a.head_addend) + b0 * K;
-    for (long i = 0; i < rows * K; ++i) out[i] = addend[i];
+  // KernelSet::rows_times_panels: gemm_rows over row tiles, accumulating into c.
+  static void rows_times_panels(const void* a, long lda, const void* packed_b, long K, long N, void* c, long ldc,
+                                long rows) {
     for_row_tiles(rows, [&]<int MR>(long r0) {
-      gemm_rows<MR>(static_cast<const T*>(a.h_out) + (b0 + r0) * R, R, packed, R, K, out + r0 * K, K, nullptr, true);
+      gemm_rows<MR>(static_cast<const T*>(a) + r0 * lda, lda, static_cast<const T*>(packed_b), K, N,
+                    static_cast<T*>(c) + r0 * ldc, ldc, nullptr, true);
     });
-    delete[] packed;
-    for (long r = 0; r < rows; ++r) {
-      const T* v = out + r * K;
-      long best = 0;  // torch.argmax's choice: the first largest, a NaN counting as the largest
-      for (long k = 1; k < a.num_actions; ++k) {
-        const bool best_is_nan = v[best] != v[best], k_is_nan = v[k] != v[k];
-        if (!best_is_nan && (k_is_nan || v[k] > v[best])) best = k;
-      }
-      a.actions[b0 + r] = best;
-    }
   }
 
   static KernelSet kernel_set() {
-    return KernelSet{VL, PW, &pack_gates, &pack_panels, &forward_rows, &forward_blocks, &backward_rows, &backward_blocks, &cell_rows};
+    return KernelSet{VL, PW, &pack_gates, &pack_panels, &forward_rows, &forward_blocks, &backward_rows, &backward_blocks, &cell_rows,
+                     &rows_times_panels};
   }
 };
 

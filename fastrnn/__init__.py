@@ -5,7 +5,6 @@ from fastrnn.convert import convert
 from fastrnn.weight_cache import clear_weight_cache, trust_version_counters
 from fastrnn.workspace import clear_workspace
 from fastrnn.modules import LSTM, LSTMCell
-from fastrnn.rollout_plan import RolloutPlan
 
-__all__ = ["LSTM", "LSTMCell", "RolloutPlan", "convert", "clear_weight_cache", "clear_workspace", "trust_version_counters", "available_backends", "resolve_backend", "BACKEND_NAMES"]
+__all__ = ["LSTM", "LSTMCell", "convert", "clear_weight_cache", "clear_workspace", "trust_version_counters", "available_backends", "resolve_backend", "BACKEND_NAMES"]
 __version__ = "0.1.0"

@@ -5,14 +5,10 @@ A backend offers two entry points that follow the contract in ``fastrnn.referenc
 - ``recurrence(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> (y, h_n, c_n)``, differentiable
   with respect to ``xproj``, ``w_hh``, ``w_hr``, ``h0`` and ``c0``;
 - ``cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None) -> (h_next, c_next)``, one step
-  with the input projection fused in, for callers that need no gradient (an RL rollout);
-  ``resets``, B bools under any leading shape ((B,) or (1, B)), zeroes those rows' state first. x, h, c hold B rows each under any
-  leading shape ((B, F) or (1, B, F)); h_next and c_next come back shaped like h and c;
-- ``cell_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions)
-  -> (h_next, c_next, head_out, actions)``: ``cell`` followed by a linear readout of h_next,
-  head_out = h_next head_w + head_addend ((B, K) from head_w (R, K) and head_addend (B, K)),
-  and actions (B,) int64, the argmax of each row's first num_actions outputs (an RL
-  rollout's heads and its Gumbel-max sample, whose noise rides in the addend).
+  with the input projection fused in, for callers that need no gradient; ``resets``, B bools
+  under any leading shape ((B,) or (1, B)), zeroes those rows' state first. x, h, c hold B rows
+  each under any leading shape ((B, F) or (1, B, F)); h_next and c_next come back shaped like
+  h and c.
 
 A kernel backend (cpp, triton) supplies only a ``fastrnn.recurrence_op.Launcher``; both entry
 points are then the shared op's (``recurrence_op.kernel_backend``). The reference backend is
@@ -39,7 +35,6 @@ class Backend:
     unsupported_reason: Callable[[torch.device, torch.dtype], str | None]
     recurrence: Callable
     cell: Callable
-    cell_heads: Callable
     launcher: object = None  # the kernel backend's recurrence_op.Launcher (None for the reference)
 
     def __reduce__(self):

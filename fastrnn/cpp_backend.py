@@ -6,11 +6,10 @@ import torch
 from torch import Tensor
 
 from fastrnn import _C
-from fastrnn.recurrence_op import (BackwardOutputs, ForwardOutputs, Inputs, Launcher, OutputGrads, composed_cell_heads,
-                                   kernel_backend)
+from fastrnn.recurrence_op import BackwardOutputs, ForwardOutputs, Inputs, Launcher, OutputGrads, kernel_backend
 from fastrnn.weight_cache import WeightCache
 
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1}
 
 # Only the single no-grad step caches packed weights: there packing would cost as much as the
 # step itself. Sequence calls pack inside C++ every call (see csrc/cpu_dispatch.h for why).
@@ -20,7 +19,7 @@ _packed = WeightCache(snapshots=_C.Snapshots)
 def _unsupported_reason(device: torch.device, dtype: torch.dtype) -> str | None:
     if device.type != "cpu":
         return "the cpp backend runs on the CPU only"
-    if dtype not in _DTYPE_CODES:
+    if dtype not in DTYPE_CODES:
         return "the cpp backend takes float32 and float64 only"
     return None
 
@@ -32,7 +31,7 @@ def _tensor(tensor: Tensor | None) -> Tensor | None:
 
 def _pack_gates(w: Tensor, hidden_size: int) -> Tensor:
     """W (4H, K) in the layout the fused gate micro-kernel reads."""
-    code = _DTYPE_CODES[w.dtype]
+    code = DTYPE_CODES[w.dtype]
     w = w.detach().contiguous()
     out = torch.empty(_C.packed_gates_numel(code, hidden_size, w.shape[1]), dtype=w.dtype)
     _C.pack_gates(code, w, hidden_size, w.shape[1], out)
@@ -41,7 +40,7 @@ def _pack_gates(w: Tensor, hidden_size: int) -> Tensor:
 
 def _pack_panels(w: Tensor, transposed: bool) -> Tensor:
     """W as the right operand of `a @ W.T` (transposed) or of `a @ W`."""
-    code = _DTYPE_CODES[w.dtype]
+    code = DTYPE_CODES[w.dtype]
     w = w.detach().contiguous()
     rows, cols = w.shape
     k, n = (cols, rows) if transposed else (rows, cols)
@@ -50,7 +49,7 @@ def _pack_panels(w: Tensor, transposed: bool) -> Tensor:
     return out
 
 
-def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr):
+def cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr):
     """The step's packed weights and their _C.CellWeights, cached per weight contents."""
     def make(w_ih, w_hh, b_ih, b_hh, w_hr):
         hidden_size = w_hh.shape[0] // 4
@@ -67,7 +66,7 @@ def _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr):
 
 def _weight_layout(dtype: torch.dtype) -> int:
     # The packed layout depends on the vector width of the instruction set in use (set_isa).
-    return _C.vector_width(_DTYPE_CODES[dtype])
+    return _C.vector_width(DTYPE_CODES[dtype])
 
 
 def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
@@ -79,7 +78,7 @@ def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
     a.h0, a.c0, a.resets, a.lengths = map(_tensor, (inputs.h0, inputs.c0, inputs.resets, inputs.lengths))
     a.y, a.h_n, a.c_n = _tensor(out.y), _tensor(out.h_n), _tensor(out.c_n)
     a.gates, a.cells, a.hidden = _tensor(out.gates), _tensor(out.cells), _tensor(out.hidden)
-    _C.forward(_DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
+    _C.forward(DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
 
 
 def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, out: BackwardOutputs) -> None:
@@ -92,7 +91,7 @@ def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, 
     a.resets, a.lengths = _tensor(inputs.resets), _tensor(inputs.lengths)
     a.gates, a.cells = _tensor(gates), _tensor(cells)
     a.dxproj, a.dh0, a.dc0, a.dy_total = map(_tensor, out)
-    _C.backward(_DTYPE_CODES[gates.dtype], a, torch.get_num_threads())
+    _C.backward(DTYPE_CODES[gates.dtype], a, torch.get_num_threads())
 
 
 # The packed step must check its source weights on every call (weight_cache.py). Above this
@@ -124,7 +123,7 @@ def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
     return h_next.view(h.shape), c_next.view(c.shape)
 
 
-def _packs_step(w_ih, w_hh, w_hr) -> bool:
+def packs_step(w_ih, w_hh, w_hr) -> bool:
     weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
     return weight_elements * w_hh.element_size() <= STEP_PACK_LIMIT_BYTES
 
@@ -133,63 +132,21 @@ def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
     on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights). The
     tensors pass as objects: the call holds them, contiguous copies included, until it returns."""
-    if not _packs_step(w_ih, w_hh, w_hr):
+    if not packs_step(w_ih, w_hh, w_hr):
         return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
     if not x.dtype == h.dtype == c.dtype == w_hh.dtype:  # the kernel reads them as one element type
         raise RuntimeError(f"fastrnn step: x, h and c must have the weights' dtype {w_hh.dtype}, "
                            f"got {x.dtype}, {h.dtype} and {c.dtype}")
     x, h, c = x.contiguous(), h.contiguous(), c.contiguous()
     resets = None if resets is None else resets.contiguous()
-    weights = _cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
+    weights = cell_weights(w_ih, w_hh, b_ih, b_hh, w_hr)
     h_out = torch.empty_like(h)  # (empty_like costs a third of empty(shape, dtype=...) here)
     c_out = torch.empty_like(c)
-    _C.cell(_DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x, h, c, resets, h_out, c_out,
+    _C.cell(DTYPE_CODES[x.dtype], weights, c.numel() // c.shape[-1], x, h, c, resets, h_out, c_out,
             torch.get_num_threads())
     return h_out, c_out
 
 
-def _step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
-    """_step with the readout and the greedy choice in the same C++ call (backends.cell_heads):
-    _bind_step_heads' step over one row, for this one call."""
-    batch = c.numel() // c.shape[-1]
-    x, head_addend = x.contiguous(), head_addend.contiguous()
-    resets = None if resets is None else resets.contiguous()
-    head_out = torch.empty_like(head_addend)
-    actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    step = _bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch,
-                            (x, head_addend, head_out, actions, resets), steps=1)
-    if step is None:
-        return composed_cell_heads(_unpacked_cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w,
-                                   head_addend, num_actions)
-    h_out, c_out = step(0, h, c, resets is not None)
-    return h_out, c_out, head_out, actions
-
-
-def _bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
-    """The fused step with its weights packed, its head and its buffers bound once (for a
-    RolloutPlan, and for _step_heads' one call): returns step(t, h, c, reset) -> (h_next,
-    c_next), which reads row t of the inputs, head addends and (with reset) resets, and
-    writes row t of head_out and actions; None where the weights are too large to pack.
-
-    buffers: (inputs, head_addends, head_out, actions, resets or None), each contiguous with
-    at least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
-    w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    if not _packs_step(w_ih, w_hh, w_hr):
-        return None
-    head_w = head_w.contiguous()
-    rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
-    bound = _C.StepHeads(_DTYPE_CODES[w_hh.dtype], _cell_weights(*weights), batch, head_w, head_w.shape[1],
-                         num_actions, rows, steps)
-
-    def step(t, h, c, reset):
-        h, c = h.contiguous(), c.contiguous()
-        h_out, c_out = torch.empty_like(h), torch.empty_like(c)
-        bound.step(t, h, c, reset, h_out, c_out, torch.get_num_threads())
-        return h_out, c_out
-    return step
-
-
 LAUNCHER = Launcher(name="cpp", unsupported_reason=_unsupported_reason, forward=_forward, backward=_backward,
-                    step=_step, weight_layout=_weight_layout, step_heads=_step_heads,
-                    bind_step_heads=_bind_step_heads)
+                    step=_step, weight_layout=_weight_layout)
 BACKEND = kernel_backend(LAUNCHER)

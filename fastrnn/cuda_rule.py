@@ -9,7 +9,7 @@ Measured on an H200 (bench/results/gpu.md, 2026-11-28, T=100, forward and forwar
   triton wins only at H in (128, 256] with one pass (1.3-1.7x); elsewhere cuDNN takes it.
 
 Only `backend="auto"` follows this rule; it is visible as ``module.last_backend == "cudnn"``.
-Calls with ``resets`` (which cuDNN cannot express) and no-grad single steps (a rollout, which
+Calls with ``resets`` (which cuDNN cannot express) and no-grad single steps (a step loop, which
 stays on the capturable triton step kernel) always run triton.
 """
 

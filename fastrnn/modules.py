@@ -20,7 +20,6 @@ from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import Backend, check_backend_name, resolve_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
-from fastrnn.rollout_plan import RolloutPlan
 
 
 def _needs_grad(tensors) -> bool:
@@ -182,107 +181,10 @@ class LSTM(_BackendChoice, nn.LSTM):
         self.__dict__["last_backend"] = "torch"
         return super().forward(input, hx)
 
-    def rollout_step(self, x: Tensor, state: tuple[Tensor, Tensor], head_weight: Tensor, head_addend: Tensor,
-                     num_actions: int, resets: Tensor | None = None):
-        """One no-grad time step followed by a linear readout and a greedy choice: what a
-        reinforcement-learning rollout does per environment step, in one fused call on the
-        cpp backend (composed from the step, one addmm and one argmax elsewhere).
-
-        x (B, I); state (h, c), (1, B, R) and (1, B, H), as forward takes and returns them;
-        head_weight (R, K); head_addend (B, K): the readout's bias, plus Gumbel noise to
-        sample (argmax(logits + Gumbel noise) is a draw from softmax(logits)); resets (B,)
-        bool, or None. One-layer unidirectional LSTMs, outside autograd (torch.no_grad()).
-
-        Returns (actions, head_out, (h_n, c_n)): actions (B,) int64, the first index of the
-        largest of each row's first num_actions outputs (torch.argmax's choice); head_out
-        (B, K) = h_n[0] head_weight + head_addend; the new state as forward returns it.
-        """
-        weights = self._current_flat_weights()
-        if not self._rollout_fits(x, state, head_weight, head_addend, num_actions, resets, weights):
-            self._rollout_error(x, state, head_weight, head_addend, num_actions, resets, weights)
-        backend = self._pick_backend(x)
-        h, c = state
-        h_n, c_n, head_out, actions = backend.cell_heads(x, h, c, *self._layer_weights(weights, 0), resets,
-                                                         head_weight, head_addend, num_actions)
-        return actions, head_out, (h_n, c_n)
-
-    def rollout_plan(self, inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
-                     resets: Tensor | None = None, actions: Tensor | None = None,
-                     head_out: Tensor | None = None) -> RolloutPlan:
-        """rollout_step over a whole rollout's buffers, checked and bound once (rollout_plan.py).
-
-        inputs (T', B, I) and resets (T', B) bool, T' >= T: step t reads row t, which the
-        caller may write after making the plan (the next input comes from the environment);
-        head_addends (T, B, K); actions (T, B) int64 and head_out (T, B, K): where step t
-        writes, allocated by the plan (plan.actions, plan.head_out) when not given. All on the
-        weights' device and dtype, and all but head_weight contiguous.
-        plan.step(t, (h, c), reset=False) -> (h_n, c_n) equals rollout_step(inputs[t], (h, c),
-        head_weight, head_addends[t], num_actions, resets[t] if reset else None), bit for bit,
-        with actions[t] and head_out[t] filled. The plan keeps the weights it was made with;
-        a step raises if they or head_weight were modified in place since, or if a buffer was
-        moved to other memory (resize_, set_).
-        """
-        if self.num_layers != 1 or self.bidirectional:
-            raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={self.num_layers}, "
-                             f"bidirectional={self.bidirectional})")
-        weights = self._layer_weights(self._current_flat_weights(), 0)
-        launcher = self._pick_backend(inputs).launcher
-        bind = None if launcher is None or torch.compiler.is_compiling() else launcher.bind_step_heads
-        sizes = (self.input_size, self.proj_size or self.hidden_size, self.hidden_size)
-        return RolloutPlan(self.rollout_step, sizes, weights, inputs, head_weight, head_addends,
-                           num_actions, resets, actions, head_out, bind)
-
-    def _rollout_fits(self, x, state, head_weight, head_addend, num_actions, resets, weights) -> bool:
-        """Every rollout_step argument as expected (the rollout's calls: one comparison chain)."""
-        h, c = state
-        batch = x.shape[0] if x.dim() == 2 else -1
-        out_size = self.proj_size or self.hidden_size
-        return (self.num_layers == 1 and not self.bidirectional and not _needs_grad((x, *weights))
-                and x.dim() == 2 and x.shape[1] == self.input_size
-                and h.shape == (1, batch, out_size) and c.shape == (1, batch, self.hidden_size)
-                and head_weight.dim() == 2 and head_weight.shape[0] == out_size
-                and head_addend.shape == (batch, head_weight.shape[1])
-                and type(num_actions) is int and 1 <= num_actions <= head_weight.shape[1]
-                and (resets is None or (resets.shape == (batch,) and resets.dtype == torch.bool))
-                and x.dtype == h.dtype == c.dtype == head_weight.dtype == head_addend.dtype == weights[0].dtype
-                and x.device == h.device == c.device == head_weight.device == head_addend.device
-                == weights[0].device)
-
-    def _rollout_error(self, x, state, head_weight, head_addend, num_actions, resets, weights):
-        """Raise the error naming the first rollout_step argument that is not as expected."""
-        name = "rollout_step"
-        if self.num_layers != 1 or self.bidirectional:
-            raise ValueError(f"{name}: one-layer unidirectional LSTMs only (num_layers={self.num_layers}, "
-                             f"bidirectional={self.bidirectional})")
-        if _needs_grad((x, *weights)):
-            raise RuntimeError(f"{name} computes no gradient: call it under torch.no_grad()")
-        out_size = self.proj_size or self.hidden_size
-        if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"{name}: x must be (batch, {self.input_size}), got {tuple(x.shape)}")
-        batch = x.shape[0]
-        h, c = state
-        for label, tensor, width in (("state[0]", h, out_size), ("state[1]", c, self.hidden_size)):
-            if tensor.shape != (1, batch, width):
-                raise ValueError(f"{name}: {label} must be (1, {batch}, {width}), got {tuple(tensor.shape)}")
-        if head_weight.dim() != 2 or head_weight.shape[0] != out_size:
-            raise ValueError(f"{name}: head_weight must be ({out_size}, outputs), got {tuple(head_weight.shape)}")
-        if head_addend.shape != (batch, head_weight.shape[1]):
-            raise ValueError(f"{name}: head_addend must be ({batch}, {head_weight.shape[1]}), "
-                             f"got {tuple(head_addend.shape)}")
-        if type(num_actions) is not int or not 1 <= num_actions <= head_weight.shape[1]:
-            raise ValueError(f"{name}: num_actions must be an int from 1 to {head_weight.shape[1]}, got {num_actions!r}")
-        if resets is not None and (resets.shape != (batch,) or resets.dtype != torch.bool):
-            raise ValueError(f"{name}: resets must be a ({batch},) bool tensor, got {tuple(resets.shape)} {resets.dtype}")
-        tensors = {"x": x, "state[0]": h, "state[1]": c, "head_weight": head_weight, "head_addend": head_addend}
-        for label, tensor in tensors.items():
-            if tensor.dtype != weights[0].dtype or tensor.device != weights[0].device:
-                raise ValueError(f"{name}: {label} is {tensor.dtype} on {tensor.device}; the LSTM's weights are "
-                                 f"{weights[0].dtype} on {weights[0].device}")
-
     def _current_flat_weights(self) -> list[Tensor]:
         """torch's _update_flat_weights (a parameter swapped, as torch.func.functional_call
         does, or computed by a parametrization), with dict reads in place of attribute lookups:
-        it runs on every rollout step."""
+        it runs on every step of a step loop."""
         if _parametrized(self):
             self._init_flat_weights()
             return self._flat_weights
@@ -295,7 +197,7 @@ class LSTM(_BackendChoice, nn.LSTM):
 
     def _cudnn_is_faster(self, input, hx) -> bool:
         """fastrnn/cuda_rule.py: cuDNN for the sequences where it was measured faster; a
-        no-grad single step (a rollout) stays on triton's step kernel."""
+        no-grad single step (a step loop) stays on triton's step kernel."""
         from fastrnn.cuda_rule import cudnn_is_faster
 
         if isinstance(input, PackedSequence):
@@ -356,7 +258,7 @@ class LSTM(_BackendChoice, nn.LSTM):
         """The call as the routes take it, after torch's own checks and errors, before any work.
 
         A batched tensor with a state that already has exactly the shapes, dtype and device
-        torch's checks demand (every rollout step) skips them: at rollout sizes they cost as
+        torch's checks demand (every step of a step loop) skips them: at small sizes they cost as
         much as the step."""
         if (type(input) is Tensor and input.dim() == 3 and hx is not None
                 and self._state_fits(input, hx, flat_weights[0])):
@@ -491,7 +393,7 @@ class LSTM(_BackendChoice, nn.LSTM):
 class LSTMCell(_BackendChoice, nn.LSTMCell):
     """Drop-in ``torch.nn.LSTMCell`` running on a fastrnn backend (see LSTM for `backend`).
 
-    Without gradients (an RL rollout step) a call is one fused kernel launch; the Python
+    Without gradients (one step of a step loop) a call is one fused kernel launch; the Python
     around it is kept to plain attribute reads, since at small sizes it is most of the cost.
     """
 

@@ -78,16 +78,6 @@ class Launcher:
     # The layout of the weights the step packs, for this dtype: part of the packed-weight
     # cache key (the cpp layout depends on the vector width of the instruction set in use).
     weight_layout: Callable[[torch.dtype], Hashable]
-    # step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions)
-    # -> (h_next, c_next, head_out, actions): the step with a readout and a greedy choice fused
-    # (fastrnn.backends, cell_heads); None: composed from step (composed_cell_heads).
-    step_heads: Callable | None = None
-    # bind_step_heads((w_ih, w_hh, b_ih, b_hh, w_hr), head_w, num_actions, batch, buffers, steps)
-    # -> step or None: step_heads with the weights, the head and a rollout's buffers (inputs,
-    # head_addends, head_out, actions, resets or None; `steps` rows each) bound once, for a
-    # RolloutPlan (rollout_plan.py); step(t, h, c, reset) -> (h_next, c_next) reads and writes
-    # row t of the buffers. None: not offered.
-    bind_step_heads: Callable | None = None
 
 
 def _launcher(name: str) -> Launcher:
@@ -349,16 +339,6 @@ def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, 
     return h_n.view(h.shape), c_n.view(c.shape)
 
 
-def composed_cell_heads(cell: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend,
-                        num_actions: int):
-    """cell_heads from a backend's cell and two torch ops: the readout as one addmm, the choice
-    as argmax (what a backend without a fused readout runs, and the fused ones' definition)."""
-    h_next, c_next = cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
-    head_out = torch.addmm(head_addend, h_next.reshape(-1, h_next.shape[-1]), head_w)
-    choices = head_out if num_actions == head_out.shape[1] else head_out[:, :num_actions]
-    return h_next, c_next, head_out, choices.argmax(dim=-1)
-
-
 def kernel_backend(launcher: Launcher) -> Backend:
     """The registry entry of a kernel backend: its launcher behind the shared op."""
     name = launcher.name
@@ -371,11 +351,5 @@ def kernel_backend(launcher: Launcher) -> Backend:
             return projected_cell(backend_recurrence, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
         return launcher.step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
 
-    def cell_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
-        if launcher.step_heads is None or torch.compiler.is_compiling():
-            return composed_cell_heads(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend,
-                                       num_actions)
-        return launcher.step_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions)
-
     return Backend(name=name, unsupported_reason=launcher.unsupported_reason, recurrence=backend_recurrence,
-                   cell=cell, cell_heads=cell_heads, launcher=launcher)
+                   cell=cell, launcher=launcher)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fastrnn.backends import Backend
-from fastrnn.recurrence_op import composed_cell_heads, projected_cell
+from fastrnn.recurrence_op import projected_cell
 from fastrnn.reference import lstm_recurrence
 
 
@@ -18,13 +18,8 @@ def cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     return projected_cell(recurrence, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
 
 
-def cell_heads(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions):
-    return composed_cell_heads(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets, head_w, head_addend, num_actions)
-
-
 def _supports_everything(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
-BACKEND = Backend(name="reference", unsupported_reason=_supports_everything, recurrence=recurrence, cell=cell,
-                  cell_heads=cell_heads)
+BACKEND = Backend(name="reference", unsupported_reason=_supports_everything, recurrence=recurrence, cell=cell)

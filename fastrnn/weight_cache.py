@@ -34,7 +34,7 @@ def trust_version_counters():
 
     For code that writes weights only in ways that bump version counters (optimizer steps,
     ``load_state_dict``, in-place ops on the parameters under ``torch.no_grad()``) and never
-    through ``.data``, numpy views or other aliases: an RL rollout between updates, say. The
+    through ``.data``, numpy views or other aliases: a loop of steps between optimizer updates. The
     default, outside this block, compares bytes and is exact whatever wrote the weights.
     """
     previous = getattr(_trust, "on", False)

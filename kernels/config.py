@@ -17,8 +17,8 @@ cell update is local to one CTA). The rule:
 4. A resident slice needs one hidden tile per CTA, so it requires either grid sync (as many
    CTAs per group as tiles, see kernels/group_sync.py) or H fitting in one tile.
 
-The step kernel (one launch per time step, a rollout) and the projection kernel use one
-fixed tile shape per dtype: at rollout batch sizes they are latency bound, and a small
+The step kernel (one launch per time step) and the projection kernel use one
+fixed tile shape per dtype: at the small batches of step loops they are latency bound, and a small
 BLOCK_B gives more CTAs to spread the weight reads over.
 """
 

@@ -1,4 +1,4 @@
-"""Fused LSTM step: one launch computes h_t, c_t for every row (an RL rollout step).
+"""Fused LSTM step: one launch computes h_t, c_t for every row (one step of a step loop).
 
 Grid (batch tiles, hidden tiles); each CTA owns BLOCK_B rows x BLOCK_H hidden units, all four
 gates of them, so no CTA needs another's result and no barrier is involved:
@@ -9,7 +9,7 @@ optionally after zeroing the rows marked in `resets` (an episode boundary). With
 h' is written to a (B, H) scratch that kernels/projection.py turns into the (B, P) output.
 
 The launcher allocates nothing and never synchronises with the host when the output buffers
-are passed, so a rollout loop of steps can be captured in a CUDA graph.
+are passed, so a loop of steps can be captured in a CUDA graph.
 """
 
 import torch

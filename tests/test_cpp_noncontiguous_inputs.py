@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn import rl
 
 BATCH, FEATURES, HIDDEN = 6, 8, 16
 TOLERANCE = {torch.float32: {"atol": 1e-5, "rtol": 1e-5}, torch.float64: {"atol": 1e-12, "rtol": 1e-12}}
@@ -117,7 +118,7 @@ def test_a_rollout_step_on_noncontiguous_inputs(dtype):
     addend = _noncontiguous("expanded", (BATCH, outputs), dtype, generator)
     resets = torch.tensor([True, False, False] * BATCH)[::3]
     with torch.no_grad():
-        actions, head_out, (h, c) = ours.rollout_step(x, (h0, c0), head_weight, addend, num_actions, resets)
+        actions, head_out, (h, c) = rl.rollout_step(ours, x, (h0, c0), head_weight, addend, num_actions, resets)
         keep = ~resets.unsqueeze(-1)
         y, (h_expected, c_expected) = ours(x.contiguous().unsqueeze(0), (h0 * keep, c0 * keep))
     out_expected = torch.addmm(addend, y[0], head_weight)

@@ -1,4 +1,4 @@
-"""LSTM.rollout_plan: rollout_step over a rollout's buffers with its checks and weights bound
+"""fastrnn.rl.rollout_plan: rollout_step over a rollout's buffers with its checks and weights bound
 once. Each step must equal rollout_step bit for bit (it is the same kernel call), take the
 fused C++ call on the cpp backend, read rows written after the plan was made, refuse weights
 changed since, and refuse bad buffers and steps by name before any work."""
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn import rl
 from agent.cores import TorchLoopLSTM
 from fastrnn import cpp_backend
 from native_calls import count_native_calls
@@ -40,7 +41,7 @@ def _step_equals_rollout_step(lstm, plan, t, state, weight, num_actions, reset=F
     outputs and state bit for bit. Returns the plan's new state."""
     new_state = plan.step(t, state, reset)
     x = plan.inputs[t] if x is None else x
-    actions, head_out, expected = lstm.rollout_step(x, state, weight, plan.head_addends[t], num_actions,
+    actions, head_out, expected = rl.rollout_step(lstm, x, state, weight, plan.head_addends[t], num_actions,
                                                     plan.resets[t] if reset else None)
     assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], head_out)
     assert torch.equal(new_state[0], expected[0]) and torch.equal(new_state[1], expected[1])
@@ -62,7 +63,7 @@ def test_each_plan_step_equals_rollout_step_bit_for_bit(monkeypatch, backend, dt
     inputs, weight, addends, resets = _buffers(batch, proj or hidden, outputs, dtype)
     calls = count_native_calls(monkeypatch)
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, num_actions, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, num_actions, resets)
         state = _initial_state(lstm, batch, dtype)
         for t in range(STEPS):  # with and without the resets row
             state = _step_equals_rollout_step(lstm, plan, t, state, weight, num_actions, reset=t % 2 == 0)
@@ -74,7 +75,7 @@ def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_r
     lstm, inputs, weight, addends, resets, state = _small_case(1)
     actions, head_out = torch.full((STEPS, 4), -1), torch.full((STEPS, 4, 3), float("nan"))
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets, actions=actions, head_out=head_out)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets, actions=actions, head_out=head_out)
         inputs[3].fill_(5.0)  # as a rollout writes the next input after the environment step
         _step_equals_rollout_step(lstm, plan, 3, state, weight, 2, x=torch.full((4, INPUTS), 5.0))
     assert plan.actions is actions and plan.head_out is head_out
@@ -87,7 +88,7 @@ def test_a_transposed_head_weight_is_taken_as_rollout_step_takes_it():
     lstm, inputs, _, addends, resets, state = _small_case(6)
     weight = torch.randn(3, 8).t()
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         _step_equals_rollout_step(lstm, plan, 1, state, weight, 2, reset=True)
         weight.mul_(2.0)  # a write through the view is seen: the bound copy is stale
         with pytest.raises(RuntimeError, match="modified since the plan was made"):
@@ -99,13 +100,13 @@ def test_a_plan_refuses_weights_changed_since_it_was_made():
     optimizer = torch.optim.SGD(lstm.parameters(), lr=0.1)
     lstm(inputs)[0].sum().backward()
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         plan.step(0, state)
     optimizer.step()
     with torch.no_grad(), pytest.raises(RuntimeError, match="weights or the head weight were modified since"):
         plan.step(1, state)
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         plan.step(1, state)
         weight.add_(1.0)  # the head weight too
         with pytest.raises(RuntimeError, match="modified since the plan was made"):
@@ -115,7 +116,7 @@ def test_a_plan_refuses_weights_changed_since_it_was_made():
 def test_a_fused_plan_refuses_a_buffer_moved_to_other_memory_before_launching():
     lstm, inputs, weight, addends, resets, state = _small_case(5)
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         plan.step(0, state)
         inputs.set_(inputs.clone())  # same contents, other memory: the bound address is stale
         with pytest.raises(RuntimeError, match="rollout_plan: a buffer of the plan was moved to other memory"):
@@ -130,7 +131,7 @@ def test_weights_too_large_to_pack_plan_the_composed_step():
     inputs, weight, addends, resets = _buffers(3, 260, 3, torch.float32)
     state = _initial_state(lstm, 3, torch.float32)
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 3, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 3, resets)
         _step_equals_rollout_step(lstm, plan, 0, state, weight, 3, reset=True)
 
 
@@ -140,7 +141,7 @@ def test_the_agent_torch_cores_plan_equals_its_rollout_step():
     inputs, weight, addends, resets = _buffers(5, 8, 3, torch.float32)
     state = _initial_state(lstm, 5, torch.float32)
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         for t in range(STEPS):
             state = _step_equals_rollout_step(lstm, plan, t, state, weight, 2, reset=True)
 
@@ -168,7 +169,7 @@ def test_rollout_plan_names_the_buffer_that_is_wrong(index):
     cases, good = _bad_plans()
     change, message = cases[index]
     with torch.no_grad(), pytest.raises(ValueError, match=f"rollout_plan: {message}"):
-        fastrnn.LSTM(INPUTS, 6).rollout_plan(**{**good, **change})
+        rl.rollout_plan(fastrnn.LSTM(INPUTS, 6), **{**good, **change})
 
 
 def test_a_plan_step_names_what_is_wrong_before_any_work(monkeypatch):
@@ -177,8 +178,8 @@ def test_a_plan_step_names_what_is_wrong_before_any_work(monkeypatch):
     lstm = fastrnn.LSTM(INPUTS, 6)
     h, c = _initial_state(lstm, 4, torch.float32)
     with torch.no_grad():
-        plan = lstm.rollout_plan(**good)
-        no_resets = lstm.rollout_plan(**{**good, "resets": None})
+        plan = rl.rollout_plan(lstm, **good)
+        no_resets = rl.rollout_plan(lstm, **{**good, "resets": None})
         for call, message in [
             (lambda: plan.step(6, (h, c)), "t must be an int from 0 to 5, got 6"),
             (lambda: plan.step(-1, (h, c)), "t must be an int from 0 to 5, got -1"),
@@ -194,4 +195,4 @@ def test_a_plan_step_names_what_is_wrong_before_any_work(monkeypatch):
     with pytest.raises(RuntimeError, match="rollout_plan computes no gradient: step it under torch.no_grad"):
         plan.step(0, (h, c))
     with torch.no_grad(), pytest.raises(ValueError, match="one-layer unidirectional LSTMs only"):
-        fastrnn.LSTM(INPUTS, 6, num_layers=2).rollout_plan(**good)
+        rl.rollout_plan(fastrnn.LSTM(INPUTS, 6, num_layers=2), **good)

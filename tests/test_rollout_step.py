@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import fastrnn
+from fastrnn import rl
 
 BACKENDS = ["cpp", "reference"]
 
@@ -45,7 +46,7 @@ def test_rollout_step_equals_the_step_then_addmm_then_argmax(backend, dtype, bat
     resets = resets if with_resets else None
     tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 1e-12, "rtol": 1e-12}
     with torch.no_grad():
-        actions, head_out, (h, c) = lstm.rollout_step(x, state, weight, addend, num_actions, resets)
+        actions, head_out, (h, c) = rl.rollout_step(lstm, x, state, weight, addend, num_actions, resets)
         expected_actions, expected_out, (expected_h, expected_c) = _composed(lstm, x, state, weight, addend,
                                                                               num_actions, resets)
     torch.testing.assert_close(h, expected_h, **tolerance)
@@ -71,7 +72,7 @@ def test_rollout_step_breaks_ties_and_nans_as_torch_argmax(backend):
                            [nan, nan, 1.0, 0.0],      # the first NaN
                            [-1.0, -2.0, float("inf"), nan]])
     with torch.no_grad():
-        actions, head_out, _ = lstm.rollout_step(x, state, weight, addend, 3)
+        actions, head_out, _ = rl.rollout_step(lstm, x, state, weight, addend, 3)
     assert torch.equal(actions, addend[:, :3].argmax(dim=-1)), (actions, addend[:, :3].argmax(dim=-1))
     assert torch.equal(actions, torch.tensor([1, 0, 1, 0, 2]))
 
@@ -85,7 +86,7 @@ def test_rollout_step_on_several_threads_equals_one_thread():
         for n in (1, 2):
             torch.set_num_threads(n)
             with torch.no_grad():
-                results.append(lstm.rollout_step(x, state, weight, addend, 4, resets))
+                results.append(rl.rollout_step(lstm, x, state, weight, addend, 4, resets))
     finally:
         torch.set_num_threads(threads)
     (a1, o1, (h1, c1)), (a2, o2, (h2, c2)) = results
@@ -114,12 +115,12 @@ def test_rollout_step_names_the_argument_that_is_wrong(index):
     _, change, error, message = cases[index]
     lstm = fastrnn.LSTM(7, 6)
     with torch.no_grad(), pytest.raises(error, match=message):
-        lstm.rollout_step(**{**good, **change})
+        rl.rollout_step(lstm, **{**good, **change})
 
 
 def test_rollout_step_refuses_autograd_and_stacked_lstms():
     _, good = _bad_calls()
     with pytest.raises(RuntimeError, match="rollout_step computes no gradient: call it under torch.no_grad"):
-        fastrnn.LSTM(7, 6).rollout_step(**good)
+        rl.rollout_step(fastrnn.LSTM(7, 6), **good)
     with torch.no_grad(), pytest.raises(ValueError, match="one-layer unidirectional LSTMs only"):
-        fastrnn.LSTM(7, 6, num_layers=2).rollout_step(**good)
+        rl.rollout_step(fastrnn.LSTM(7, 6, num_layers=2), **good)

@@ -22,6 +22,7 @@ if os.environ.get("TRITON_INTERPRET") == "1" and not DRY_RUN:
 import torch.nn as nn  # noqa: E402
 
 import fastrnn  # noqa: E402
+from fastrnn import rl  # noqa: E402
 from fastrnn.backends import get_backend  # noqa: E402
 from fastrnn.reference import lstm_recurrence  # noqa: E402
 from lstm_compare import assert_gradients_as_accurate_as_torch  # noqa: E402
@@ -182,10 +183,10 @@ def test_rollout_plan_on_cuda_equals_rollout_step():
     addends, resets = torch.randn(20, 32, 3, device=DEVICE), torch.rand(21, 32, device=DEVICE) < 0.1
     state = expected = (torch.zeros(1, 32, 48, device=DEVICE), torch.zeros(1, 32, 48, device=DEVICE))
     with torch.no_grad():
-        plan = lstm.rollout_plan(inputs, weight, addends, 2, resets)
+        plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)
         for t in range(20):
             state = plan.step(t, state, reset=t % 5 == 0)
-            actions, out, expected = lstm.rollout_step(inputs[t], expected, weight, addends[t], 2,
+            actions, out, expected = rl.rollout_step(lstm, inputs[t], expected, weight, addends[t], 2,
                                                        resets[t] if t % 5 == 0 else None)
             assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], out)
     assert torch.equal(state[0], expected[0]) and torch.equal(state[1], expected[1])

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
 import fastrnn  # noqa: E402
+from fastrnn import rl  # noqa: E402
 from fastrnn.backends import get_backend  # noqa: E402
 from fastrnn.reference import lstm_recurrence  # noqa: E402
 
@@ -321,8 +322,8 @@ def test_lstm_module_rollout_step_composes_the_triton_step_with_the_readout():
     weight, addend = torch.randn(16, 4), torch.randn(5, 4)
     resets = torch.tensor([True, False, False, True, False])
     with torch.no_grad():
-        actions, out, (h, c) = ours.rollout_step(x, hx, weight, addend, 3, resets)
-        actions_ref, out_ref, (h_ref, c_ref) = ref.rollout_step(x, hx, weight, addend, 3, resets)
+        actions, out, (h, c) = rl.rollout_step(ours, x, hx, weight, addend, 3, resets)
+        actions_ref, out_ref, (h_ref, c_ref) = rl.rollout_step(ref, x, hx, weight, addend, 3, resets)
     assert ours.last_backend == "triton"
     for got, want in ((out, out_ref), (h, h_ref), (c, c_ref)):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
@@ -337,10 +338,10 @@ def test_lstm_module_rollout_plan_steps_through_the_triton_rollout_step():
     resets = torch.rand(4, 5) < 0.4
     state = expected = (torch.randn(1, 5, 16), torch.randn(1, 5, 16))
     with torch.no_grad():
-        plan = ours.rollout_plan(inputs, weight, addends, 3, resets)
+        plan = rl.rollout_plan(ours, inputs, weight, addends, 3, resets)
         for t in range(3):
             state = plan.step(t, state, reset=True)
-            actions, out, expected = ours.rollout_step(inputs[t], expected, weight, addends[t], 3, resets[t])
+            actions, out, expected = rl.rollout_step(ours, inputs[t], expected, weight, addends[t], 3, resets[t])
             assert torch.equal(plan.actions[t], actions) and torch.equal(plan.head_out[t], out)
     assert ours.last_backend == "triton"
     assert torch.equal(state[0], expected[0]) and torch.equal(state[1], expected[1])

@@ -1,13 +1,14 @@
-"""RolloutPlan: LSTM.rollout_step over a rollout's buffers, with everything that does not
-change from one step to the next checked and bound once.
+"""RolloutPlan: rollout_step over a rollout's buffers, with everything that does not change
+from one step to the next checked and bound once.
 
 An RL rollout calls rollout_step once per environment step, tens of times between two weight
 updates, on rows of the same buffers. At agent sizes (B=32, H=48) the fused C++ step costs
 about as much as the Python around it: the argument checks, the weight-cache lookup, the
 output allocations. A plan does those once: it checks the buffers when it is made, binds the
 backend's packed weights and the head, and then each step checks only what the caller passes
-anew (t, the state) and launches the kernel on addresses into the buffers. Same kernel, same
-arguments, same bits as rollout_step (tests/test_rollout_plan.py).
+anew (t, the state) and runs the bound step, which reads and writes row t of the buffers it
+holds (fastrnn/rl/cpp.py). Same kernel, same arguments, same bits as rollout_step
+(tests/test_rollout_plan.py).
 
 A plan runs on the weights the module had when it was made (as a packed-weight cache entry
 does under fastrnn.trust_version_counters()): a step raises if one of them, or the head
@@ -32,7 +33,7 @@ _NAME = "rollout_plan"  # errors name the method that made the plan
 class RolloutPlan:
     """Step t reads inputs[t], head_addends[t] and (when asked) resets[t], and writes
     actions[t] and head_out[t]: rollout_step(inputs[t], state, head_weight, head_addends[t],
-    num_actions, resets[t] or None) with its results in those rows. Made by LSTM.rollout_plan."""
+    num_actions, resets[t] or None) with its results in those rows. Made by fastrnn.rl.rollout_plan."""
 
     def __init__(self, rollout_step: Callable, sizes: tuple[int, int, int], weights: tuple,
                  inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
@@ -58,7 +59,7 @@ class RolloutPlan:
         self._needs_grad = any(t.requires_grad for t in (*self._sources, inputs, head_addends))
         self._rollout_step = rollout_step
         # The fused path: the backend binds the weights, the head and the buffers once, and
-        # does the row arithmetic over the buffers it holds (cpp_backend._bind_step_heads).
+        # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py).
         self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch,
                                                      (inputs, head_addends, self.head_out, self.actions, resets), steps)
         if self._bound is None:  # the composed path steps on rows, views made once

@@ -1,0 +1,19 @@
+"""fastrnn.rl: the opt-in reinforcement-learning piece over fastrnn's LSTM.
+
+The LSTM library (fastrnn.LSTM, LSTMCell, the backends and kernels) knows nothing of policies,
+actions or rollouts. What an RL agent adds per environment step, the policy and value
+readout of the LSTM's output and the action sample, lives here, with its own native call
+(csrc/rl_heads.cpp):
+
+    from fastrnn import rl
+    actions, head_out, state = rl.rollout_step(lstm, x, state, head_weight, head_addend, num_actions)
+    plan = rl.rollout_plan(lstm, inputs, head_weight, head_addends, num_actions, resets)
+    state = plan.step(t, state, reset)   # fills plan.actions[t], plan.head_out[t]
+
+`lstm` is a fastrnn.LSTM (fused on the cpp backend) or a torch.nn.LSTM (composed).
+"""
+
+from fastrnn.rl.plan import RolloutPlan
+from fastrnn.rl.step import layer_weights, rollout_plan, rollout_step
+
+__all__ = ["RolloutPlan", "layer_weights", "rollout_plan", "rollout_step"]
