@@ -62,9 +62,37 @@ def input_projection(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
     if w_ih.shape[1] > NARROW_INPUT or not (torch.is_grad_enabled() and w_ih.requires_grad):
         return F.linear(seq, w_ih, bias)
     rows = seq.flatten(0, -2)  # not reshape(-1, I): ambiguous when I == 0 (LSTMCell(0, H))
-    w_t = w_ih.t().contiguous()
-    out = torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)
+    out = _NarrowLinear.apply(rows, w_ih, bias)
     return out.view(*seq.shape[:-1], out.shape[-1])
+
+
+class _NarrowLinear(torch.autograd.Function):
+    """rows W_ih^T + bias as a product with a contiguous copy of W_ih^T (input_projection says
+    why), differentiated op for op as autograd differentiates that form (the same bits), but
+    saving W_ih itself rather than the copy, and only where a gradient needs it, as F.linear
+    does: a write into W_ih between forward and backward then raises torch's own error where
+    torch's raises, instead of differentiating the old copy in silence. Written with torch ops,
+    so a double backward differentiates it; forward + setup_context, so torch.func takes it."""
+
+    @staticmethod
+    def forward(rows: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
+        w_t = w_ih.t().contiguous()
+        return torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        rows, w_ih, bias = inputs
+        needs_rows, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.save_for_backward(rows if needs_w else None, w_ih if needs_rows else None)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rows, w_ih = ctx.saved_tensors
+        grad_rows = grad.mm(w_ih.t().contiguous().t()) if ctx.needs_input_grad[0] else None
+        grad_w = rows.t().mm(grad).t() if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_rows, grad_w, grad_bias
 
 
 def _linear_into_workspace(seq: Tensor, w_ih: Tensor, bias: Tensor | None) -> Tensor:
