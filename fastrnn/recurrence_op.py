@@ -215,18 +215,47 @@ def _setup_context(ctx, inputs, output):
     # xproj is kept only when it cannot be rebuilt from (x, w_ih, bias), which the caller
     # keeps alive anyway (F.linear saves them): it would double the saved activations.
     kept_xproj = xproj if x is None else None
-    ctx.save_for_backward(w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden, kept_xproj, x, w_ih, bias)
+    # What the first-order backward reads is saved (version-checked, as torch's own ops check
+    # theirs), and only that, as torch's ops save only what a gradient needs: W_hh carries a
+    # gradient only from a second step on, or into h0 (the first step's dgates are the
+    # activations' derivatives alone). A write into W_hh between forward and backward then
+    # raises where torch raises, and not where torch does not. What only a double backward
+    # reads (W_hh otherwise; x, W_ih, bias) is held with its version, checked in that backward.
+    # (A compiled graph never runs the double backward: it keeps W_hh saved and nothing else.)
+    compiling = torch.compiler.is_compiling()
+    checked_w_hh = xproj.shape[0] > 1 or h0.requires_grad or compiling
+    ctx.save_for_backward(w_hh if checked_w_hh else None, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden,
+                          kept_xproj)
+    rebuild = (None, None, None, None) if compiling else (None if checked_w_hh else w_hh, x, w_ih, bias)
+    ctx.rebuild = rebuild
+    ctx.rebuild_versions = [None if t is None else t._version for t in rebuild]
     ctx.mark_non_differentiable(gates, cells, hidden)
     ctx.set_materialize_grads(False)
 
 
+def _rebuild_operands(ctx):
+    """(W_hh or None, x, W_ih, bias) as the forward saw them, for a double backward: raises
+    torch's error if one was modified in place since (their values would differ)."""
+    for tensor, version in zip(ctx.rebuild, ctx.rebuild_versions):
+        if tensor is not None and tensor._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace operation: "
+                f"[{tensor.type()} {list(tensor.shape)}] is at version {tensor._version}; expected version "
+                f"{version} instead.")
+    return ctx.rebuild
+
+
 def _backward(ctx, grad_y, grad_h_n, grad_c_n, *_saved_output_grads):
-    (w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden, kept_xproj, x, w_ih, bias) = ctx.saved_tensors
+    (w_hh, w_hr, h0, c0, resets, lengths, y, gates, cells, hidden, kept_xproj) = ctx.saved_tensors
     if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # create_graph=True
+        unchecked_w_hh, x, w_ih, bias = _rebuild_operands(ctx)
+        w_hh = w_hh if unchecked_w_hh is None else unchecked_w_hh
         xproj = kept_xproj if x is None else F.linear(x, w_ih, bias)
         grads = differentiable_backward((grad_y, grad_h_n, grad_c_n), (xproj, w_hh, w_hr, h0, c0),
                                         ctx.needs_input_grad[1:6], resets, lengths)
         return (None, *grads, None, None, None, None, None)
+    if w_hh is None:  # one step, no gradient into h0: the kernel's dh0 (unused) is all it reads W_hh for
+        w_hh = ctx.rebuild[0]
     # Through the op, a traced backward records the backward op (tracers hand it fake tensors,
     # which have no data to launch on); from the eager Function the same function runs without
     # the dispatcher, whose layers cost more than a small recurrence's backward.
