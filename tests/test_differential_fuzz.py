@@ -277,3 +277,43 @@ def test_class6_state_of_another_dtype_behaves_as_torch():
 
     done = subprocess.run([sys.executable, "-c", STATE_DTYPE_REPRO], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "same as torch" in done.stdout, (done.returncode, done.stderr[-400:])
+
+
+def _write_between_forward_and_backward(module, x, hx):
+    """Forward, an in-place write into every weight, then backward: torch's error type, or the
+    gradients of x (if it needs one) and of each weight."""
+    try:
+        h, c = module(x, hx)
+        with torch.no_grad():
+            for parameter in module.parameters():
+                parameter.mul_(0.5)
+        wanted = [x] if x.requires_grad else []
+        grads = torch.autograd.grad((h * h).sum() + c.sum(), [*wanted, *module.parameters()], allow_unused=True)
+        return [None if g is None else g.detach() for g in grads]
+    except RuntimeError as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("input_size", [3, 16], ids=["narrow input", "wide input"])
+def test_class7_weight_write_before_backward_raises_where_torch_raises(input_size):
+    """Class 7 (an independent fuzzer found it): weights written in place between forward and
+    backward, with the input needing a gradient. torch's linear saved W_ih and raises; fastrnn's
+    narrow-input projection saved a copy of W_ih^T and returned gradients of the old weights."""
+    expected_cell, cell = _pair(nn.LSTMCell, input_size, 4)
+    x = _randn(2, input_size).requires_grad_()
+    hx = (_randn(2, 4).requires_grad_(), _randn(2, 4))
+    expected = _write_between_forward_and_backward(expected_cell, x, hx)
+    actual = _write_between_forward_and_backward(cell, x, hx)
+    assert expected is RuntimeError and actual is RuntimeError
+
+
+def test_class7_one_step_without_state_gradient_takes_a_weight_write_as_torch():
+    """Class 7, the other direction: a one-step call whose h0 needs no gradient (an unrolled
+    LSTMCell's first step) reads W_hh in no first-order gradient, so torch does not save it and
+    a write into the weights before backward is fine; fastrnn saved W_hh and raised."""
+    expected_cell, cell = _pair(nn.LSTMCell, 3, 4)
+    x = _randn(2, 3)  # no gradient into x either: torch's linear then saves no weight
+    expected = _write_between_forward_and_backward(expected_cell, x, None)
+    actual = _write_between_forward_and_backward(cell, x, None)
+    assert not isinstance(expected, type) and not isinstance(actual, type), (expected, actual)
+    _assert_all_close(actual, expected)
