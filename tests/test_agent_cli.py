@@ -58,7 +58,7 @@ def test_verify_command_passes_for_one_task_and_exits_zero(capsys):
     (["train", "--task", "two_step", "--positions", "balanced", "--out", "X"],
      "--positions: not an option of task 'two_step'"),
     (["train", "--task", "harlow", "--holdout", "pixels", "--out", "X"], "argument --holdout: invalid choice"),
-    (["train", "--task", "harlow", "--objects", "no/such/dir", "--out", "X"], "--objects: expected 'digits' or a"),
+    (["train", "--task", "harlow", "--objects", "no/such/dir", "--out", "X"], "--objects: expected 'digits', 'procedural' or a"),
     (["train", "--task", "two_step", "--optimizer", "sgd", "--out", "X"], "argument --optimizer: invalid choice"),
     (["eval", "does/not/exist", "--out", "X"], "argument RUN_DIR: no checkpoint at does/not/exist"),
     (["eval", "R", "--episodes", "-3", "--out", "X"], "argument --episodes: must be >= 1"),
