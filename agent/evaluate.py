@@ -57,12 +57,7 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
             result = task.step(action)
             keep = result.trial_end & active
             if bool(keep.any()):
-                rows["episode"].append(episode_ids[keep])
-                rows["trial"].append(trial_index[keep])
-                for name in task.trial_columns:
-                    rows[name].append(result.record[name][keep])
-                rows["value"].append(trial_start_value[keep])
-                rows["value_last"].append(value[keep])
+                append_trial_rows(rows, task, result, keep, episode_ids, trial_index, trial_start_value, value)
                 rows["hidden"].append(trial_start_hidden[keep])
             at_trial_start = result.trial_end
             active &= ~result.done
@@ -73,6 +68,18 @@ def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.n
     columns = {name: torch.cat(parts).cpu().numpy() for name, parts in rows.items()}
     order = np.lexsort((columns["trial"], columns["episode"]))
     return {name: values[order] for name, values in columns.items()}
+
+
+def append_trial_rows(rows: dict, task, result, keep, episode_ids, trial_index, trial_start_value, value) -> None:
+    """Append the trials that ended at this step (rows where `keep`) to the column lists of
+    trials.csv: episode, trial, the task's own columns, and the player's value at the trial's
+    first and last step (the agent's value head, or a control's own estimate)."""
+    rows["episode"].append(episode_ids[keep])
+    rows["trial"].append(trial_index[keep])
+    for name in task.trial_columns:
+        rows[name].append(result.record[name][keep])
+    rows["value"].append(trial_start_value[keep])
+    rows["value_last"].append(value[keep])
 
 
 def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[str],

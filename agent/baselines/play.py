@@ -49,6 +49,8 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
     """Each row's first episode played by `policy`: trial columns plus episode, trial, and the
     learner's value at each trial's first step (`value`) and last step (`value_last`), NaN
     where it keeps none (evaluate.run_frozen_episodes' record, without `hidden`)."""
+    from agent.evaluate import append_trial_rows
+
     task.recording = True
     obs = task.reset()
     policy.reset(task, obs)
@@ -68,12 +70,7 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
         result = task.step(actions)
         keep = result.trial_end & active
         if bool(keep.any()):
-            rows["episode"].append(episode_ids[keep])
-            rows["trial"].append(trial_index[keep])
-            for name in task.trial_columns:
-                rows[name].append(result.record[name][keep])
-            rows["value"].append(trial_start_value[keep])
-            rows["value_last"].append(value[keep])
+            append_trial_rows(rows, task, result, keep, episode_ids, trial_index, trial_start_value, value)
         policy.learn(actions, result, task)
         at_trial_start = result.trial_end
         active &= ~result.done
