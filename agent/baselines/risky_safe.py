@@ -15,26 +15,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agent.baselines.step_policy import StepPolicy
+from agent.baselines.step_policy import DeltaRuleSoftmax
 
-INITIAL_VALUE = 1.0
-
-
-class QLearning(StepPolicy):
+class QLearning(DeltaRuleSoftmax):
     name = "q_learning"
     description = "Q-learning softmax per lever (alpha 0.2, beta 2), the RPE manipulation added to its update"
     value_note = "Q of the pressed lever before its update (rpe_raw = reward - Q, gamma 0)"
+    initial_value = 1.0
 
     def __init__(self, seed: int = 0, alpha: float = 0.2, beta: float = 2.0):
-        super().__init__(seed)
-        self.alpha, self.beta = alpha, beta
-
-    def parameters(self) -> dict:
-        return {"alpha": self.alpha, "beta": self.beta, "initial_value": INITIAL_VALUE}
-
-    def reset(self, task, obs: Tensor) -> None:
-        super().reset(task, obs)
-        self.q = torch.full((task.num_envs, 2), INITIAL_VALUE, dtype=torch.float64)
+        super().__init__(seed, alpha, beta)
 
     def act(self, obs: Tensor, task) -> tuple[Tensor, Tensor]:
         free = obs.sum(1) > 1  # both levers offered

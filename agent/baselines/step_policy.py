@@ -127,3 +127,29 @@ class BanditStrategy(StepPolicy):
 
     def learn(self, actions: Tensor, result, task) -> None:
         self.policy.update(actions, result.reward.to(torch.float64))
+
+
+class DeltaRuleSoftmax(StepPolicy):
+    """A value per action, chosen by softmax(beta Q), the chosen one moved toward the reward
+    with a fixed learning rate (Rescorla-Wagner; Q-learning on one-step trials)."""
+    value_note = "Q of the chosen action before its update (rpe = reward - Q, gamma 0)"
+    initial_value = 0.5
+
+    def __init__(self, seed: int = 0, alpha: float = 0.3, beta: float = 5.0):
+        super().__init__(seed)
+        self.alpha, self.beta = alpha, beta
+
+    def parameters(self) -> dict:
+        return {"alpha": self.alpha, "beta": self.beta, "initial_value": self.initial_value}
+
+    def reset(self, task, obs: Tensor) -> None:
+        super().reset(task, obs)
+        self.q = torch.full((task.num_envs, task.num_actions), self.initial_value, dtype=torch.float64)
+
+    def act(self, obs: Tensor, task) -> tuple[Tensor, Tensor]:
+        actions = self.softmax_choice(self.beta * self.q)
+        return actions, self.q[self.rows, actions]
+
+    def learn(self, actions: Tensor, result, task) -> None:
+        chosen = self.q[self.rows, actions]
+        self.q[self.rows, actions] = chosen + self.alpha * (result.reward.double() - chosen)

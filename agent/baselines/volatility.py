@@ -22,34 +22,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agent.baselines.step_policy import StepPolicy
+from agent.baselines.step_policy import DeltaRuleSoftmax, StepPolicy
 
-INITIAL_VALUE = 0.5
-
-
-class RescorlaWagner(StepPolicy):
+class RescorlaWagner(DeltaRuleSoftmax):
     name = "rescorla_wagner"
     description = "Rescorla-Wagner softmax with one fixed learning rate (alpha 0.3, beta 5)"
     value_note = "Q of the chosen arm before its update (rpe = reward - Q, gamma 0)"
-
-    def __init__(self, seed: int = 0, alpha: float = 0.3, beta: float = 5.0):
-        super().__init__(seed)
-        self.alpha, self.beta = alpha, beta
-
-    def parameters(self) -> dict:
-        return {"alpha": self.alpha, "beta": self.beta, "initial_value": INITIAL_VALUE}
-
-    def reset(self, task, obs: Tensor) -> None:
-        super().reset(task, obs)
-        self.q = torch.full((task.num_envs, task.num_actions), INITIAL_VALUE, dtype=torch.float64)
-
-    def act(self, obs: Tensor, task) -> tuple[Tensor, Tensor]:
-        actions = self.softmax_choice(self.beta * self.q)
-        return actions, self.q[self.rows, actions]
-
-    def learn(self, actions: Tensor, result, task) -> None:
-        chosen = self.q[self.rows, actions]
-        self.q[self.rows, actions] = chosen + self.alpha * (result.reward.double() - chosen)
 
 
 class BayesFixedHazard(StepPolicy):
