@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](sub, args)
     except _one_line_errors() as error:  # no traceback: the message says what happened and what to do
-        print(f"error: {error}", file=sys.stderr)
+        sys.stderr.write(f"error: {error}\n")  # one write: torchrun ranks print theirs side by side
         return 1
 
 
