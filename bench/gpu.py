@@ -225,10 +225,10 @@ def run_case(args, started, dtype_name, hidden, batch, peaks, impls_of) -> list[
 
 
 def _auto_choice(kind: str, dtype: str, hidden: int, batch: int) -> str:
-    """What backend="auto" runs for this case (fastrnn/cuda_rule.py)."""
+    """What backend="auto" runs for this case (fastrnn/dispatch.py)."""
     if kind == "step":
         return "triton"
-    from fastrnn.cuda_rule import cudnn_is_faster
+    from fastrnn.dispatch import cudnn_is_faster
 
     return "cudnn" if cudnn_is_faster(DTYPES[dtype], hidden, hidden, batch, torch.device("cuda")) else "triton"
 

@@ -27,6 +27,8 @@ from typing import Callable
 
 import torch
 
+from fastrnn.torch_compat import constant_under_compile
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -102,16 +104,7 @@ def resolve_backend(requested: str, device: torch.device, dtype: torch.dtype) ->
     return backend
 
 
-def _constant_under_compile(fn: Callable) -> Callable:
-    """`torch.compiler.assume_constant_result`, without its import of torch._dynamo: that
-    import took 2-3 s of every `import fastrnn` (measured), and most users never compile.
-    The decorator's whole effect is this attribute (torch 2.4-2.13); a test checks that it
-    still is."""
-    fn._dynamo_marked_constant = True
-    return fn
-
-
-@_constant_under_compile
+@constant_under_compile  # a constant to a compiled graph (torch_compat.py)
 def _resolve_name(requested: str, device: torch.device, dtype: torch.dtype) -> str:
     # Imports a backend on first use; under torch.compile this runs eagerly at trace time
     # (a constant to the graph), since Dynamo cannot trace an import.

@@ -94,46 +94,11 @@ def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, 
     _C.backward(DTYPE_CODES[gates.dtype], a, torch.get_num_threads())
 
 
-# The packed step must check its source weights on every call (weight_cache.py). Above this
-# many bytes of weights the source, its snapshot and the packed copy no longer share a core's
-# L2, and the check costs more than the step saves (measured: 2x slower than torch's
-# lstm_cell at H=512, B=1; even at H=256): such steps run torch's own lstm_cell on the
-# weights as they are, which needs no check.
-STEP_PACK_LIMIT_BYTES = 1 << 20
-
-
-def _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
-    # (B, F) rows (LSTMCell's call) pass as they are: each reshape and view costs about as much
-    # as a small step's arithmetic.
-    rows = h.dim() == 2 and x.dim() == 2
-    x2, h2, c2 = (x, h, c) if rows else (x.flatten(0, -2), h.reshape(-1, h.shape[-1]),
-                                          c.reshape(-1, c.shape[-1]))
-    if resets is not None:
-        reset = resets.reshape(-1, 1)
-        h2, c2 = torch.where(reset, 0.0, h2), torch.where(reset, 0.0, c2)
-    if w_hr is None:
-        h_next, c_next = torch._VF.lstm_cell(x2, (h2, c2), w_ih, w_hh, b_ih, b_hh)
-    else:  # lstm_cell takes no projection: h has proj_size columns
-        gates = torch.nn.functional.linear(x2, w_ih, b_ih) + torch.nn.functional.linear(h2, w_hh, b_hh)
-        i, f, g, o = gates.chunk(4, dim=1)
-        c_next = torch.sigmoid(f) * c2 + torch.sigmoid(i) * torch.tanh(g)
-        h_next = (torch.sigmoid(o) * torch.tanh(c_next)) @ w_hr.t()
-    if rows:
-        return h_next, c_next
-    return h_next.view(h.shape), c_next.view(c.shape)
-
-
-def packs_step(w_ih, w_hh, w_hr) -> bool:
-    weight_elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
-    return weight_elements * w_hh.element_size() <= STEP_PACK_LIMIT_BYTES
-
-
 def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
     """One no-grad step with the input projection and the resets fused: a single C++ call
-    on weights packed for its micro-kernel (up to STEP_PACK_LIMIT_BYTES of weights). The
-    tensors pass as objects: the call holds them, contiguous copies included, until it returns."""
-    if not packs_step(w_ih, w_hh, w_hr):
-        return _unpacked_cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
+    on weights packed for its micro-kernel (fastrnn.dispatch sends steps with larger weights
+    than STEP_PACK_LIMIT_BYTES to torch's lstm_cell instead). The tensors pass as objects:
+    the call holds them, contiguous copies included, until it returns."""
     if not x.dtype == h.dtype == c.dtype == w_hh.dtype:  # the kernel reads them as one element type
         raise RuntimeError(f"fastrnn step: x, h and c must have the weights' dtype {w_hh.dtype}, "
                            f"got {x.dtype}, {h.dtype} and {c.dtype}")

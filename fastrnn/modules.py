@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from fastrnn import dispatch
 from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
-from fastrnn.backends import Backend, check_backend_name, resolve_backend
+from fastrnn.backends import check_backend_name, get_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
+from fastrnn.torch_compat import current_flat_weights, is_jit_tracing, parameters
 
 
 def _needs_grad(tensors) -> bool:
@@ -45,7 +47,7 @@ def _exporting() -> bool:
     """
     if torch.compiler.is_dynamo_compiling():
         return False  # torch.compile traces fastrnn's own op
-    if torch._C._is_tracing():
+    if is_jit_tracing():
         return True
     return torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export()
 
@@ -72,10 +74,6 @@ class _Call(NamedTuple):
     is_batched: bool
 
 
-def _parametrized(module: nn.Module) -> bool:
-    return "parametrizations" in module._modules
-
-
 class _BackendChoice:
     """Mixin: the `backend` keyword, its resolution per input, and the name of what ran."""
 
@@ -86,15 +84,19 @@ class _BackendChoice:
         self.backend = check_backend_name(backend)
         self.last_backend = None
 
-    def _pick_backend(self, tensor: Tensor) -> Backend:
-        # resolve_backend keeps the one cache of choices; last_backend is written around
-        # nn.Module.__setattr__, which would cost a microsecond per step.
-        chosen = resolve_backend(self.backend, tensor.device, tensor.dtype)
-        self.__dict__["last_backend"] = chosen.name
-        return chosen
+    def _route(self, *facts) -> str:
+        """The implementation fastrnn.dispatch picks for a call with these facts (dispatch.Call's
+        fields after `backend`), recorded as last_backend (written around nn.Module.__setattr__,
+        which would cost a microsecond per step)."""
+        implementation = dispatch.route_facts(self.backend, *facts)
+        self.__dict__["last_backend"] = implementation
+        return implementation
+
+    def _route_torch_only(self, tensor: Tensor, reason: str) -> str:
+        return self._route(*dispatch.Call(self.backend, tensor.device, tensor.dtype, torch_only=reason)[1:])
 
     def __setattr__(self, name, value):
-        # A new backend name must be checked here too: resolve_backend trusts it.
+        # A new backend name must be checked here too: dispatch trusts it.
         if name == "backend":
             value = check_backend_name(value)
         super().__setattr__(name, value)
@@ -123,8 +125,9 @@ class LSTM(_BackendChoice, nn.LSTM):
     """Drop-in ``torch.nn.LSTM`` running on a fastrnn backend.
 
     Extra keyword arguments:
-        backend: "auto" (default: the fastest backend that supports the input), "cpp",
-            "triton" or "reference". ``module.last_backend`` names the one that ran last.
+        backend: "auto" (default: the fastest implementation measured for the input, torch's
+            own kernels included), "cpp", "triton" or "reference". ``module.last_backend``
+            names the implementation that ran last (fastrnn/dispatch.py lists them).
         resets (forward): bool tensor shaped like the input without its feature dimension,
             (T, B), or (B, T) with ``batch_first``, or (T,) unbatched. ``True`` at step t
             returns that row's state to zero before step t, so concatenated episodes run as
@@ -157,17 +160,16 @@ class LSTM(_BackendChoice, nn.LSTM):
     # resets is positional-or-keyword: the TorchScript ONNX exporter passes every parameter
     # of forward positionally, defaults included.
     def forward(self, input, hx=None, resets: Tensor | None = None):
-        if _exporting():
-            return self._standard_forward(input, hx, resets)
         probe = input.data if isinstance(input, PackedSequence) else input
+        if _exporting():
+            self._route_torch_only(probe, "export")
+            return self._standard_forward(input, hx, resets)
         target = autocast_dtype(probe.device.type, probe.dtype, is_cell=False)
         if target is not None:
             return self._autocast_forward(target, input, hx, resets)
-        if probe.is_cuda and self.backend == "auto" and resets is None and self._cudnn_is_faster(input, hx):
-            self.__dict__["last_backend"] = "cudnn"
-            return super().forward(input, hx)
-        flat_weights = self._current_flat_weights()
+        flat_weights = current_flat_weights(self)
         if _state_dtype_differs(hx, flat_weights[0]):
+            self._route_torch_only(probe, "state dtype")
             return self._forward_mixed_state(input, hx, resets)
         return self._forward(input, hx, resets, flat_weights)
 
@@ -178,38 +180,11 @@ class LSTM(_BackendChoice, nn.LSTM):
         if resets is not None:
             raise RuntimeError(f"resets: hx must have the weights' dtype {self._flat_weights[0].dtype}, "
                                f"got {hx[0].dtype} and {hx[1].dtype}")
-        self.__dict__["last_backend"] = "torch"
         return super().forward(input, hx)
 
     def _current_flat_weights(self) -> list[Tensor]:
-        """torch's _update_flat_weights (a parameter swapped, as torch.func.functional_call
-        does, or computed by a parametrization), with dict reads in place of attribute lookups:
-        it runs on every step of a step loop."""
-        if _parametrized(self):
-            self._init_flat_weights()
-            return self._flat_weights
-        params = self._parameters
-        for ref, name in zip(self._flat_weight_refs, self._flat_weights_names):
-            if ref is not None and ref() is not params.get(name):
-                self._init_flat_weights()
-                break
-        return self._flat_weights
-
-    def _cudnn_is_faster(self, input, hx) -> bool:
-        """fastrnn/cuda_rule.py: cuDNN for the sequences where it was measured faster; a
-        no-grad single step (a step loop) stays on triton's step kernel."""
-        from fastrnn.cuda_rule import cudnn_is_faster
-
-        if isinstance(input, PackedSequence):
-            batch, data = int(input.batch_sizes[0]), input.data
-        else:
-            data = input
-            steps = input.size(1 if self.batch_first else 0) if input.dim() == 3 else input.size(0)
-            batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
-            if steps == 1 and hx is not None and not torch.is_grad_enabled():
-                return False
-        out_size = self.proj_size or self.hidden_size
-        return cudnn_is_faster(data.dtype, self.hidden_size, out_size, batch, data.device)
+        """The flat weights as nn.LSTM's forward would read them now (fastrnn.rl reads them too)."""
+        return current_flat_weights(self)
 
     def _standard_forward(self, input, hx, resets):
         """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export):
@@ -231,7 +206,7 @@ class LSTM(_BackendChoice, nn.LSTM):
                 input = rounded(input, target, compute)
             if hx is not None:
                 hx = tuple(rounded(state, target, compute) for state in hx)
-            weights = [rounded(w, target, compute) for w in self._current_flat_weights()]
+            weights = [rounded(w, target, compute) for w in current_flat_weights(self)]
             output, (h_n, c_n) = self._forward(input, hx, resets, weights, under_autocast=True)
         if isinstance(output, PackedSequence):
             output = output._replace(data=output.data.to(target))
@@ -240,19 +215,33 @@ class LSTM(_BackendChoice, nn.LSTM):
         return output, (h_n.to(target), c_n.to(target))
 
     def _forward(self, input, hx, resets, flat_weights: list[Tensor], under_autocast: bool = False):
-        """Normalize the call (time-major, batched, with a state), then one step route or one
-        sequence route, then give the result the caller's layout."""
+        """Normalize the call (time-major, batched, with a state; torch's checks and errors),
+        ask fastrnn.dispatch which implementation runs it, run it, and give the result the
+        caller's layout."""
         call = self._normalize(input, hx, resets, flat_weights, under_autocast)
-        backend = self._pick_backend(call.x)
-        if call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not _needs_grad(
-                (call.x, call.h0, call.c0, *flat_weights)):
-            y, h_n, c_n = self._step(backend, call, flat_weights)
+        grad = _needs_grad((call.x, call.h0, call.c0, *flat_weights))
+        step = call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not grad
+        implementation = self._route(
+            call.x.device, call.x.dtype, "step" if step else "sequence", grad, self.hidden_size,
+            self.proj_size or self.hidden_size, call.x.shape[1],
+            self._step_weight_bytes(flat_weights) if step else 0, call.resets is not None, under_autocast)
+        if implementation in dispatch.TORCH_FORWARD:  # cudnn, onednn: measured faster, no resets
+            return super().forward(input, hx)
+        if step:
+            y, h_n, c_n = self._step(dispatch.step_function(implementation), call, flat_weights)
         else:
             y, h_n, c_n = run_layers(
-                backend, call.x, call.h0, call.c0, self._weights_by_layer(flat_weights), self.num_layers,
-                self.bidirectional, self.dropout, self.training, call.resets, call.lengths,
+                get_backend(implementation), call.x, call.h0, call.c0, self._weights_by_layer(flat_weights),
+                self.num_layers, self.bidirectional, self.dropout, self.training, call.resets, call.lengths,
             )
         return self._restore_layout(call, y, h_n, c_n)
+
+    def _step_weight_bytes(self, flat_weights: list[Tensor]) -> int:
+        """The largest layer's step weights (W_ih, W_hh, W_hr), in bytes."""
+        if self.num_layers == 1:
+            w_ih, w_hh, _, _, w_hr = self._layer_weights(flat_weights, 0)
+            return dispatch.step_weight_bytes(w_ih, w_hh, w_hr)
+        return max(dispatch.step_weight_bytes(w[0], w[1], w[4]) for w in self._weights_by_layer(flat_weights))
 
     def _normalize(self, input, hx, resets, flat_weights, under_autocast: bool) -> _Call:
         """The call as the routes take it, after torch's own checks and errors, before any work.
@@ -348,8 +337,8 @@ class LSTM(_BackendChoice, nn.LSTM):
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return y, (h_n, c_n)
 
-    def _step(self, backend: Backend, call: _Call, flat_weights: list[Tensor]):
-        """One no-grad time step: the fused cell per layer, no autograd bookkeeping."""
+    def _step(self, cell, call: _Call, flat_weights: list[Tensor]):
+        """One no-grad time step: `cell` (dispatch.step_function) per layer, no autograd bookkeeping."""
         # x (1, B, I) and resets (1, B) as they are: backends' cells take B rows under any
         # leading shape (a reshape or an index would cost microseconds a step).
         layer_input, resets = call.x, call.resets
@@ -358,7 +347,7 @@ class LSTM(_BackendChoice, nn.LSTM):
         for layer in range(self.num_layers):
             h0 = call.h0 if single else call.h0[layer : layer + 1]
             c0 = call.c0 if single else call.c0[layer : layer + 1]
-            h, c = backend.cell(layer_input, h0, c0, *self._layer_weights(flat_weights, layer), resets)
+            h, c = cell(layer_input, h0, c0, *self._layer_weights(flat_weights, layer), resets)
             h_n.append(h)
             c_n.append(c)
             layer_input = h
@@ -408,6 +397,7 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         if _exporting():
+            self._route_torch_only(input, "export")
             return super().forward(input, hx)  # the standard lstm_cell op (see LSTM._standard_forward)
         device_type = input.device.type
         if torch.is_autocast_enabled(device_type):
@@ -415,12 +405,12 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         weights = self._weights()
         if _state_dtype_differs(hx, weights[0]):
             # torch's own forward raises or promotes as torch does (see LSTM._forward_mixed_state)
-            self.__dict__["last_backend"] = "torch"
+            self._route_torch_only(input, "state dtype")
             return super().forward(input, hx)
         return self._forward(input, hx, weights)
 
     def _weights(self) -> tuple:
-        params = self._parameters
+        params = parameters(self)
         try:  # the common case: plain dict reads
             return params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]
         except KeyError:  # parametrize and weight_norm replace a parameter by a computed value
@@ -438,10 +428,10 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
             if hx is not None:
                 hx = tuple(rounded(state, target, compute) for state in hx)
             weights = tuple(rounded(w, target, compute) for w in self._weights())
-            h, c = self._forward(input, hx, weights)
+            h, c = self._forward(input, hx, weights, under_autocast=True)
         return h.to(target), c.to(target)
 
-    def _forward(self, input: Tensor, hx, weights: tuple) -> tuple[Tensor, Tensor]:
+    def _forward(self, input: Tensor, hx, weights: tuple, under_autocast: bool = False) -> tuple[Tensor, Tensor]:
         dims = input.dim()
         if dims not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {dims}D instead")
@@ -461,15 +451,18 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         w_ih, w_hh, b_ih, b_hh = weights
         self._check_cell_args(input, hx, w_ih)
-        backend = self._pick_backend(input)
-        if _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)):
+        grad = _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh))
+        implementation = self._route(
+            input.device, input.dtype, "cell" if grad else "step", grad, self.hidden_size, self.hidden_size,
+            input.shape[0], 0 if grad else dispatch.step_weight_bytes(w_ih, w_hh, None), False, under_autocast)
+        if grad:
             bias = None if b_ih is None else b_ih + b_hh
             steps = input.unsqueeze(0)
             xproj = input_projection(steps, w_ih, bias)
-            _, h, c = backend.recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
-                                         projection=(steps, w_ih, bias))
+            _, h, c = get_backend(implementation).recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
+                                                             projection=(steps, w_ih, bias))
         else:
-            h, c = backend.cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
+            h, c = dispatch.step_function(implementation)(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
         if not is_batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c

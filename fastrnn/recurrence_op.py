@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastrnn.backends import Backend, get_backend
+from fastrnn.backends import Backend
+from fastrnn.torch_compat import c_apply, functorch_transforms_active, version
 
 
 class Inputs(NamedTuple):
@@ -80,8 +81,16 @@ class Launcher:
     weight_layout: Callable[[torch.dtype], Hashable]
 
 
+# name -> Launcher, filled by kernel_backend() as each backend module loads.
+_LAUNCHERS: dict[str, Launcher] = {}
+
+
 def _launcher(name: str) -> Launcher:
-    return get_backend(name).launcher
+    launcher = _LAUNCHERS.get(name)
+    if launcher is None:  # an op recorded in another process (a saved graph): load its backend
+        from fastrnn.backends import get_backend
+        launcher = get_backend(name).launcher
+    return launcher
 
 
 def _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> Inputs:
@@ -228,7 +237,7 @@ def _setup_context(ctx, inputs, output):
                           kept_xproj)
     rebuild = (None, None, None, None) if compiling else (None if checked_w_hh else w_hh, x, w_ih, bias)
     ctx.rebuild = rebuild
-    ctx.rebuild_versions = [None if t is None else t._version for t in rebuild]
+    ctx.rebuild_versions = [None if t is None else version(t) for t in rebuild]
     ctx.mark_non_differentiable(gates, cells, hidden)
     ctx.set_materialize_grads(False)
 
@@ -236,12 +245,12 @@ def _setup_context(ctx, inputs, output):
 def _rebuild_operands(ctx):
     """(W_hh or None, x, W_ih, bias) as the forward saw them, for a double backward: raises
     torch's error if one was modified in place since (their values would differ)."""
-    for tensor, version in zip(ctx.rebuild, ctx.rebuild_versions):
-        if tensor is not None and tensor._version != version:
+    for tensor, expected in zip(ctx.rebuild, ctx.rebuild_versions):
+        if tensor is not None and version(tensor) != expected:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace operation: "
-                f"[{tensor.type()} {list(tensor.shape)}] is at version {tensor._version}; expected version "
-                f"{version} instead.")
+                f"[{tensor.type()} {list(tensor.shape)}] is at version {version(tensor)}; expected version "
+                f"{expected} instead.")
     return ctx.rebuild
 
 
@@ -324,15 +333,13 @@ def _apply_eager(*args):
     Function.apply binds its arguments with inspect.signature on every call (to fill defaults
     and keywords for torch.func), which cost 50-80 us here, more than a small recurrence's
     kernel (T=5, B=4, H=16: 12 us). Outside torch.func transforms, the rest of Function.apply
-    is unwrap_dead_wrappers and then the C++ apply: this does those two alone."""
-    if torch._C._are_functorch_transforms_active():
+    is unwrap_dead_wrappers and then the C++ apply: this does those two alone (torch_compat.c_apply)."""
+    if functorch_transforms_active():
         return _EagerRecurrence.apply(*args)
-    return _C_APPLY(*_unwrap_dead_wrappers(args))
+    return _C_APPLY(*args)
 
 
-# What Function.apply's `super().apply` reaches: the C++ apply, bound to _EagerRecurrence.
-_C_APPLY = super(torch.autograd.Function, _EagerRecurrence).apply
-_unwrap_dead_wrappers = torch._functorch.utils.unwrap_dead_wrappers
+_C_APPLY = c_apply(_EagerRecurrence)
 
 
 # ---------------------------------------------------------------- entry points
@@ -371,6 +378,7 @@ def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, 
 def kernel_backend(launcher: Launcher) -> Backend:
     """The registry entry of a kernel backend: its launcher behind the shared op."""
     name = launcher.name
+    _LAUNCHERS[name] = launcher
 
     def backend_recurrence(xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
         return recurrence(name, xproj, w_hh, w_hr, h0, c0, resets, lengths, projection)

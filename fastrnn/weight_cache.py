@@ -23,6 +23,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from fastrnn.torch_compat import version
+
 _all_caches: list["WeightCache"] = []
 _trust = threading.local()
 
@@ -112,7 +114,7 @@ class WeightCache:
 
 def _versions(tensors: tuple) -> tuple | None:
     try:
-        return tuple(t._version for t in tensors)
+        return tuple(map(version, tensors))
     except RuntimeError:  # inference tensors have no version counter
         return None
 

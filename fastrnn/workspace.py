@@ -25,6 +25,8 @@ import threading
 import torch
 from torch import Tensor
 
+from fastrnn.torch_compat import functorch_transforms_active
+
 _local = threading.local()
 
 
@@ -36,7 +38,7 @@ def workspace_applies(*tensors: Tensor | None) -> bool:
     present = [t for t in tensors if t is not None]
     return (bool(present) and all(t.device.type == "cpu" for t in present)
             and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
-            and not torch._C._are_functorch_transforms_active())
+            and not functorch_transforms_active())
 
 
 def workspace(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:

@@ -41,7 +41,8 @@ import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fastrnn
-import fastrnn.cpp_backend
+import fastrnn._C
+import fastrnn.dispatch
 import fastrnn.layers
 
 LAYOUTS = ("contiguous", "transposed", "expanded", "sliced", "gapped", "offset")
@@ -55,7 +56,7 @@ ISAS = ("", "avx512", "avx2", "generic")  # "" = whatever fastrnn picked at impo
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Module-level size thresholds of fastrnn, forced to each side of their routes.
 THRESHOLD_VALUES = {
-    "step_pack_limit": (fastrnn.cpp_backend, "STEP_PACK_LIMIT_BYTES", {"default": None, "zero": 0}),
+    "step_pack_limit": (fastrnn.dispatch, "STEP_PACK_LIMIT_BYTES", {"default": None, "zero": 0}),
     "workspace_min": (fastrnn.layers, "WORKSPACE_MIN_BYTES", {"default": None, "zero": 0}),
     "narrow_input": (fastrnn.layers, "NARROW_INPUT", {"default": None, "none": -1, "all": 1 << 30}),
 }

@@ -67,10 +67,10 @@ def test_cpp_recurrence_matches_reference(shape, dtype, with_resets, with_length
 def test_cpp_no_grad_step_matches_reference(dtype, proj, packed, cpu_isa, monkeypatch):
     """The fused no-grad step (input projection inside the kernel) used by RL rollouts, and
     the path for weights over STEP_PACK_LIMIT_BYTES (forced here by a zero limit)."""
-    from fastrnn import cpp_backend
+    from fastrnn import dispatch
 
     if not packed:
-        monkeypatch.setattr(cpp_backend, "STEP_PACK_LIMIT_BYTES", 0)
+        monkeypatch.setattr(dispatch, "STEP_PACK_LIMIT_BYTES", 0)
     torch.manual_seed(0)
     reference = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="reference").to(dtype)
     cpp = fastrnn.LSTM(5, 12, proj_size=proj, num_layers=2, backend="cpp").to(dtype)
@@ -81,6 +81,7 @@ def test_cpp_no_grad_step_matches_reference(dtype, proj, packed, cpu_isa, monkey
     with torch.no_grad():
         expected = reference(x, hx, resets=resets)
         actual = cpp(x, hx, resets=resets)
+    assert cpp.last_backend == ("cpp" if packed else "lstm_cell")
     torch.testing.assert_close(actual[0], expected[0], **TOLERANCES[dtype])
     torch.testing.assert_close(actual[1], expected[1], **TOLERANCES[dtype])
 
@@ -91,10 +92,10 @@ def test_cpp_no_grad_step_matches_reference(dtype, proj, packed, cpu_isa, monkey
 def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, packed, cpu_isa, monkeypatch):
     """LSTMCell's (B, F) rows, on the packed fused step and on the path for weights over
     STEP_PACK_LIMIT_BYTES (forced here by a zero limit), which takes the rows as they are."""
-    from fastrnn import cpp_backend
+    from fastrnn import dispatch
 
     if not packed:
-        monkeypatch.setattr(cpp_backend, "STEP_PACK_LIMIT_BYTES", 0)
+        monkeypatch.setattr(dispatch, "STEP_PACK_LIMIT_BYTES", 0)
     torch.manual_seed(0)
     reference = fastrnn.LSTMCell(7, 20, backend="reference").to(dtype)
     cpp = fastrnn.LSTMCell(7, 20, backend="cpp").to(dtype)
@@ -106,6 +107,7 @@ def test_cpp_lstm_cell_matches_reference_with_and_without_grad(dtype, batched, p
     with torch.no_grad():
         for a, e in zip(cpp(x, hx), reference(x, hx)):
             torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+        assert cpp.last_backend == ("cpp" if packed else "lstm_cell")
     x.requires_grad_()
     expected = reference(x, hx)
     expected_grads = torch.autograd.grad(sum(t.sum() for t in expected), [x, *reference.parameters()])

@@ -9,7 +9,7 @@ import torch
 import fastrnn
 from fastrnn import rl
 from agent.cores import TorchLoopLSTM
-from fastrnn import cpp_backend
+from fastrnn import dispatch
 from native_calls import count_native_calls
 
 STEPS, INPUTS = 6, 7
@@ -124,10 +124,10 @@ def test_a_fused_plan_refuses_a_buffer_moved_to_other_memory_before_launching():
 
 
 def test_weights_too_large_to_pack_plan_the_composed_step():
-    # Above cpp_backend.STEP_PACK_LIMIT_BYTES the step runs torch's lstm_cell: no fused call to bind.
+    # Above dispatch.STEP_PACK_LIMIT_BYTES the step runs torch's lstm_cell: no fused call to bind.
     torch.manual_seed(3)
     lstm = fastrnn.LSTM(INPUTS, 260)
-    assert (lstm.weight_hh_l0.numel() + lstm.weight_ih_l0.numel()) * 4 > cpp_backend.STEP_PACK_LIMIT_BYTES
+    assert (lstm.weight_hh_l0.numel() + lstm.weight_ih_l0.numel()) * 4 > dispatch.STEP_PACK_LIMIT_BYTES
     inputs, weight, addends, resets = _buffers(3, 260, 3, torch.float32)
     state = _initial_state(lstm, 3, torch.float32)
     with torch.no_grad():

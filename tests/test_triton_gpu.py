@@ -214,7 +214,7 @@ def test_torch_compile_forward_and_backward():
 
 
 def test_auto_follows_the_cuda_rule_and_says_which_it_ran():
-    """fastrnn/cuda_rule.py: a small float32 sequence goes to cuDNN, the same call with resets
+    """fastrnn/dispatch.py: a small float32 sequence goes to cuDNN, the same call with resets
     (which cuDNN cannot express) and the bfloat16 call run triton."""
     model = fastrnn.LSTM(4, 8).to(DEVICE)
     x = torch.randn(3, 2, 4, device=DEVICE)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from fastrnn import _C
-from fastrnn.cpp_backend import DTYPE_CODES, cell_weights, packs_step
+from fastrnn import dispatch
+from fastrnn.cpp_backend import DTYPE_CODES, cell_weights
 
 
 def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
@@ -18,7 +19,7 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
     buffers: (inputs, head_addends, head_out, actions, resets or None), each contiguous with
     at least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    if not packs_step(w_ih, w_hh, w_hr):
+    if dispatch.step_weight_bytes(w_ih, w_hh, w_hr) > dispatch.STEP_PACK_LIMIT_BYTES:
         return None
     head_w = head_w.contiguous()
     rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from fastrnn.backends import resolve_backend
+from fastrnn import dispatch
+from fastrnn.torch_compat import current_flat_weights, refreshed_flat_weights
 from fastrnn.rl import cpp
 from fastrnn.rl.plan import RolloutPlan
 
@@ -40,7 +41,7 @@ def rollout_step(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor], head_we
     if not _fits(lstm, x, state, head_weight, head_addend, num_actions, resets, weights):
         _raise_misfit(lstm, x, state, head_weight, head_addend, num_actions, resets, weights)
     h, c = state
-    if _runs_cpp(lstm, x):
+    if _runs_cpp(lstm, x, weights):
         fused = cpp.step_heads(x, h, c, weights, resets, head_weight, head_addend, num_actions)
         if fused is not None:
             h_n, c_n, head_out, actions = fused
@@ -71,7 +72,7 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
         raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={lstm.num_layers}, "
                          f"bidirectional={lstm.bidirectional})")
     weights = layer_weights(lstm)
-    bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs) else None
+    bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs, weights) else None
     sizes = (lstm.input_size, lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
     return RolloutPlan(functools.partial(rollout_step, lstm), sizes, weights, inputs, head_weight, head_addends,
                        num_actions, resets, actions, head_out, bind)
@@ -80,28 +81,35 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
 def layer_weights(lstm: nn.LSTM) -> tuple:
     """(w_ih, w_hh, b_ih, b_hh, w_hr) of the first layer, None where absent, as the LSTM's
     forward would read them now (a swapped or parametrized parameter included)."""
-    current = getattr(lstm, "_current_flat_weights", None)  # fastrnn.LSTM: the fast form
-    if current is not None:
-        return lstm._layer_weights(current(), 0)
-    lstm._update_flat_weights()
-    flat = lstm._flat_weights
+    if hasattr(lstm, "_layer_weights"):  # fastrnn.LSTM: the fast form
+        return lstm._layer_weights(current_flat_weights(lstm), 0)
+    flat = refreshed_flat_weights(lstm)
     w_ih, w_hh = flat[0], flat[1]
     b_ih, b_hh = (flat[2], flat[3]) if lstm.bias else (None, None)
     return w_ih, w_hh, b_ih, b_hh, flat[-1] if lstm.proj_size > 0 else None
 
 
-def _runs_cpp(lstm: nn.LSTM, probe: Tensor) -> bool:
-    """Whether a fastrnn.LSTM runs this input on the cpp backend (recorded as its last_backend)."""
-    if not hasattr(lstm, "_pick_backend") or torch.compiler.is_compiling():
-        return False
-    return lstm._pick_backend(probe).name == "cpp"
+def _step_route(lstm: nn.LSTM, probe: Tensor, weights) -> str | None:
+    """What a fastrnn.LSTM runs this no-grad step on (fastrnn.dispatch; recorded as its
+    last_backend), or None for a torch.nn.LSTM."""
+    if not hasattr(lstm, "_route"):
+        return None
+    w_ih, w_hh, _, _, w_hr = weights
+    return lstm._route(probe.device, probe.dtype, "step", False, lstm.hidden_size, lstm.proj_size or lstm.hidden_size,
+                       probe.shape[-2], dispatch.step_weight_bytes(w_ih, w_hh, w_hr), False, False)
+
+
+def _runs_cpp(lstm: nn.LSTM, probe: Tensor, weights) -> bool:
+    """Whether a fastrnn.LSTM runs this step on the cpp backend's packed step."""
+    return not torch.compiler.is_compiling() and _step_route(lstm, probe, weights) == "cpp"
 
 
 def _lstm_step(lstm: nn.LSTM, x, h, c, weights, resets):
-    """The LSTM's own no-grad step: a fastrnn backend's cell, or torch's forward on a state
-    zeroed where resets (nn.LSTM has no resets)."""
-    if hasattr(lstm, "_pick_backend"):
-        return lstm._pick_backend(x).cell(x, h, c, *weights, resets)
+    """The LSTM's own no-grad step: the cell fastrnn.dispatch picks, or torch's forward on a
+    state zeroed where resets (nn.LSTM has no resets)."""
+    implementation = _step_route(lstm, x, weights)
+    if implementation is not None:
+        return dispatch.step_function(implementation)(x, h, c, *weights, resets)
     if resets is not None:
         reset = resets.view(1, -1, 1)
         h, c = torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)

@@ -1,0 +1,226 @@
+"""Which implementation runs an LSTM or LSTMCell call: the one place that answers it.
+
+A call is described by a few facts (``Call``). ``ROUTES`` is read top to bottom and the first
+route whose condition holds runs the call; its name is what ``module.last_backend`` says
+afterwards. The size thresholds the conditions read are the data below, each with the
+measurement it came from.
+
+================  ===========================================================================
+implementation    what runs
+================  ===========================================================================
+torch             torch's own module forward: the call is being exported (torch.jit.trace,
+                  torch.onnx.export record torch's standard op) or its state has another dtype
+                  than the weights (torch raises or promotes; fastrnn's kernels take one dtype)
+cudnn             torch.nn.LSTM's forward on CUDA (cuDNN), where it was measured faster
+onednn            torch.nn.LSTM's forward on the CPU (oneDNN's RNN primitive for float32),
+                  where it was measured faster
+lstm_cell         torch's ATen lstm_cell on the weights as they are: a no-grad CPU step whose
+                  weights are too large for the packed step (STEP_PACK_LIMIT_BYTES)
+cpp               fastrnn's C++ kernels (csrc/): CPU, float32 and float64
+triton            fastrnn's Triton kernels (kernels/): CUDA (CPU under TRITON_INTERPRET=1)
+reference         fastrnn's plain-PyTorch recurrence (the oracle): any device and dtype
+================  ===========================================================================
+
+The measured routes (cudnn, onednn) apply to ``backend="auto"`` only: a backend named by the
+user runs (or raises, saying why it cannot take the input) whatever the size. Calls with
+``resets`` never leave fastrnn's own kernels (torch has no resets).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from fastrnn import backends
+from fastrnn.torch_compat import constant_under_compile
+
+
+class Call(NamedTuple):
+    """The facts about one call that a route may depend on."""
+    backend: str                  # the module's `backend` keyword
+    device: torch.device
+    dtype: torch.dtype            # the compute dtype (after autocast)
+    mode: str = "sequence"        # "sequence": an LSTM call (any T; grad or not); "step": one
+                                  # no-grad time step (LSTM with T == 1, LSTMCell): the fused
+                                  # cell; "cell": an LSTMCell call autograd records
+    grad: bool = False            # autograd records the call
+    hidden_size: int = 0
+    out_size: int = 0             # proj_size, or hidden_size without a projection
+    batch: int = 0
+    step_weight_bytes: int = 0    # bytes of one layer's W_ih, W_hh (and W_hr), the largest layer's
+    resets: bool = False
+    autocast: bool = False        # operands rounded by autocast: fastrnn's own routes only
+    torch_only: str | None = None  # why only torch's own forward can take the call, or None
+
+
+# ---------------------------------------------------------------------------------- the data
+
+# The packed CPU step checks its weights' bytes on every call (weight_cache.py). Above this
+# many bytes of weights the source, its snapshot and the packed copy no longer share a core's
+# L2 and the check costs more than the step saves (measured: 2x slower than lstm_cell at
+# H=512, B=1, and slower at H=256): such steps run torch's lstm_cell, which needs no check.
+STEP_PACK_LIMIT_BYTES = 1 << 20
+
+# CPU float32 sequences that torch's oneDNN LSTM ran faster than the cpp kernels, as corners
+# (H, B): a call with hidden size >= H and batch >= B takes oneDNN. Keyed by the instruction
+# set fastrnn._C runs (its kernels differ by vector width) and by whether autograd records the
+# call. Measured by `python -m bench cpu` (torch.nn.LSTM against backend="cpp", T=100, input
+# size H, 2 threads, 2-core AMD EPYC); cells under 0.95x of torch, H 48-512 x B 1-256:
+#   avx512 (2026-11-28): forward 0.57-0.89x at H >= 256, 0.83-0.88x at H = 128 with B >= 16;
+#                        forward+backward 0.78-0.98x at H >= 256.
+#   avx2 (2026-11-29):   forward 0.66-0.86x at H = 256 with B = 16-64, 0.79-0.80x at H = 512
+#                        with B <= 16; forward+backward 0.76-0.92x at H = 512 with B >= 16.
+# `python -m bench cpu` measures backend="auto" against torch on the same grid, so it shows
+# whether these corners still hold on the machine it runs on.
+ONEDNN_FASTER: dict[tuple[str, bool], tuple[tuple[int, int], ...]] = {
+    ("avx512", False): ((128, 16), (256, 1)),
+    ("avx512", True): ((256, 1),),
+    ("avx2", False): ((256, 16), (512, 1)),
+    ("avx2", True): ((512, 16),),
+}
+
+
+def _in_corners(corners: tuple[tuple[int, int], ...], hidden_size: int, batch: int) -> bool:
+    return any(hidden_size >= h and batch >= b for h, b in corners)
+
+
+@constant_under_compile  # a native call Dynamo cannot trace: a constant of the graph
+def _cpu_isa() -> str | None:
+    """The instruction set fastrnn._C runs now (set_isa may change it), or None before the
+    cpp backend is loaded (importing fastrnn never builds or loads it)."""
+    native = sys.modules.get("fastrnn._C")
+    return None if native is None else native.isa()
+
+
+def onednn_is_faster(call: Call) -> bool:
+    corners = ONEDNN_FASTER.get((_cpu_isa(), call.grad), ())
+    return _in_corners(corners, call.hidden_size, call.batch)
+
+
+# CUDA: measured on an H200 (bench gpu, 2026-11-28, T=100, forward and forward+backward).
+# 16-bit dtypes: triton's persistent kernels win while one pass of CTA groups covers the batch
+# (1.4-3.6x cuDNN at H <= 256, 1.1-1.9x at H = 512-1024 with B <= 16); a batch that needs
+# several passes runs them one after another and loses (0.14-0.94x), so cuDNN takes it.
+# float32: cuDNN's persistent kernel takes about 1.3 us a step where ours takes about 5 us, so
+# triton wins only at H in TRITON_FLOAT32_HIDDEN with one pass (1.3-1.7x).
+TRITON_FLOAT32_HIDDEN = (129, 256)  # inclusive range of H
+
+
+def sequence_passes(dtype: torch.dtype, hidden_size: int, out_size: int, batch: int, device: torch.device) -> int:
+    """How many passes of the triton forward kernel's CTA groups cover `batch` rows."""
+    from fastrnn.kernels import config as kconfig
+    from fastrnn.kernels.launch_plan import DTYPE_NAMES, cdiv, grid_sync_enabled, sequence_grid
+
+    config = kconfig.forward_config(hidden_size, out_size, DTYPE_NAMES[dtype], grid_sync_enabled(device))
+    n_groups, _ = sequence_grid(config, batch, max(hidden_size, out_size), device)
+    return cdiv(cdiv(batch, config.block_b), n_groups)
+
+
+def cudnn_is_faster(dtype: torch.dtype, hidden_size: int, out_size: int, batch: int, device: torch.device) -> bool:
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return False
+    if sequence_passes(dtype, hidden_size, out_size, batch, device) > 1:
+        return True
+    if dtype == torch.float32:
+        low, high = TRITON_FLOAT32_HIDDEN
+        return not low <= hidden_size <= high
+    return False
+
+
+# --------------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class Route:
+    implementation: str                  # "<backend>": the backend the keyword resolves to
+    when: str                            # the condition in words
+    applies: Callable[[Call], bool]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("torch", "the call is being exported, or its state's dtype differs from the weights'",
+          lambda call: call.torch_only is not None),
+    Route("cudnn", "auto, CUDA, an LSTM sequence, no resets, no autocast, and cudnn_is_faster(dtype, H, R, B)",
+          lambda call: (call.backend == "auto" and call.device.type == "cuda" and call.mode == "sequence"
+                        and not call.resets and not call.autocast and cudnn_is_faster(call.dtype, call.hidden_size, call.out_size,
+                                                                 call.batch, call.device))),
+    Route("onednn", "auto, CPU float32, an LSTM sequence, no resets, no autocast, no projection, "
+                    "(H, B) in ONEDNN_FASTER",
+          lambda call: (call.backend == "auto" and call.device.type == "cpu" and call.dtype == torch.float32
+                        and call.mode == "sequence" and not call.resets and not call.autocast
+                        and call.out_size == call.hidden_size and onednn_is_faster(call))),
+    Route("lstm_cell", "auto or cpp, a no-grad CPU step, weights over STEP_PACK_LIMIT_BYTES",
+          lambda call: (call.mode == "step" and call.device.type == "cpu" and call.step_weight_bytes > STEP_PACK_LIMIT_BYTES
+                        and call.backend in ("auto", "cpp") and _backend_name(call) == "cpp")),
+    Route("<backend>", "otherwise: the named backend, or auto's first of AUTO_ORDER that takes the input",
+          lambda call: True),
+)
+
+# The routes that run torch's own module forward instead of fastrnn's.
+TORCH_FORWARD = frozenset({"torch", "cudnn", "onednn"})
+
+
+def _backend_name(call: Call) -> str:
+    return backends.resolve_backend(call.backend, call.device, call.dtype).name
+
+
+def route(call: Call) -> str:
+    """The implementation that runs `call`: the first route of ROUTES whose condition holds.
+    A named backend that cannot take the input raises ValueError saying why."""
+    return route_facts(*call)
+
+
+def route_facts(*facts) -> str:
+    """route(Call(*facts)), for the modules' per-call use: the facts in Call's field order."""
+    if torch.compiler.is_compiling():
+        return _first_route(Call(*facts))  # traced: the conditions become guards on the shapes
+    # Evaluating the conditions costs about 3 us, a quarter of a small step: each distinct
+    # call is evaluated once, while the data it read (above) stays the same objects.
+    # (_C.set_isa, a knob for tests, is not watched: a switch leaves calls routed as before,
+    # which changes only which of two correct implementations runs; clear_routes() re-reads.)
+    global _memo, _memo_data
+    data = (STEP_PACK_LIMIT_BYTES, id(ONEDNN_FASTER), id(TRITON_FLOAT32_HIDDEN))
+    if data != _memo_data or len(_memo) > 4096:
+        _memo, _memo_data = {}, data
+    implementation = _memo.get(facts)
+    if implementation is None:
+        implementation = _memo[facts] = _first_route(Call(*facts))
+    return implementation
+
+
+_memo: dict[tuple, str] = {}
+_memo_data: tuple = ()
+
+
+def clear_routes() -> None:
+    """Forget the routes taken so far: the next call of each kind evaluates ROUTES again."""
+    global _memo_data
+    _memo_data = ()
+
+
+def _first_route(call: Call) -> str:
+    for candidate in ROUTES:
+        if candidate.applies(call):
+            return _backend_name(call) if candidate.implementation == "<backend>" else candidate.implementation
+    raise AssertionError("the last route applies to every call")
+
+
+def explain() -> str:
+    """ROUTES as a table, in the order they are tried."""
+    width = max(len(r.implementation) for r in ROUTES)
+    return "\n".join(f"{r.implementation:<{width}}  {r.when}" for r in ROUTES)
+
+
+def step_function(implementation: str) -> Callable:
+    """cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets) -> (h_next, c_next) for a step route."""
+    if implementation == "lstm_cell":
+        from fastrnn.torch_step import lstm_cell_step
+        return lstm_cell_step
+    return backends.get_backend(implementation).cell
+
+
+def step_weight_bytes(w_ih: torch.Tensor, w_hh: torch.Tensor, w_hr: torch.Tensor | None) -> int:
+    elements = w_ih.numel() + w_hh.numel() + (0 if w_hr is None else w_hr.numel())
+    return elements * w_hh.element_size()

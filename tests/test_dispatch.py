@@ -1,0 +1,131 @@
+"""fastrnn/dispatch.py: every route of the table runs what it names, says so in last_backend,
+and gives the results of the implementation it names."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fastrnn
+from fastrnn import dispatch
+
+
+def _pair(cls, *args, **kwargs):
+    torch.manual_seed(0)
+    theirs = getattr(nn, cls.__name__)(*args, **kwargs)
+    ours = cls(*args, **kwargs)
+    ours.load_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+@pytest.fixture
+def onednn_everywhere(monkeypatch):
+    """ONEDNN_FASTER with a corner at (1, 1) for every instruction set: every eligible call."""
+    table = {(isa, grad): ((1, 1),) for isa in ("avx512", "avx2", "generic", None) for grad in (False, True)}
+    monkeypatch.setattr(dispatch, "ONEDNN_FASTER", table)
+
+
+def test_the_onednn_route_runs_torch_and_says_so(onednn_everywhere):
+    """A CPU float32 sequence in an ONEDNN_FASTER region runs torch.nn.LSTM's own forward:
+    the same bits as nn.LSTM, forward and backward."""
+    theirs, ours = _pair(fastrnn.LSTM, 6, 8, num_layers=2)
+    x = torch.randn(5, 3, 6, requires_grad=True)
+    expected, got = theirs(x), ours(x)
+    assert ours.last_backend == "onednn"
+    torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+    (grad_theirs,) = torch.autograd.grad(expected[0].sum(), x)
+    (grad_ours,) = torch.autograd.grad(got[0].sum(), x)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("why, kwargs, call", [
+    ("resets", {}, lambda m, x: m(x, resets=torch.zeros(5, 3, dtype=torch.bool))),
+    ("a named backend", {"backend": "cpp"}, lambda m, x: m(x)),
+    ("a projection", {"proj_size": 4}, lambda m, x: m(x)),
+    ("float64", {"dtype": torch.float64}, lambda m, x: m(x.double())),
+    ("a no-grad step", {}, lambda m, x: m(x[:1])),
+])
+def test_calls_the_onednn_route_excludes_stay_on_cpp(onednn_everywhere, why, kwargs, call):
+    """Resets (torch has none), a backend the user named, a projection (not oneDNN's kernel),
+    float64 and no-grad steps never take the onednn route."""
+    model = fastrnn.LSTM(6, 8, **kwargs)
+    with torch.no_grad():
+        call(model, torch.randn(5, 3, 6))
+    assert model.last_backend == "cpp", why
+
+
+def test_autocast_calls_keep_to_fastrnns_kernels(onednn_everywhere):
+    """Under autocast the operands are rounded by fastrnn, so the call stays on its kernels."""
+    model = fastrnn.LSTM(6, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randn(5, 3, 6))
+    assert model.last_backend == "cpp"
+
+
+@pytest.mark.parametrize("module", ["lstm", "cell"])
+def test_large_step_weights_take_the_lstm_cell_route(monkeypatch, module):
+    """A no-grad CPU step over STEP_PACK_LIMIT_BYTES of weights runs torch's lstm_cell and
+    says so; the same step under the limit runs the cpp kernel."""
+    if module == "lstm":
+        theirs, ours = _pair(fastrnn.LSTM, 6, 8)
+        x, state = torch.randn(1, 3, 6), (torch.randn(1, 3, 8), torch.randn(1, 3, 8))
+    else:
+        theirs, ours = _pair(fastrnn.LSTMCell, 6, 8)
+        x, state = torch.randn(3, 6), (torch.randn(3, 8), torch.randn(3, 8))
+    with torch.no_grad():
+        ours(x, state)
+        assert ours.last_backend == "cpp"
+        monkeypatch.setattr(dispatch, "STEP_PACK_LIMIT_BYTES", 0)
+        got, expected = ours(x, state), theirs(x, state)
+    assert ours.last_backend == "lstm_cell"
+    torch.testing.assert_close(got, expected)
+
+
+def test_a_state_of_another_dtype_takes_the_torch_route():
+    """torch raises or promotes for a state whose dtype differs from the weights'; fastrnn runs
+    torch's forward for it and says so."""
+    theirs, ours = _pair(fastrnn.LSTM, 6, 8)
+    theirs, ours = theirs.double(), ours.double()
+    x = torch.randn(4, 2, 6, dtype=torch.float64)
+    state = (torch.randn(1, 2, 8, dtype=torch.float64), torch.randn(1, 2, 8))
+    torch.testing.assert_close(ours(x, state)[0], theirs(x, state)[0], rtol=0, atol=0)
+    assert ours.last_backend == "torch"
+
+
+def test_jit_trace_takes_the_torch_route():
+    """torch.jit.trace records torch's standard op; last_backend says torch."""
+    model = fastrnn.LSTM(6, 8)
+    torch.jit.trace(model, torch.randn(4, 2, 6), check_trace=False)
+    assert model.last_backend == "torch"
+
+
+def test_the_measured_table_sends_large_cpu_sequences_to_onednn():
+    """The committed ONEDNN_FASTER corners, on this machine's instruction set: a no-grad
+    H=512, B=64 float32 sequence takes oneDNN where a corner covers it, a small one cpp."""
+    big, small = fastrnn.LSTM(512, 512), fastrnn.LSTM(16, 16)
+    with torch.no_grad():
+        small(torch.randn(3, 2, 16))
+        big(torch.randn(2, 64, 512))
+    corners = dispatch.ONEDNN_FASTER.get((fastrnn._C.isa(), False), ())
+    assert small.last_backend == "cpp"
+    assert big.last_backend == ("onednn" if corners else "cpp")
+
+
+def test_explain_lists_every_route_in_order():
+    """explain() prints one line per route, in the order route() tries them."""
+    lines = dispatch.explain().splitlines()
+    assert [line.split()[0] for line in lines] == [r.implementation for r in dispatch.ROUTES]
+
+
+def test_a_changed_threshold_is_read_by_the_next_call(monkeypatch):
+    """Routes are remembered per kind of call, but not across a change of the data they read."""
+    call = dispatch.Call("auto", torch.device("cpu"), torch.float32, "step", False, 8, 8, 3, 4096)
+    assert dispatch.route(call) == "cpp"
+    monkeypatch.setattr(dispatch, "STEP_PACK_LIMIT_BYTES", 1024)
+    assert dispatch.route(call) == "lstm_cell"
+
+
+def test_a_named_backend_that_cannot_take_the_input_says_why():
+    """backend="cpp" on float16: a ValueError naming the backend and the dtype, before any work."""
+    call = dispatch.Call("cpp", torch.device("cpu"), torch.float16)
+    with pytest.raises(ValueError, match="backend='cpp' cannot run torch.float16"):
+        dispatch.route(call)
