@@ -1,7 +1,8 @@
-"""Benchmarks: `python -m bench cpu|gpu|agent|ranks|scaling` (run from the repository root).
+"""Benchmarks: `python -m bench cpu|gpu|agent|scaling|rollout|ranks` (run from the repository root).
 
-Every subcommand writes under RESULTS by default (--out changes it), where the README and the
-measured tables look for them."""
+Every suite writes its latest run to RESULTS/<suite>.json (and <suite>.md where it makes a table)
+by default (--out changes it). RESULTS holds nothing else: earlier runs and one-off measurements
+are in docs/performance-log.md and git history; scripts/ab.py is the A/B harness."""
 
 from pathlib import Path
 

@@ -57,6 +57,14 @@ def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, wi
     return {name: runner(module) for name, module in modules.items()}
 
 
+def sequence_call(hidden: int, batch: int, steps: int = STEPS, backward: bool = True, impl: str = "fastrnn",
+                  threads: int | None = None):
+    """One competitor's sequence call (I = H) as a callable: scripts/ab.py's MODULE:FUNCTION."""
+    if threads:
+        torch.set_num_threads(threads)
+    return _sequence_candidates(hidden, batch, steps, backward, impl == "reference")[impl]
+
+
 def _step_candidates(hidden: int, batch: int, with_reference: bool):
     cells = _same_weights(torch.nn.LSTMCell, fastrnn.LSTMCell, hidden, with_reference)
     x = torch.randn(batch, hidden)

@@ -11,7 +11,7 @@ weight bandwidth are reported against peaks measured on the device at the start.
 Designed to finish in about 3 minutes on an H200: CUDA events, warm-up, medians, each
 measurement capped in repetitions and time, and a global budget after which the slow
 competitors (cell loops, compile, reference) are skipped and recorded as skipped.
-Writes results.json and results.md to --out (default $OUT, else bench/results/gpu).
+Writes gpu.json and gpu.md to the folder --out (default $OUT, else bench/results).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS / "gpu")
+    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS,
+                        help="folder for gpu.json and gpu.md")
     parser.add_argument("--hidden", type=int, nargs="+", default=[48, 128, 256, 512, 1024])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 256, 4096])
     # bf16 first: it is what GPU users run, and the call may end before fp32 is done.
@@ -302,10 +303,10 @@ def main(argv: list[str]) -> int:
             print(f"{name} pass: {dtype_name} H={hidden} B={batch} done at {time.perf_counter() - started:.0f}s",
                   flush=True)
             # Intermediate results survive a timeout of the device call.
-            (args.out / "results.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
+            (args.out / "gpu.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     speedups = ratios(rows)
     meta["elapsed_s"] = time.perf_counter() - started
-    (args.out / "results.json").write_text(json.dumps(dict(meta=meta, rows=rows, speedups=speedups), indent=1))
-    (args.out / "results.md").write_text(markdown(meta, rows, speedups))
+    (args.out / "gpu.json").write_text(json.dumps(dict(meta=meta, rows=rows, speedups=speedups), indent=1))
+    (args.out / "gpu.md").write_text(markdown(meta, rows, speedups))
     print(markdown(meta, rows, speedups))
     return 0

@@ -41,7 +41,7 @@ def _parse(argv):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block-seconds", type=float, default=0.3, help="length of one timed block")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS / "scaling", help="folder for scaling.json/.md")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for scaling.json and scaling.md")
     args = parser.parse_args(argv)
     args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for core in args.cores:

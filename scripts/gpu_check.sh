@@ -3,7 +3,7 @@
 #   env -> C++ build (optional, in the background) -> tests/test_triton_gpu.py -> python -m bench gpu
 #   -> agent on CUDA: a short `train --device cuda` run and `bench agent` on cuda vs cpu
 # Everything it writes goes under $OUT: env.log, build.log, gpu_tests.log, gpu_tests.xml,
-# bench.log, bench/results.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}.{json,log},
+# bench.log, bench/gpu.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}.{json,log},
 # agent.log, summary.txt. Nothing is fetched: the device image has
 # torch, triton, pybind11, pytest, pytest-timeout and pytest-xdist.
 # Usage (from the repository root):  bash scripts/gpu_check.sh [--dry-run]
@@ -78,7 +78,7 @@ BENCH_RC=$?
   cat "$OUT/agent.log"
   echo "gpu tests rc=$TEST_RC (124 = stage timed out)"
   tail -n 5 "$OUT/gpu_tests.log"
-  echo "bench rc=$BENCH_RC (124 = timed out; results.json is written after every case)"
+  echo "bench rc=$BENCH_RC (124 = timed out; gpu.json is written after every case)"
   tail -n 3 "$OUT/bench.log"
 } | tee "$OUT/summary.txt"
 [ "$TEST_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ]

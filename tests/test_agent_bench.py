@@ -113,13 +113,24 @@ def test_bench_rollout_refuses_bad_arguments_before_any_work(capsys):
     assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
 
 
-def test_every_bench_subcommand_writes_under_bench_results_by_default(monkeypatch):
-    # The README points at bench/results/ for every measured table: the defaults must agree.
+def test_every_bench_subcommand_writes_its_suite_file_in_bench_results_by_default(monkeypatch):
+    # Each suite's latest run is bench/results/<suite>.json (and .md): the folder suites name
+    # the folder, the others the file.
     from bench import RESULTS, agent, cpu, gpu, ranks, rollout, scaling
 
     monkeypatch.delenv("OUT", raising=False)
     assert RESULTS == Path("bench/results")
-    defaults = {"cpu": cpu._parse([]).out, "agent": agent._parse([]).out, "ranks": ranks._parse([]).out, "scaling": scaling._parse([]).out,
-                "rollout": rollout._parse([]).out, "gpu": gpu.parse_args([]).out}
-    for name, out in defaults.items():
-        assert out.parts[:2] == ("bench", "results"), (name, out)
+    assert cpu._parse([]).out == gpu.parse_args([]).out == scaling._parse([]).out == RESULTS
+    assert agent._parse([]).out == RESULTS / "agent.json"
+    assert ranks._parse([]).out == RESULTS / "ranks.json"
+    assert rollout._parse([]).out == RESULTS / "rollout.json"
+
+
+def test_bench_results_holds_only_the_latest_file_of_each_suite():
+    from bench import RESULTS
+    from bench.__main__ import SUITES
+
+    root = Path(__file__).resolve().parent.parent
+    entries = sorted((root / RESULTS).iterdir())
+    stray = [p.name for p in entries if not p.is_file() or p.suffix not in (".json", ".md") or p.stem not in SUITES]
+    assert not stray, f"bench/results/ holds only <suite>.json/.md (history: docs/performance-log.md): {stray}"
