@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from agent.allocator import retain_freed_memory
-from agent.config import ABLATIONS, REWARD_INPUTS, TrainConfig, flag_name, resolve_config
+from agent.config import ABLATIONS, REWARD_INPUTS, TrainConfig, resolve_config
+from agent.flags import flag_name
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -162,10 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "each simulation's default")
     rep.add_argument("--out", required=True, type=Path, help="directory for runs/, figures/, REPORT.md, summary.json")
 
-    from agent.baselines.play import add_arguments as add_baseline_arguments
+    from agent.baselines.registry import strategies_for, tasks_with_strategies
 
-    add_baseline_arguments(sub.add_parser("baseline", help="a classical learner (control) plays a task's test "
-                                          "episodes; trials.csv, metrics.json and figures as eval writes them"))
+    base = sub.add_parser("baseline", help="a classical learner (control) plays a task's test episodes; "
+                          "trials.csv, metrics.json and figures as eval writes them")
+    base.add_argument("--task", required=True, help="a task with baseline strategies: "
+                      + ", ".join(tasks_with_strategies()))
+    base.add_argument("--strategy", required=True, help="the learner; per task: " + "; ".join(
+        f"{task}: {', '.join(strategies_for(task))}" for task in tasks_with_strategies()
+        if not task.startswith("bandit_") or task == "bandit_independent").replace(
+        "bandit_independent:", "bandit_*:"))
+    base.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
+    base.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed, as eval's (default: 2018)")
+    base.add_argument("--out", required=True, type=Path, help="directory for trials.csv, metrics.json, figures")
+    _add_task_options(base, at_eval=True)
     return parser
 
 
@@ -300,9 +311,24 @@ def cmd_reproduce(parser, args) -> int:
 
 
 def cmd_baseline(parser, args) -> int:
-    from agent.baselines.play import command
+    """Check every argument before any work (parser.error: status 2, one line naming it), play,
+    write, print eval's summary."""
+    from agent.baselines.play import baseline_task_options, run_baseline
+    from agent.baselines.registry import check_choice
 
-    return command(parser, args)
+    try:
+        check_choice(args.task, args.strategy)
+        baseline_task_options(args.task, _given_task_options(args))
+    except ValueError as error:  # a BaselineChoiceError too
+        parser.error(str(error))
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file, expected a directory")
+    metrics = run_baseline(args.task, args.strategy, args.out, episodes=args.episodes, seed=args.seed,
+                           task_options=_given_task_options(args))
+    print(f"baseline {args.strategy}: {metrics['baseline']['description']}")
+    print(summarize(metrics))
+    print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
+    return 0
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo,

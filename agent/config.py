@@ -11,6 +11,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from agent.flags import flag_name
+
 
 REWARD_INPUTS = ("reward", "rpe", "both", "td")  # what the network gets besides the previous action (model.py)
 # Ablations of the meta-RL mechanism (model.py, rollout.py; docs/controls-and-ablations.md):
@@ -23,11 +25,6 @@ REWARD_INPUTS = ("reward", "rpe", "both", "td")  # what the network gets besides
 #                    information about the agent's own action; eval plays the task's real rewards
 #                    (the null network of the unit-coding analysis)
 ABLATIONS = ("reward_input", "action_input", "state_reset", "shuffled_rewards")
-
-
-def flag_name(name: str) -> str:
-    """The command-line flag of a setting: learning_rate -> --learning-rate."""
-    return "--" + name.replace("_", "-")
 
 
 def _doc(text: str, default):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import fastrnn
 
 from agent.checkpoint import (check_finite_weights, checkpoint_path, load_checkpoint, load_quantile_snapshots,
                               quantile_path)
-from agent.config import TrainConfig, flag_name
+from agent.config import TrainConfig
+from agent.flags import flag_name
 from agent.model import sample_actions
 from agent.rollout import Carry
 from agent.tasks import get_task_class, make_task
@@ -28,6 +30,7 @@ from agent.trainer import make_agent
 
 DEFAULT_TEST_EPISODES = 300
 DEFAULT_TEST_SEED = 2018  # distinct from training seeds, so test episodes are new ones
+_INTEGER = re.compile(r"-?\d+")
 
 
 def run_frozen_episodes(agent, task, sampler: torch.Generator) -> dict[str, np.ndarray]:
@@ -90,6 +93,25 @@ def write_trials_csv(path: Path, trials: dict[str, np.ndarray], columns: list[st
         writer.writerow(columns)
         for i in range(len(trials["episode"])):
             writer.writerow([labels[c][int(trials[c][i])] if c in labels else _fmt(trials[c][i]) for c in columns])
+
+
+def read_trials_csv(path: Path, labels: dict[str, tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
+    """trials.csv back into columns: labelled columns as their codes, columns of integers as
+    int64, the rest float64 (NaN where written nan)."""
+    labels = labels or {}
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        cells = list(zip(*reader)) or [()] * len(header)
+    trials = {}
+    for name, column in zip(header, cells):
+        if name in labels:
+            trials[name] = np.array([labels[name].index(v) for v in column], dtype=np.int64)
+        elif all(_INTEGER.fullmatch(v) for v in column):
+            trials[name] = np.array(column, dtype=np.int64)
+        else:
+            trials[name] = np.array(column, dtype=np.float64)
+    return trials
 
 
 def _fmt(value) -> str:

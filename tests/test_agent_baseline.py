@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from agent.baselines import registry
-from agent.baselines.play import baseline_task_options, play_baseline, read_trials_csv, run_baseline
+from agent.baselines.play import baseline_task_options, play_baseline, run_baseline
 from agent.cli import main
+from agent.evaluate import read_trials_csv
 from agent.tasks import get_task_class
 
 TINY_EPISODES = 4

@@ -17,7 +17,8 @@ import torch
 import agent.train as train_module
 from agent.checkpoint import CheckpointError, load_checkpoint, nonfinite_tensors, save_checkpoint
 from agent.cli import main
-from agent.config import float_settings, flag_name, resolve_config
+from agent.config import float_settings, resolve_config
+from agent.flags import flag_name
 from agent.optimizer import FlatOptimizer
 from agent.run_lock import RunLockedError, acquire_run_lock
 from agent.train import check_resume, train

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from agent.baselines import registry
-from agent.baselines.play import read_trials_csv, run_baseline
+from agent.baselines.play import run_baseline
+from agent.evaluate import read_trials_csv
 from agent.reproduce.report import evaluate_row, with_paired
 from agent.reproduce.simulations import BY_KEY
 

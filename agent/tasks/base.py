@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agent.config import flag_name
+from agent.flags import flag_name
 from agent.rpe import td_rpe
 
 
