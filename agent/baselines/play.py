@@ -33,9 +33,9 @@ from agent.baselines.registry import check_choice, make_policy
 def baseline_task_options(task: str, overrides: dict | None = None) -> dict:
     """The test episodes' task options: those of a run trained with the task's defaults, then
     eval's (ValueError naming a flag the task does not take at eval)."""
-    from agent.config import resolve_config
-    from agent.evaluate import test_options
-    from agent.tasks import get_task_class
+    from agent.commands.evaluate import test_options
+    from agent.core.config import resolve_config
+    from agent.simulations.registry import get_task_class
 
     return test_options(get_task_class(task), resolve_config({"task": task}).task_options, overrides)
 
@@ -44,7 +44,7 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
     """Each row's first episode played by `policy`: trial columns plus episode, trial, and the
     learner's value at each trial's first step (`value`) and last step (`value_last`), NaN
     where it keeps none (evaluate.run_frozen_episodes' record, without `hidden`)."""
-    from agent.evaluate import append_trial_rows
+    from agent.commands.evaluate import append_trial_rows
 
     task.recording = True
     obs = task.reset()
@@ -78,7 +78,7 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
 def play_baseline(task_name: str, strategy: str, *, episodes: int, seed: int, options: dict):
     """(trials with derived columns, task, policy): every eval variant of the task played by a
     fresh learner of the same seed, rows stacked as eval stacks them."""
-    from agent.tasks import get_task_class, make_task
+    from agent.simulations.registry import get_task_class, make_task
 
     played = []
     for variant in get_task_class(task_name).eval_variants(options):
@@ -98,8 +98,8 @@ def play_baseline(task_name: str, strategy: str, *, episodes: int, seed: int, op
 def run_baseline(task_name: str, strategy: str, out_dir, *, episodes: int = 300, seed: int = 2018,
                  task_options: dict | None = None) -> dict:
     """Play, write trials.csv, run the task's analysis on it, write metrics.json; the metrics."""
-    from agent.config import resolve_config
-    from agent.evaluate import read_trials_csv, write_trials_csv
+    from agent.commands.evaluate import read_trials_csv, write_trials_csv
+    from agent.core.config import resolve_config
 
     start = time.perf_counter()
     check_choice(task_name, strategy)

@@ -6,11 +6,11 @@ sys.path.insert(0, os.environ.get("AFTER", os.getcwd()))
 import fastrnn  # from $AFTER, shared by both sides
 root, core, task, envs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sys.path.insert(0, root)
-from agent.config import resolve_config
-from agent.trainer import Trainer
-from agent.timing import PhaseTimer
-import agent.trainer
-assert agent.trainer.__file__.startswith(root), agent.trainer.__file__
+import agent.core.trainer
+from agent.core.config import resolve_config
+from agent.core.trainer import Trainer
+from agent.infra.timing import PhaseTimer
+assert agent.core.trainer.__file__.startswith(root), agent.core.trainer.__file__
 tr = Trainer(resolve_config({"task": task, "core": core, "num_envs": envs}))
 for _ in range(10): tr.update()
 print("ready", flush=True)

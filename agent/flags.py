@@ -1,7 +1,0 @@
-"""The command-line spelling of a setting, shared by the training settings (config.py), the
-tasks' own options (tasks/base.py) and the command line (cli.py)."""
-
-
-def flag_name(name: str) -> str:
-    """The command-line flag of a setting: learning_rate -> --learning-rate."""
-    return "--" + name.replace("_", "-")
