@@ -5,6 +5,8 @@ import statistics
 import subprocess
 import sys
 
+import pytest
+
 import agent.cli
 from agent.infra.allocator import retain_freed_memory
 
@@ -34,6 +36,7 @@ def _median_faults(mode: str) -> float:
     return statistics.median(int(line) for line in done.stdout.split())
 
 
+@pytest.mark.slow
 def test_with_the_setting_training_updates_reuse_memory_without_page_faults():
     # Per update, after the first 4, with the setting: 1 fault, now and then a late 1-2k while the
     # heap settles (hence the median). Without it, glibc faulted 1-13k times in most updates

@@ -23,6 +23,7 @@ def test_bench_agent_reports_throughput_ratios_and_a_profile_for_each_core(tmp_p
     assert "fast/reference" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_agent_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
     # Issue 13 asks `python -m bench agent` itself for the 1- and 2-rank rates (torchrun, gloo).
     out = tmp_path / "bench.json"
@@ -46,6 +47,7 @@ def test_bench_agent_refuses_bad_rank_arguments_before_any_work(capsys):
         assert expected in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_ranks_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
     from bench import ranks as bench_ranks
 

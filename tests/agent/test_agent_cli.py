@@ -19,6 +19,7 @@ def run_cli(*args, timeout=120):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_tasks_lists_every_registered_task_with_a_description():
     out = run_cli("tasks")
     assert out.returncode == 0, out.stderr
@@ -27,6 +28,7 @@ def test_tasks_lists_every_registered_task_with_a_description():
     assert all(len(line.split(maxsplit=1)) == 2 for line in out.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_train_then_eval_through_the_command_line(tmp_path):
     run, ev = tmp_path / "run", tmp_path / "eval"
     out = run_cli("train", "--task", "bandit_independent", "--seed", "3", "--core", "fast", "--episodes", "8",

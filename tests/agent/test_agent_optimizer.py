@@ -125,6 +125,7 @@ def test_flat_optimizer_refuses_a_state_of_another_kind_or_size():
         ours.load_state_dict(torch.optim.RMSprop(list(other.parameters())[:2]).state_dict())
 
 
+@pytest.mark.slow
 def test_agent_training_does_not_import_torch_dynamo(tmp_path):
     # torch.optim's classes import torch._dynamo on construction (2.3 s a process); the agent's
     # optimizer exists to avoid that.

@@ -157,6 +157,7 @@ def test_eval_and_resume_refuse_a_checkpoint_with_nan_weights(tmp_path, capsys):
 
 # --- one writer per run --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_at_once_naming_the_holder_and_a_sigkilled_holder_leaves_no_lock(
         tmp_path, capsys, monkeypatch):
     """While another process holds the run's lock, train exits 1 with one line naming the holder's
@@ -180,6 +181,7 @@ def test_a_second_process_is_refused_at_once_naming_the_holder_and_a_sigkilled_h
     assert load_checkpoint(run)["finished"]
 
 
+@pytest.mark.slow
 def test_a_running_train_holds_the_lock_and_the_same_command_in_a_second_process_exits_1(tmp_path, monkeypatch):
     """The same `python -m agent train` started while a training (here, this process) runs on its
     --out exits 1 with one line naming this process's pid, and leaves the run to its holder."""

@@ -38,6 +38,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_gets_one_line_naming_the_file_and_the_previous_one(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--task", "bandit_independent", "--episodes", "64", "--checkpoint-every", "1",
@@ -69,6 +70,7 @@ def test_saving_over_a_checkpoint_keeps_the_last_good_one_under_its_second_name(
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     ["train", "--task", "bandit_independent", "--episodes", "4"],
     ["demo"],

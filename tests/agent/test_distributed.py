@@ -22,6 +22,8 @@ from agent.infra.checkpoint import load_checkpoint
 from agent.infra.distributed import World, average_gradients
 from lock_holder import start_lock_holder
 
+pytestmark = pytest.mark.slow  # starts subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, BATCH, INPUTS, ACTIONS = 6, 8, 5, 3
 

@@ -99,6 +99,7 @@ def test_bad_objects_are_refused_in_one_line_naming_the_option(tmp_path):
     assert _resolve(objects=str(tmp_path / "flat"), holdout="classes")["objects"] == str(tmp_path / "flat")
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_a_bad_folder_before_any_work(tmp_path):
     for i in range(4):
         _save(tmp_path / "mixed" / f"{i}.png", shape=(8, 8) if i < 2 else (9, 9), seed=i)

@@ -148,6 +148,7 @@ def run_cli(*args, timeout=240):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_train_and_eval_through_the_command_line_write_every_file_the_issue_names(tmp_path):
     run, ev = tmp_path / "run", tmp_path / "eval"
     out = run_cli("train", "--task", "harlow", "--episodes", "300", "--num-envs", "16", "--hidden-size", "32",

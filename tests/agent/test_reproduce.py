@@ -68,6 +68,7 @@ def _t_interval(values: list[float]) -> tuple[float, float]:
     return mean, float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
 
 
+@pytest.mark.slow
 def test_volatility_better_arm_rates_equal_those_recomputed_from_trials_csv(reproduced):
     out, summary, report, _ = reproduced
     section = _section(summary, "volatility")
@@ -92,6 +93,7 @@ def test_volatility_better_arm_rates_equal_those_recomputed_from_trials_csv(repr
         assert mean_cells[column] == f"{mean:.3f} ± {half:.3f}"
 
 
+@pytest.mark.slow
 def test_bandit_regret_equals_the_one_recomputed_from_trials_csv(reproduced):
     out, summary, report, _ = reproduced
     section = _section(summary, "bandits")
@@ -114,6 +116,7 @@ def test_bandit_regret_equals_the_one_recomputed_from_trials_csv(reproduced):
     assert f"**{'met' if section['overall_met'] else 'not met'}, {section['seeds_meeting']}/2 seeds**" in report
 
 
+@pytest.mark.slow
 def test_report_states_the_command_the_override_figures_and_wall_times(reproduced):
     out, summary, report, _ = reproduced
     assert summary["command"].startswith("python -m agent reproduce --sim 2 bandits --seeds 2 --jobs 2")
@@ -126,6 +129,7 @@ def test_report_states_the_command_the_override_figures_and_wall_times(reproduce
             assert seed["train_wall_seconds"] > 0 and seed["eval_wall_seconds"] > 0 and seed["eval_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_the_report_puts_each_control_beside_the_agent_judged_by_the_same_criterion(reproduced):
     from agent.reproduce.simulations import BY_KEY
 
@@ -156,6 +160,7 @@ def test_the_report_puts_each_control_beside_the_agent_judged_by_the_same_criter
                                                            if l.startswith("| simulation |"))]
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_resumed_to_the_end(reproduced):
     out, summary, _, interrupted_at = reproduced
     import torch
@@ -168,6 +173,7 @@ def test_an_interrupted_run_is_resumed_to_the_end(reproduced):
     assert {s["training"] for s in _section(summary, "volatility")["seeds"]} == {"trained"}
 
 
+@pytest.mark.slow
 def test_a_second_invocation_reuses_every_finished_run_and_evaluation(reproduced, capsys):
     out, _, _, _ = reproduced
     watched = sorted(out.glob("runs/*/checkpoint.pt")) + sorted(out.glob("runs/*/eval/metrics.json"))
@@ -203,6 +209,7 @@ def test_bad_flags_fail_naming_the_flag_before_any_work(argv, message, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing was written
 
 
+@pytest.mark.slow
 def test_runs_made_with_other_settings_are_refused_before_any_work(reproduced, capsys):
     out, _, _, _ = reproduced
     watched = sorted(out.glob("runs/*/config.json"))
@@ -215,6 +222,7 @@ def test_runs_made_with_other_settings_are_refused_before_any_work(reproduced, c
     assert {path: path.stat().st_mtime_ns for path in watched} == before
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_reported_with_its_error_and_sets_the_exit_code(tmp_path):
     # A run directory whose checkpoint is unreadable fails its job before any process starts (cheap).
     broken = tmp_path / "out" / "runs" / "volatility-seed0"
