@@ -8,7 +8,8 @@ import torch
 from agent.core.a2c import a2c_loss, discounted_returns, discounted_returns_loop
 
 
-def test_returns_discount_rewards_and_bootstrap_from_the_value_after_the_unroll():
+def test_returns_discount_and_bootstrap_after_the_unroll():
+    """Returns discount rewards and bootstrap from the value after the unroll."""
     rewards = torch.tensor([[1.0], [0.0], [2.0]])
     dones = torch.zeros(3, 1, dtype=torch.bool)
     returns = discounted_returns(rewards, dones, torch.tensor([10.0]), gamma=0.5)
@@ -34,7 +35,8 @@ def test_vectorized_returns_equal_the_step_by_step_definition():
     assert torch.allclose(discounted_returns(rewards, dones, bootstrap, 0.9), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_loss_combines_policy_value_and_entropy_terms_with_the_paper_weights():
+def test_loss_weights_policy_value_and_entropy_as_the_paper():
+    """The loss combines policy, value and entropy terms with the paper's weights."""
     logits = torch.log(torch.tensor([[[0.25, 0.75]]]))
     values = torch.tensor([[0.5]])
     actions = torch.tensor([[1]])
@@ -48,7 +50,8 @@ def test_loss_combines_policy_value_and_entropy_terms_with_the_paper_weights():
     assert loss.total.item() == pytest.approx(-math.log(0.75) * 1.5 + 0.05 * 1.125 - 0.05 * entropy)
 
 
-def test_policy_gradient_raises_the_probability_of_actions_with_positive_advantage():
+def test_policy_gradient_favours_positive_advantage():
+    """The policy gradient raises the probability of actions with positive advantage."""
     logits = torch.zeros(1, 1, 2, requires_grad=True)
     values = torch.zeros(1, 1, requires_grad=True)
     loss = a2c_loss(logits, values, torch.tensor([[0]]), torch.tensor([[1.0]]), 0.05, 0.0)

@@ -20,8 +20,10 @@ def config(task="two_step", **overrides):
     return resolve_config({"task": task, "num_envs": 4, "unroll": 10, "seed": 0, **overrides})
 
 
-def test_an_unknown_ablation_is_refused_before_any_work_with_the_valid_choices(tmp_path, capsys):
-    """`--ablate bogus` exits at argument parsing (status 2) with one error line naming every valid
+def test_unknown_ablation_is_refused_with_the_valid_choices(tmp_path, capsys):
+    """An unknown ablation is refused before any work, with the valid choices.
+
+    `--ablate bogus` exits at argument parsing (status 2) with one error line naming every valid
     choice, and no run directory is made; the config check (for callers that skip the CLI) says the same."""
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
@@ -48,8 +50,10 @@ def test_several_ablations_are_stored_in_one_order_and_eval_rebuilds_them():
 
 @pytest.mark.parametrize("ablate,zero,live", [(["reward_input"], "signal", "action"),
                                               (["action_input"], "action", "signal")])
-def test_an_ablated_input_slot_is_zero_in_every_core_input_in_training_and_in_eval(ablate, zero, live):
-    """The rollout buffer's input rows are exactly what the core stepped on (and what the learning
+def test_ablated_input_slot_is_zero_in_training_and_eval(ablate, zero, live):
+    """An ablated input slot is zero in every core input, in training and in eval.
+
+    The rollout buffer's input rows are exactly what the core stepped on (and what the learning
     pass replays); eval's inputs are captured at agent.step. The ablated columns are zero in every
     row of both, while the other slot is non-zero somewhere (the check is not vacuous)."""
     cfg = config(task="bandit_independent", ablate=ablate)
@@ -73,8 +77,10 @@ def test_an_ablated_input_slot_is_zero_in_every_core_input_in_training_and_in_ev
     assert seen[..., columns[live]].abs().sum() > 0
 
 
-def test_state_reset_resets_the_core_at_trial_starts_while_returns_are_cut_only_at_episode_ends():
-    """two_step (two steps a trial): under state_reset the core's resets are exactly the trial
+def test_state_reset_resets_at_trials_returns_cut_at_episodes():
+    """state_reset resets the core at trial starts, while returns are cut only at episode ends.
+
+    two_step (two steps a trial): under state_reset the core's resets are exactly the trial
     starts (every other step) and episode starts, the episode-end mask stays the episode ends, the
     returns the trainer uses equal the definition cut at episode ends only, and the learning pass
     replays the rollout's hidden states (it resets where the rollout did). Each trial's first
@@ -144,8 +150,10 @@ def test_the_default_path_is_bit_identical_to_the_code_before_ablations(task):
     assert _digest(task) == DEFAULT_PATH_DIGESTS[task]
 
 
-def test_the_td_input_is_the_td_error_with_v_next_from_the_zero_slot_pass_plus_the_offset():
-    """risky_safe with --reward-input td under the stim_after_risky_loss manipulation: the fed
+def test_td_input_is_the_td_error_plus_the_offset():
+    """The td input is the TD error, with V(s') from the zero-slot pass, plus the offset.
+
+    risky_safe with --reward-input td under the stim_after_risky_loss manipulation: the fed
     signal equals r + gamma V(s') - V(s) + offset, where V(s') is the value head after a core step
     (sequence mode, an independent code path) on the next input with the signal slot at zero, and
     V(s') = 0 where the episode ended (the slot itself is zero there: a new episode starts). The
@@ -187,8 +195,10 @@ def test_the_td_input_is_the_td_error_with_v_next_from_the_zero_slot_pass_plus_t
         derived["rpe_input"] - derived["rpe_raw"], offset)
 
 
-def test_shuffled_rewards_permute_each_steps_rewards_across_rows_in_training_only():
-    """Under shuffled_rewards the rewards the buffer keeps (learned from and fed back) are, at each
+def test_shuffled_rewards_permute_across_rows_in_training_only():
+    """shuffled_rewards permute each step's rewards across rows, in training only.
+
+    Under shuffled_rewards the rewards the buffer keeps (learned from and fed back) are, at each
     step, a permutation of the rewards the task paid that step, not the task's order; eval's agent
     has no rollout, so test episodes feed the task's rewards."""
     trainer = Trainer(config(task="bandit_independent", ablate=["shuffled_rewards"], num_envs=16), trials_per_episode=5)

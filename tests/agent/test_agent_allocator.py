@@ -37,7 +37,8 @@ def _median_faults(mode: str) -> float:
 
 
 @pytest.mark.slow
-def test_with_the_setting_training_updates_reuse_memory_without_page_faults():
+def test_updates_reuse_memory_without_page_faults():
+    """With the setting, training updates reuse memory without page faults."""
     # Per update, after the first 4, with the setting: 1 fault, now and then a late 1-2k while the
     # heap settles (hence the median). Without it, glibc faulted 1-13k times in most updates
     # (medians 5.7k-11.5k), though in about one process of four it settled by itself; so this

@@ -24,7 +24,8 @@ def synthetic_two_step(model_based: bool, episodes=200, trials=100, seed=0):
     return {k: np.array(v) for k, v in rows.items()}
 
 
-def test_stay_probabilities_and_regression_separate_model_based_from_model_free():
+def test_stay_and_regression_separate_model_based_from_free():
+    """Stay probabilities and the regression separate model-based from model-free."""
     mb = two_step.consecutive_pairs(synthetic_two_step(True))
     stay = two_step.stay_probabilities(mb)
     assert stay["common_rewarded"] == pytest.approx(0.9, abs=0.02)

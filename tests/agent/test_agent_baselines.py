@@ -18,7 +18,8 @@ def test_gittins_index_of_a_uniform_prior_matches_gittins_published_table(discou
     assert table[0, 0] == pytest.approx(expected, abs=2e-4)
 
 
-def test_gittins_index_exceeds_the_posterior_mean_and_shrinks_towards_it_with_pulls():
+def test_gittins_index_exceeds_the_mean_and_shrinks_with_pulls():
+    """The Gittins index exceeds the posterior mean and shrinks towards it with pulls."""
     table = gittins_index_table(0.9, 40)
     for s, f in [(0, 0), (3, 1), (1, 3), (10, 10)]:
         mean = (1 + s) / (2 + s + f)
@@ -53,14 +54,16 @@ def test_regret_ordering_on_independent_arms_matches_the_literature():
     assert gittins < thompson
 
 
-def test_ucb1_pulls_every_arm_once_first_and_is_deterministic_given_rewards():
+def test_ucb1_pulls_each_arm_first_and_is_deterministic():
+    """UCB1 pulls every arm once first and is deterministic given the rewards."""
     play = play_bandit(UCB1(), torch.tensor([[0.2, 0.7]] * 5, dtype=torch.float64), 10, seed=0)
     assert play.actions[:, 0].tolist() == [0] * 5 and play.actions[:, 1].tolist() == [1] * 5
     again = play_bandit(UCB1(), torch.tensor([[0.2, 0.7]] * 5, dtype=torch.float64), 10, seed=0)
     assert torch.equal(play.actions, again.actions)
 
 
-def test_rescorla_wagner_update_moves_the_chosen_value_by_alpha_times_the_error():
+def test_rescorla_wagner_moves_the_chosen_value_by_alpha_error():
+    """The Rescorla-Wagner update moves the chosen value by alpha times the error."""
     rw = RescorlaWagnerSoftmax(learning_rate=0.25, inverse_temperature=1.0, initial_value=0.5)
     rw.reset(2, 2)
     rw.update(torch.tensor([0, 1]), torch.tensor([1.0, 0.0], dtype=torch.float64))

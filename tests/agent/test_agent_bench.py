@@ -24,7 +24,8 @@ def test_bench_agent_reports_throughput_ratios_and_a_profile_for_each_core(tmp_p
 
 
 @pytest.mark.slow
-def test_bench_agent_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
+def test_bench_agent_reports_rank_throughput_and_scaling(tmp_path, capsys):
+    """bench agent reports one- and two-rank throughput and the scaling efficiency."""
     # Issue 13 asks `python -m bench agent` itself for the 1- and 2-rank rates (torchrun, gloo).
     out = tmp_path / "bench.json"
     assert bench_agent.main(["--task", "bandit_independent", "--cores", "fast", "--updates", "2", "--repeats", "1",
@@ -48,7 +49,8 @@ def test_bench_agent_refuses_bad_rank_arguments_before_any_work(capsys):
 
 
 @pytest.mark.slow
-def test_bench_ranks_reports_one_and_two_rank_throughput_and_the_scaling_efficiency(tmp_path, capsys):
+def test_bench_ranks_reports_rank_throughput_and_scaling(tmp_path, capsys):
+    """bench ranks reports one- and two-rank throughput and the scaling efficiency."""
     from bench import ranks as bench_ranks
 
     out = tmp_path / "ranks.json"
@@ -62,7 +64,8 @@ def test_bench_ranks_reports_one_and_two_rank_throughput_and_the_scaling_efficie
     assert "scaling efficiency" in capsys.readouterr().out
 
 
-def test_bench_scaling_measures_every_case_of_the_grid_for_each_core_and_tabulates_fast_ratios(tmp_path):
+def test_bench_scaling_measures_the_grid_and_tabulates_ratios(tmp_path):
+    """bench scaling measures every case of the grid for each core and tabulates the fast ratios."""
     from bench import scaling as bench_scaling
 
     out = tmp_path / "scaling"
@@ -90,7 +93,8 @@ def test_bench_scaling_refuses_bad_arguments_before_any_work(capsys):
     assert "unknown core 'gpu'" in capsys.readouterr().err
 
 
-def test_bench_rollout_times_every_way_per_size_and_reports_ratios_to_the_plan(tmp_path, capsys):
+def test_bench_rollout_times_every_way_and_ratios_to_the_plan(tmp_path, capsys):
+    """bench rollout times every way per size and reports ratios to the plan."""
     from bench import rollout as bench_rollout
 
     out = tmp_path / "rollout.json"

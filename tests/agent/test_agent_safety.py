@@ -96,9 +96,10 @@ def _overflowing_step_at(update: int, monkeypatch) -> None:
     (_nan_gradient_at, "the gradient holds NaN or infinite values"),
     (_overflowing_step_at, "the optimizer step made weights NaN or infinite"),
 ])
-def test_a_non_finite_update_stops_training_naming_it_and_keeps_the_last_finite_checkpoint(
-        inject, reason, tmp_path, monkeypatch):
-    """A NaN loss, a NaN gradient or an overflowing step at update 5 raises TrainingDiverged naming
+def test_non_finite_update_stops_and_keeps_the_finite_checkpoint(inject, reason, tmp_path, monkeypatch):
+    """A non-finite update stops training, naming it, and keeps the last finite checkpoint.
+
+    A NaN loss, a NaN gradient or an overflowing step at update 5 raises TrainingDiverged naming
     update 5 and the reason, logs nothing of update 5, and leaves update 3's checkpoint as the
     run's: loadable, finite, and resumable (the lock is released too)."""
     inject(DIVERGING_UPDATE, monkeypatch)
@@ -119,8 +120,10 @@ def test_a_non_finite_update_stops_training_naming_it_and_keeps_the_last_finite_
     acquire_run_lock(tmp_path).release()  # free again
 
 
-def test_a_run_that_diverges_before_its_first_checkpoint_exits_1_with_one_line_and_no_checkpoint(tmp_path, capsys):
-    """A learning rate of 1e38 overflows the weights at update 1 (no injection: the real update):
+def test_divergence_before_any_checkpoint_exits_1_in_one_line(tmp_path, capsys):
+    """A run that diverges before its first checkpoint exits 1 with one line and no checkpoint.
+
+    A learning rate of 1e38 overflows the weights at update 1 (no injection: the real update):
     the command exits 1 with one line naming update 1 and --lr, and writes no checkpoint."""
     run = tmp_path / "R"
     assert main(["train", "--task", "two_step", "--lr", "1e38", "--episodes", "64", "--num-envs", "4",
@@ -158,9 +161,10 @@ def test_eval_and_resume_refuse_a_checkpoint_with_nan_weights(tmp_path, capsys):
 # --- one writer per run --------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_second_process_is_refused_at_once_naming_the_holder_and_a_sigkilled_holder_leaves_no_lock(
-        tmp_path, capsys, monkeypatch):
-    """While another process holds the run's lock, train exits 1 with one line naming the holder's
+def test_second_process_is_refused_and_a_killed_holder_frees_it(tmp_path, capsys, monkeypatch):
+    """A second process is refused at once, naming the holder, and a SIGKILLed holder leaves no lock.
+
+    While another process holds the run's lock, train exits 1 with one line naming the holder's
     pid, before building a Trainer or writing anything; after the holder is killed with SIGKILL
     the kernel has released the lock and the same command trains."""
     run = tmp_path / "R"
@@ -182,8 +186,10 @@ def test_a_second_process_is_refused_at_once_naming_the_holder_and_a_sigkilled_h
 
 
 @pytest.mark.slow
-def test_a_running_train_holds_the_lock_and_the_same_command_in_a_second_process_exits_1(tmp_path, monkeypatch):
-    """The same `python -m agent train` started while a training (here, this process) runs on its
+def test_running_train_holds_the_lock_against_a_second_process(tmp_path, monkeypatch):
+    """A running train holds the lock, and the same command in a second process exits 1.
+
+    The same `python -m agent train` started while a training (here, this process) runs on its
     --out exits 1 with one line naming this process's pid, and leaves the run to its holder."""
     run = tmp_path / "R"
     argv = ["train", "--task", "two_step", "--episodes", "8", "--num-envs", "4", "--unroll", "10", "--quiet",
@@ -205,8 +211,10 @@ def test_a_running_train_holds_the_lock_and_the_same_command_in_a_second_process
     assert load_checkpoint(run)["finished"]
 
 
-def test_a_lock_is_refused_to_a_second_holder_in_the_same_process_and_free_after_release(tmp_path):
-    """flock belongs to the open file, so two train() calls in one process (threads) exclude each
+def test_lock_is_refused_within_one_process_and_free_after_release(tmp_path):
+    """A lock is refused to a second holder in the same process, and is free after release.
+
+    flock belongs to the open file, so two train() calls in one process (threads) exclude each
     other too; release() frees the lock at once."""
     lock = acquire_run_lock(tmp_path)
     with pytest.raises(RunLockedError, match=f"process {os.getpid()}"):
@@ -217,8 +225,10 @@ def test_a_lock_is_refused_to_a_second_holder_in_the_same_process_and_free_after
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize("buffer", ["flat_grad", "flat"])
-def test_the_optimizers_finite_check_sees_one_bad_value_anywhere_in_either_flat_buffer(buffer, value):
-    """finite_after_step reads each buffer's largest magnitude: NaN, +inf or -inf in a single
+def test_finite_check_sees_one_bad_value_in_either_buffer(buffer, value):
+    """The optimizer's finite check sees one bad value anywhere in either flat buffer.
+
+    finite_after_step reads each buffer's largest magnitude: NaN, +inf or -inf in a single
     element, first or last, is reported for that buffer alone."""
     parameters = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
     optimizer = FlatOptimizer(parameters)

@@ -91,7 +91,8 @@ def test_two_step_transitions_are_common_with_probability_0_8():
     assert torch.equal(common.bool(), state == action)
 
 
-def test_two_step_reward_probability_is_0_9_in_the_good_state_and_0_1_otherwise():
+def test_two_step_reward_probability_by_state():
+    """The two-step reward probability is 0.9 in the good state and 0.1 otherwise."""
     task = make_task("two_step", 4000, seed=1)
     task.reset()
     records = [r.record for _, r in run_steps(task, 40) if r.record is not None]

@@ -74,7 +74,8 @@ def test_verify_fails_when_the_fast_core_runs_the_reference_backend(monkeypatch)
     assert "fast core resolved to the reference backend" in result.message
 
 
-def test_torch_core_computes_the_same_loss_and_gradients_as_the_reference_core():
+def test_torch_core_matches_the_reference_loss_and_gradients():
+    """The torch core computes the same loss and gradients as the reference core."""
     trainers = {core: Trainer(tiny_config(core=core), trials_per_episode=3) for core in ("reference", "torch")}
     trainers["torch"].agent.load_state_dict(trainers["reference"].agent.state_dict())
     grads = {}
@@ -95,7 +96,8 @@ def _metrics_without_timings(path):
     return lines
 
 
-def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical_to_an_uninterrupted_one(tmp_path):
+def test_killed_run_resumes_identical_to_an_uninterrupted_one(tmp_path):
+    """A killed run resumes from its checkpoint and ends identical to an uninterrupted one."""
     config = tiny_config()
     whole = train(config, tmp_path / "whole", progress=False)
     # "kill" after 17 updates (last checkpoint at 14), then rerun the same command
@@ -111,7 +113,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical_to_an_unint
         _metrics_without_timings(tmp_path / "killed" / "metrics.jsonl")
 
 
-def test_rerunning_a_finished_run_changes_nothing_and_other_settings_are_refused(tmp_path):
+def test_rerun_changes_nothing_and_other_settings_are_refused(tmp_path):
+    """Rerunning a finished run changes nothing, and other settings are refused."""
     config = tiny_config(episodes=4)
     train(config, tmp_path, progress=False)
     digest = hashlib.sha256((tmp_path / "checkpoint.pt").read_bytes()).hexdigest()
@@ -127,7 +130,8 @@ def test_rerunning_a_finished_run_changes_nothing_and_other_settings_are_refused
     ("foraging", "episode,trial,block,action,reward,p_0,p_1,base_0,base_1,value,rpe"),
     ("reversal", "episode,trial,cue,big_cue,trials_since_reversal,action,reward,value_fixation,value_cue,rpe_cue"),
 ])
-def test_eval_leaves_the_checkpoint_untouched_and_writes_trials_metrics_and_figures(tmp_path, task, columns):
+def test_eval_keeps_the_checkpoint_and_writes_its_outputs(tmp_path, task, columns):
+    """eval leaves the checkpoint untouched and writes trials, metrics and figures."""
     run = tmp_path / "run"
     train(tiny_config(task=task, episodes=4), run, progress=False)
     digest = hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()
@@ -142,7 +146,8 @@ def test_eval_leaves_the_checkpoint_untouched_and_writes_trials_metrics_and_figu
         assert (tmp_path / "eval" / figure.split("/")[-1]).stat().st_size > 1000
 
 
-def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default(tmp_path):
+def test_old_run_resumes_with_a_new_settings_default(tmp_path):
+    """A run saved before a setting existed resumes with that setting's default."""
     # blocks 2-4: the option's default, which foraging's training default (geometric-5) is not
     config = tiny_config(task="foraging", episodes=4, task_options={"blocks": "2-4"})
     train(config, tmp_path, progress=False, stop_after_updates=1)
@@ -158,7 +163,8 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_that_settings_default
         train(config, tmp_path, progress=False)
 
 
-def test_the_fast_core_rollout_takes_one_fused_step_call_per_environment_step(monkeypatch):
+def test_fast_rollout_takes_one_fused_call_per_env_step(monkeypatch):
+    """The fast core's rollout takes one fused step call per environment step."""
     # Core step, heads and action sample in one C++ call (an LSTM.rollout_plan step on the cpp backend),
     # plus the bootstrap step after the unroll, which runs the plain step.
     calls = count_native_calls(monkeypatch)

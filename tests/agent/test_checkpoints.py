@@ -30,7 +30,8 @@ class Payload:
         return (Path.write_text, (Path(self.marker), "code ran"))
 
 
-def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp_path):
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """A checkpoint that would run code is refused, and the code never runs."""
     marker = tmp_path / "marker"
     torch.save({"trainer": Payload(str(marker)), "config": {}}, checkpoint_path(tmp_path))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
@@ -39,7 +40,8 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(tmp
 
 
 @pytest.mark.slow
-def test_a_truncated_checkpoint_gets_one_line_naming_the_file_and_the_previous_one(tmp_path):
+def test_truncated_checkpoint_gets_one_line_naming_the_files(tmp_path):
+    """A truncated checkpoint gets one line naming the file and the previous one."""
     run = tmp_path / "run"
     assert main(["train", "--task", "bandit_independent", "--episodes", "64", "--checkpoint-every", "1",
                  "--quiet", "--out", str(run)]) == 0
@@ -62,7 +64,8 @@ def test_a_truncated_checkpoint_gets_one_line_naming_the_file_and_the_previous_o
     assert load_checkpoint(run)["finished"]
 
 
-def test_saving_over_a_checkpoint_keeps_the_last_good_one_under_its_second_name(tmp_path):
+def test_saving_over_a_checkpoint_keeps_the_last_good_one(tmp_path):
+    """Saving over a checkpoint keeps the last good one under its second name."""
     save_checkpoint(tmp_path, {"n": 1})
     save_checkpoint(tmp_path, {"n": 2})
     assert load_checkpoint(tmp_path) == {"n": 2}

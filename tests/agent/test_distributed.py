@@ -119,7 +119,8 @@ def two_rank_runs(tmp_path_factory):
     return root / "whole", root / "killed"
 
 
-def test_a_killed_two_rank_run_resumes_and_ends_identical_to_an_uninterrupted_one(two_rank_runs):
+def test_killed_two_rank_run_resumes_identical(two_rank_runs):
+    """A killed two-rank run resumes and ends identical to an uninterrupted one."""
     whole, killed = two_rank_runs
     interrupted = load_checkpoint(killed)
     assert not interrupted["finished"] and interrupted["trainer"]["updates"] == 18
@@ -151,8 +152,10 @@ def test_resuming_with_another_world_size_is_refused_before_any_work(two_rank_ru
     assert (whole / "checkpoint.pt").read_bytes() == before
 
 
-def test_a_run_held_by_another_process_stops_every_rank_at_once_naming_the_holder(tmp_path):
-    """Rank 0 alone takes RUN_DIR/.lock (the run directory may be on its node only); when another
+def test_held_run_stops_every_rank_naming_the_holder(tmp_path):
+    """A run held by another process stops every rank at once, naming the holder.
+
+    Rank 0 alone takes RUN_DIR/.lock (the run directory may be on its node only); when another
     process holds it, rank 0's refusal reaches every rank (first_rank_decides), so the launch
     exits non-zero naming the holder's pid, instead of rank 1 training alone or hanging."""
     run = tmp_path / "R"

@@ -34,7 +34,8 @@ def test_reward_probability_follows_the_baiting_formula():
     assert torch.allclose(result.record["p_0"], 1 - (1 - base[:, 0]) ** 2, atol=1e-6)
 
 
-def test_test_episodes_have_2_to_4_blocks_of_at_least_14_trials_with_fresh_base_rates():
+def test_test_episodes_have_2_to_4_blocks_with_fresh_base_rates():
+    """Test episodes have 2 to 4 blocks of at least 14 trials, with fresh base rates."""
     s = play(make_task("foraging", 6000, seed=0, mode="test"), 100)
     blocks = s["block"].max(0) + 1
     assert set(blocks.tolist()) == {2, 3, 4}
@@ -51,7 +52,8 @@ def test_test_episodes_have_2_to_4_blocks_of_at_least_14_trials_with_fresh_base_
     assert abs((s["base_0"][-1] < 0.1).mean() - 0.2) < 0.02
 
 
-def test_training_episodes_last_50_to_100_trials_and_every_block_draws_from_the_three_bands():
+def test_training_episodes_last_50_to_100_trials_over_three_bands():
+    """Training episodes last 50 to 100 trials, and every block draws from the three bands."""
     task = make_task("foraging", 30000, seed=0)
     s = play(task, 50)
     assert task.episode_trials.min() == 50 and task.episode_trials.max() == 100
@@ -112,7 +114,8 @@ def test_without_a_changeover_delay_a_switch_pays_and_collects_the_bait():
     assert torch.allclose(stay.record["p_1"], base[:, 1], atol=1e-6)  # chosen last trial: base rate again
 
 
-def test_under_withhold_a_switch_never_pays_and_the_bait_stays_for_the_next_choice():
+def test_withhold_switch_never_pays_and_the_bait_stays():
+    """Under withhold, a switch never pays and the bait stays for the next choice."""
     base, switch, stay = switch_then_stay("withhold")
     assert switch.reward.sum().item() == 0
     assert torch.allclose(switch.record["p_1"], 1 - (1 - base[:, 1]) ** 4, atol=1e-6)  # the bait it held
@@ -121,7 +124,8 @@ def test_under_withhold_a_switch_never_pays_and_the_bait_stays_for_the_next_choi
     assert abs(stay.reward.mean().item() - expected.mean().item()) < 0.01
 
 
-def test_under_withhold_an_episodes_first_trial_is_no_switch_whatever_the_last_episode_chose():
+def test_withhold_first_trial_of_an_episode_is_no_switch():
+    """Under withhold, an episode's first trial is no switch, whatever the last episode chose."""
     B = 4000
     task = make_task("foraging", B, seed=2, mode="test", trials_per_episode=5, options={"changeover": "withhold"})
     # arm 1 on each episode's first trial, arm 0 on the other four: from the second episode on,
@@ -177,7 +181,8 @@ def kernel_agent(reward_kernel, episodes=400, trials=100, bias_sd=1.0, seed=0):
     return {k: np.array(v) for k, v in rows.items()}
 
 
-def test_lagged_regression_recovers_a_decaying_kernel_under_per_episode_biases():
+def test_lagged_regression_recovers_a_decaying_kernel():
+    """The lagged regression recovers a decaying kernel under per-episode biases."""
     true_kernel = 1.6 * 0.7 ** np.arange(15)
     fit = foraging.lagged_regression(kernel_agent(true_kernel))
     ci = np.array(fit["reward_kernel_ci95"])
@@ -296,7 +301,8 @@ def test_block_counts_follow_the_blocks_option():
         assert (s["block"] == k).sum(0)[blocks > k].min() >= 9
 
 
-def test_geometric_blocks_change_after_each_trial_with_probability_one_over_the_mean():
+def test_geometric_blocks_change_with_probability_one_over_mean():
+    """Geometric blocks change after each trial with probability one over the mean."""
     s = play(make_task("foraging", 6000, seed=1, mode="test", options={"blocks": "geometric-10"}), 100)
     starts = np.diff(s["block"], axis=0)
     assert set(np.unique(starts).tolist()) == {0, 1}
@@ -333,7 +339,9 @@ def _tiny_run(**overrides):
     return resolve_config({"task": "foraging", "num_envs": 4, "unroll": 10, "episodes": 4, **overrides})
 
 
-def test_training_defaults_to_blocks_changing_with_hazard_one_fifth_and_test_episodes_to_2_to_4_blocks():
+def test_block_defaults_hazard_for_training_2_to_4_for_test():
+    """Training defaults to blocks changing with hazard one fifth, and test episodes to 2 to 4
+    blocks."""
     from agent.commands.evaluate import test_options
     from agent.core.config import resolve_config
     from agent.simulations.registry import get_task_class
@@ -350,7 +358,9 @@ def test_training_defaults_to_blocks_changing_with_hazard_one_fifth_and_test_epi
     assert test_options(foraging_class, {"changeover": "withhold", "blocks": "geometric-10"})["blocks"] == "2-4"
 
 
-def test_a_default_run_trains_on_hazard_blocks_and_is_tested_on_2_to_4_blocks_unless_eval_overrides(tmp_path):
+def test_default_run_trains_on_hazard_tests_on_2_to_4_blocks(tmp_path):
+    """A default run trains on hazard blocks and is tested on 2 to 4 blocks unless eval
+    overrides."""
     import csv
     import json
 
@@ -378,7 +388,8 @@ def test_a_default_run_trains_on_hazard_blocks_and_is_tested_on_2_to_4_blocks_un
     assert blocks_per_episode(tmp_path / "eval-g5").mean() > 12  # about 1 + 99 / 5
 
 
-def test_a_run_saved_before_blocks_existed_keeps_its_2_to_4_blocks_on_resume_and_at_eval(tmp_path):
+def test_run_from_before_blocks_keeps_2_to_4_blocks(tmp_path):
+    """A run saved before blocks existed keeps its 2 to 4 blocks on resume and at eval."""
     import json
 
     from agent.commands.evaluate import test_options
@@ -400,7 +411,8 @@ def test_a_run_saved_before_blocks_existed_keeps_its_2_to_4_blocks_on_resume_and
 
 # ---- reference strategies (agent/simulations/foraging/baselines.py) ---------------------------
 
-def test_optimal_known_rates_policy_stays_on_a_sure_arm_and_alternates_between_equal_ones():
+def test_known_rates_policy_stays_on_sure_arm_alternates_equal():
+    """The optimal known-rates policy stays on a sure arm and alternates between equal ones."""
     from agent.simulations.foraging.baselines import baiting_q_values
 
     q = baiting_q_values(np.array([0.0, 0.1, 0.25]), max_count=40)

@@ -71,7 +71,8 @@ def countdown_trainer(num_envs=2, unroll=12, autoreset_mode=None, **env_kwargs) 
     return trainer
 
 
-def test_next_step_reset_steps_are_out_of_the_loss_and_their_neighbours_start_episodes():
+def test_next_step_reset_steps_are_out_of_the_loss():
+    """Next-step reset steps are out of the loss, and their neighbours start episodes."""
     trainer = countdown_trainer(length=3)
     trainer.collect()
     buf = trainer.buffer
@@ -119,7 +120,8 @@ def final_observation_value(trainer: Trainer, t: int, row: int, length: int) -> 
 
 
 @pytest.mark.parametrize("autoreset", ["next-step", "same-step"])
-def test_truncation_bootstraps_from_the_final_observation_and_termination_does_not(autoreset):
+def test_truncation_bootstraps_from_the_final_observation(autoreset):
+    """Truncation bootstraps from the final observation, and termination does not."""
     mode = None if autoreset == "next-step" else AutoresetMode.SAME_STEP
     period = 4 if autoreset == "next-step" else 3  # same-step has no reset steps
     for end in ("truncate", "terminate"):
@@ -193,7 +195,8 @@ def test_staggered_training_starts_shorten_only_the_first_episodes():
     task.close()
 
 
-def test_trials_csv_has_episode_step_action_reward_and_the_scalar_info_fields(tmp_path):
+def test_trials_csv_has_the_step_columns_and_scalar_info_fields(tmp_path):
+    """trials.csv has episode, step, action, reward and the scalar info fields."""
     config = resolve_config({"task": "gym:" + COUNTDOWN, "num_envs": 2, "unroll": 8, "episodes": 4,
                              "task_options": {"env_kwargs": '{"length": 4, "trial_steps": 2}'}})
     train(config, tmp_path / "run", progress=False)
@@ -257,7 +260,8 @@ def cli_error(capsys, argv) -> str:
     (["--task", "gym:CartPole-v1", "--trials-per-episode", "0"], "--trials-per-episode: expected an integer >= 1"),
     (["--task", "gym:CartPole-v1", "--vector-mode", "threads"], "argument --vector-mode: invalid choice"),
 ])
-def test_bad_gym_inputs_are_refused_in_one_line_naming_the_argument_before_any_work(tmp_path, capsys, extra, message):
+def test_bad_gym_inputs_are_refused_naming_the_argument(tmp_path, capsys, extra, message):
+    """Bad gym inputs are refused in one line naming the argument, before any work."""
     line = cli_error(capsys, ["train", *extra, "--out", str(tmp_path / "run")])
     assert message in line, line
     assert not (tmp_path / "run").exists()

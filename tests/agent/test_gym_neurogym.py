@@ -19,7 +19,8 @@ from agent.core.trainer import Trainer  # noqa: E402
 from agent.simulations.registry import make_task  # noqa: E402
 
 
-def test_gymnasium_0_29_same_step_autoreset_bootstraps_truncation_without_reset_steps():
+def test_same_step_autoreset_bootstraps_without_reset_steps():
+    """Gymnasium 0.29's same-step autoreset bootstraps truncation without reset steps."""
     import gymnasium
 
     assert gymnasium.__version__.startswith("0.29")

@@ -57,7 +57,8 @@ def synthetic_trials(accuracy_by_trial, episodes=400, positions="balanced", fixa
     return to_columns(rows)
 
 
-def test_accuracy_by_trial_is_the_hand_counted_fraction_correct_inside_its_ci():
+def test_accuracy_by_trial_is_the_hand_counted_fraction():
+    """Accuracy by trial is the hand-counted fraction correct, inside its CI."""
     trials = synthetic_trials([0.5, 0.8, 0.9, 0.95, 0.95, 0.95], fixate_rate=0.05)
     result = harlow.accuracy_by_trial(trials)
     assert [row["trial"] for row in result] == list(range(1, TRIALS + 1))
@@ -87,7 +88,8 @@ def test_trial2_split_counts_each_episode_under_its_own_trial1_outcome():
     assert split["wrong"]["n"] == 3 and split["wrong"]["accuracy"] == pytest.approx(2 / 3)
 
 
-def test_blind_ceiling_over_every_balanced_arrangement_is_the_exact_expectation():
+def test_blind_ceiling_over_every_arrangement_is_exact():
+    """The blind ceiling over every balanced arrangement is the exact expectation."""
     # All 20 orders of 3 left + 3 right, equally likely: E[max(remaining L, remaining R) / remaining]
     # is 3/6, 3/5, (2/5*3/4 + 3/5*2/4), (1/10*1 + 9/10*2/3), (2/5*1 + 3/5*1/2), 1.
     rows = []
@@ -97,7 +99,8 @@ def test_blind_ceiling_over_every_balanced_arrangement_is_the_exact_expectation(
     assert ceiling == pytest.approx([1 / 2, 3 / 5, 3 / 5, 7 / 10, 7 / 10, 1.0])
 
 
-def test_blind_ceiling_of_random_balanced_episodes_is_near_the_exact_expectation():
+def test_blind_ceiling_of_random_episodes_is_near_exact():
+    """The blind ceiling of random balanced episodes is near the exact expectation."""
     ceiling = harlow.stimulus_blind_ceiling(synthetic_trials([1.0] * TRIALS, episodes=3000), "balanced")
     assert ceiling == pytest.approx([0.5, 0.6, 0.6, 0.7, 0.7, 1.0], abs=0.02)
     assert ceiling[0] == 0.5 and ceiling[-1] == 1.0  # exact whatever the draw

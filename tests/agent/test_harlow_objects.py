@@ -17,7 +17,8 @@ from agent.simulations.registry import make_task
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_generator_is_deterministic_per_stream_and_a_shorter_count_is_a_prefix():
+def test_generator_is_deterministic_and_prefix_stable():
+    """The generator is deterministic per stream, and a shorter count is a prefix."""
     a, b = procedural_images(3000, stream=0), procedural_images(3000, stream=0)
     assert a.shape == (3000, IMAGE_SIZE) and a.dtype == np.float32
     assert np.array_equal(a, b)
@@ -25,7 +26,8 @@ def test_the_generator_is_deterministic_per_stream_and_a_shorter_count_is_a_pref
     assert not np.array_equal(procedural_images(500, stream=0, entropy=1), a[:500])
 
 
-def test_training_and_test_streams_share_no_object_and_every_object_is_distinct():
+def test_train_and_test_streams_share_no_object():
+    """Training and test streams share no object, and every object is distinct."""
     train, test = procedural_images(4000, stream=0), procedural_images(4000, stream=1)
     rows = lambda images: {row.tobytes() for row in images}  # noqa: E731
     assert len(rows(train)) == len(train) and len(rows(test)) == len(test)  # no repeats within a stream
@@ -111,7 +113,8 @@ def test_the_command_line_refuses_a_bad_folder_before_any_work(tmp_path):
     assert "mixed sizes" in out.stderr and not (tmp_path / "run").exists()
 
 
-def test_the_curriculum_grows_the_training_objects_from_a_prefix_of_the_pool():
+def test_curriculum_grows_training_objects_from_a_prefix():
+    """The curriculum grows the training objects from a prefix of the pool."""
     task = make_task("harlow", 16, seed=0, options={"curriculum": "4-96", "readout": "linear"})
     pool = len(task.pool_ids)
     assert task._drawable() == 4

@@ -50,7 +50,8 @@ def test_the_reward_follows_the_object_not_the_side():
     assert torch.equal(trials["chosen_id"], trials["rewarded_id"])
 
 
-def test_each_episode_holds_two_objects_of_different_classes_for_all_its_trials():
+def test_episode_holds_two_objects_of_different_classes():
+    """Each episode holds two objects of different classes for all its trials."""
     task = make_task("harlow", 500, seed=2)
     trials, _ = play(task, always(RIGHT), episodes=2)
     labels = torch.as_tensor(task.objects.labels)
@@ -64,7 +65,8 @@ def test_each_episode_holds_two_objects_of_different_classes_for_all_its_trials(
     assert not torch.equal(pair[:, 0], pair[:, 6])  # a new episode draws new objects
 
 
-def test_balanced_positions_put_the_rewarded_object_left_three_times_and_independent_do_not():
+def test_balanced_positions_put_the_rewarded_object_left_thrice():
+    """Balanced positions put the rewarded object left three times, and independent ones do not."""
     balanced = make_task("harlow", 2000, seed=3, options={"positions": "balanced"})
     trials, _ = play(balanced, always(LEFT))
     lefts = (trials["left_id"] == trials["rewarded_id"]).sum(0)
@@ -107,7 +109,8 @@ def test_chosen_feedback_keeps_the_chosen_object_in_view_where_it_stood():
 
 
 @pytest.mark.parametrize("holdout", ["images", "classes"])
-def test_training_and_test_pools_are_disjoint_and_the_task_draws_only_from_its_pool(holdout):
+def test_pools_are_disjoint_and_the_task_draws_from_its_own(holdout):
+    """Training and test pools are disjoint, and the task draws only from its pool."""
     objects = load_objects()
     train, test = split_pools(objects, holdout, seed=0)
     assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == len(objects.labels)
@@ -149,7 +152,8 @@ def run_cli(*args, timeout=240):
 
 
 @pytest.mark.slow
-def test_train_and_eval_through_the_command_line_write_every_file_the_issue_names(tmp_path):
+def test_cli_train_and_eval_write_every_named_file(tmp_path):
+    """train and eval through the command line write every file the issue names."""
     run, ev = tmp_path / "run", tmp_path / "eval"
     out = run_cli("train", "--task", "harlow", "--episodes", "300", "--num-envs", "16", "--hidden-size", "32",
                   "--positions", "balanced", "--quiet", "--out", str(run))
@@ -180,7 +184,8 @@ def test_train_and_eval_through_the_command_line_write_every_file_the_issue_name
     assert out.returncode == 2 and "--positions" in out.stderr
 
 
-def test_verify_compares_the_encoder_and_readout_gradients_of_the_fast_and_reference_cores():
+def test_verify_compares_encoder_and_readout_gradients():
+    """verify compares the encoder and readout gradients of the fast and reference cores."""
     from agent.commands.verify import verify_task
 
     result = verify_task("harlow")

@@ -69,7 +69,8 @@ def _t_interval(values: list[float]) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_volatility_better_arm_rates_equal_those_recomputed_from_trials_csv(reproduced):
+def test_volatility_better_arm_rates_match_trials_csv(reproduced):
+    """Volatility's better-arm rates equal those recomputed from trials.csv."""
     out, summary, report, _ = reproduced
     section = _section(summary, "volatility")
     per_phase = {"stable": [], "volatile": []}
@@ -130,7 +131,8 @@ def test_report_states_the_command_the_override_figures_and_wall_times(reproduce
 
 
 @pytest.mark.slow
-def test_the_report_puts_each_control_beside_the_agent_judged_by_the_same_criterion(reproduced):
+def test_report_puts_each_control_beside_the_agent(reproduced):
+    """The report puts each control beside the agent, judged by the same criterion."""
     from agent.reproduce.simulations import BY_KEY
 
     out, summary, report, _ = reproduced

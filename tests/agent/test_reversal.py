@@ -56,7 +56,8 @@ def test_blocks_last_15_to_35_trials_and_each_reversal_swaps_the_big_cue():
     assert 0.45 < s["big_cue"][0].mean() < 0.55  # the first block's big cue drawn per episode
 
 
-def test_fixation_shows_the_mark_and_pays_nothing_and_the_cue_step_shows_one_cue_at_random():
+def test_fixation_shows_the_mark_and_the_cue_step_one_cue():
+    """Fixation shows the mark and pays nothing, and the cue step shows one cue at random."""
     s = play(make_task("reversal", 2000, seed=1, mode="test"), 10, answer_the_cue)
     assert (s["fixation_obs"] == np.array([1.0, 0.0, 0.0])).all()
     assert (s["fixation_reward"] == 0).all()
@@ -65,7 +66,8 @@ def test_fixation_shows_the_mark_and_pays_nothing_and_the_cue_step_shows_one_cue
     assert abs(s["cue"].mean() - 0.5) < 0.01
 
 
-def test_the_cues_own_action_pays_its_current_size_and_any_other_answer_nothing():
+def test_the_cues_action_pays_its_size_and_others_nothing():
+    """The cue's own action pays its current size, and any other answer nothing."""
     right = play(make_task("reversal", 2000, seed=2, mode="test"), 30, answer_the_cue)
     big = right["cue"] == right["big_cue"]
     assert (right["reward"][big] == BIG_REWARD).all()
@@ -100,7 +102,8 @@ def synthetic_trials(infers: bool, episodes=400, seed=0):
     return {k: np.array(v) for k, v in columns.items()}
 
 
-def test_inference_index_is_one_for_an_inferring_agent_and_zero_for_a_per_cue_learner():
+def test_inference_index_is_one_inferring_zero_per_cue():
+    """The inference index is one for an inferring agent and zero for a per-cue learner."""
     inferring = analysis.inference(analysis.reversal_table(synthetic_trials(True)))
     per_cue = analysis.inference(analysis.reversal_table(synthetic_trials(False)))
     for direction in ("newly_big", "newly_small"):
@@ -114,7 +117,8 @@ def test_inference_index_is_one_for_an_inferring_agent_and_zero_for_a_per_cue_le
     assert low <= 0.0 <= high
 
 
-def test_reversals_with_an_error_on_the_reversal_or_the_first_inferred_trial_are_excluded():
+def test_reversals_with_an_error_at_the_switch_are_excluded():
+    """Reversals with an error on the reversal or the first inferred trial are excluded."""
     trials = synthetic_trials(True, episodes=200)
     table = analysis.reversal_table(trials)
     assert table["excluded"]["reversal_trial_error"] > 0 and table["excluded"]["inferred_cue_error"] > 0
@@ -125,7 +129,8 @@ def test_reversals_with_an_error_on_the_reversal_or_the_first_inferred_trial_are
     assert len(table["first"]) == 0 and table["excluded"]["reversal_trial_error"] == at_reversal.sum()
 
 
-def test_train_and_eval_through_the_command_line_write_the_columns_and_the_analysis(tmp_path, capsys):
+def test_cli_train_and_eval_write_the_columns_and_analysis(tmp_path, capsys):
+    """train and eval through the command line write the columns and the analysis."""
     run, out = tmp_path / "run", tmp_path / "eval"
     assert main(["train", "--task", "reversal", "--episodes", "64", "--quiet", "--out", str(run)]) == 0
     assert main(["eval", str(run), "--episodes", "20", "--out", str(out)]) == 0

@@ -41,7 +41,8 @@ def always(lever):
     return lambda obs: torch.full((obs.shape[0],), lever, dtype=torch.long)
 
 
-def test_blocks_of_20_to_40_alternate_p_and_open_with_two_forced_trials_per_lever():
+def test_blocks_alternate_p_and_open_with_forced_trials():
+    """Blocks of 20 to 40 trials alternate p and open with two forced trials per lever."""
     s = play(make_task("risky_safe", 300, seed=0, mode="test"), 100, always(0))
     lengths = []
     for row in range(300):
@@ -63,7 +64,8 @@ def test_blocks_of_20_to_40_alternate_p_and_open_with_two_forced_trials_per_leve
     assert 0.45 < s["risky_action"][0].mean() < 0.55
 
 
-def test_a_forced_trial_offers_and_presses_one_lever_whatever_the_agent_does():
+def test_forced_trial_presses_one_lever_whatever_the_agent_does():
+    """A forced trial offers and presses one lever, whatever the agent does."""
     s = play(make_task("risky_safe", 500, seed=1, mode="test"), 30, always(1))
     forced = s["forced_flag"]
     assert (forced == s["forced"].astype(bool)).all()
@@ -98,7 +100,8 @@ def test_training_refuses_a_manipulation():
         make_task("risky_safe", 4, options={"manipulation": "stim_after_risky_loss"})
 
 
-def test_the_rpe_input_is_the_previous_reward_minus_the_value_and_zero_at_an_episode_start():
+def test_rpe_input_is_reward_minus_value_zero_at_episode_start():
+    """The RPE input is the previous reward minus the value, and zero at an episode start."""
     for reward_input, slots in (("rpe", 1), ("both", 2)):
         agent = MetaRLAgent(2, 2, hidden_size=8, reward_input=reward_input, gamma=0.8)
         assert agent.raw_size == 2 + 2 + slots
@@ -173,7 +176,8 @@ def synthetic_trials(effect: float, episodes=300, seed=0):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def test_analysis_finds_a_known_stimulation_effect_and_none_where_there_is_none(tmp_path):
+def test_analysis_finds_a_known_stimulation_effect_only(tmp_path):
+    """The analysis finds a known stimulation effect, and none where there is none."""
     metrics = analysis.analyze(synthetic_trials(0.25), tmp_path, {})
     assert metrics["block_difference"]["value"] == pytest.approx(0.4, abs=0.03)
     effect = metrics["manipulation_effects"]["stim_after_risky_loss"]
@@ -184,7 +188,8 @@ def test_analysis_finds_a_known_stimulation_effect_and_none_where_there_is_none(
     assert not null["meets_target"]
 
 
-def test_eval_plays_control_and_the_named_manipulation_on_the_same_episodes(tmp_path, capsys):
+def test_eval_plays_control_and_manipulation_on_same_episodes(tmp_path, capsys):
+    """eval plays the control and the named manipulation on the same episodes."""
     run = tmp_path / "run"
     assert main(["train", "--task", "risky_safe", "--episodes", "64", "--quiet", "--out", str(run)]) == 0
     out = tmp_path / "eval"

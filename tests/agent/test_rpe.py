@@ -14,7 +14,8 @@ TRIALS = {"episode": np.array([0, 0, 0, 1, 1]), "trial": np.array([0, 1, 2, 0, 1
           "value": np.array([0.5, 0.6, 0.4, 0.3, 0.7]), "value_last": np.array([0.8, 0.1, 0.9, 0.2, 1.0])}
 
 
-def test_one_step_tasks_use_the_outcome_rpe_with_no_value_after_an_episode_ends():
+def test_one_step_tasks_use_the_outcome_rpe():
+    """One-step tasks use the outcome RPE, with no value after an episode ends."""
     for name in ("foraging", "volatility", "bandit_independent"):
         derived = make_task(name, 1).derive_columns(TRIALS, GAMMA)
         np.testing.assert_allclose(derived["value"], TRIALS["value"])
@@ -34,7 +35,8 @@ def test_harlow_values_the_choice_step_and_its_outcome():
     assert derived["rpe"][2] == pytest.approx(1 - 0.9)
 
 
-def test_reversal_splits_fixation_and_cue_values_and_takes_the_cue_onset_rpe():
+def test_reversal_takes_the_cue_onset_rpe():
+    """Reversal splits fixation and cue values and takes the cue-onset RPE."""
     derived = make_task("reversal", 1).derive_columns(TRIALS, GAMMA)
     np.testing.assert_allclose(derived["rpe_cue"], GAMMA * TRIALS["value_last"] - TRIALS["value"])
     np.testing.assert_allclose(derived["value_fixation"], TRIALS["value"])

@@ -9,7 +9,8 @@ from agent.commands.train import train
 from agent.core.config import resolve_config
 
 
-def test_tensorboard_gets_every_metrics_line_and_the_config_and_a_resume_drops_the_lost_tail(tmp_path):
+def test_tensorboard_gets_every_metrics_line_and_the_config(tmp_path):
+    """TensorBoard gets every metrics line and the config, and a resume drops the lost tail."""
     run = tmp_path / "run"
     config = resolve_config({"task": "bandit_independent", "episodes": 64, "log_every": 1, "checkpoint_every": 4})
     train(config, run, progress=False, tensorboard=True, stop_after_updates=6)  # killed after update 6

@@ -18,7 +18,8 @@ def schedule(task, trials):
     return {k: torch.stack([r[k] for r in records]).numpy() for k in ("phase", "p_0", "reward")}
 
 
-def test_test_episodes_have_one_stable_and_one_volatile_phase_of_100_trials_in_random_order():
+def test_test_episodes_have_a_stable_and_a_volatile_phase():
+    """Test episodes have one stable and one volatile phase of 100 trials, in random order."""
     s = schedule(make_task("volatility", 400, seed=0, mode="test"), 200)
     assert (s["phase"].sum(0) == 100).all()
     stable_first = s["phase"][0] == 0
@@ -32,7 +33,8 @@ def test_test_episodes_have_one_stable_and_one_volatile_phase_of_100_trials_in_r
         assert len(np.unique(s["p_0"][stable[:, row], row])) == 1
 
 
-def test_volatile_blocks_last_20_to_30_trials_and_rewards_follow_the_probabilities():
+def test_volatile_blocks_last_20_to_30_trials():
+    """Volatile blocks last 20 to 30 trials, and rewards follow the probabilities."""
     s = schedule(make_task("volatility", 400, seed=1, mode="test"), 200)
     lengths = []
     for row in range(400):
@@ -67,7 +69,8 @@ def rescorla_wagner_agent(task_trials, alphas, beta, rng):
 
 
 @pytest.mark.parametrize("alphas", [(0.1, 0.4), (0.35, 0.15)])
-def test_the_fit_recovers_the_learning_rates_of_a_known_rescorla_wagner_agent(alphas):
+def test_fit_recovers_a_known_rescorla_wagner_agents_rates(alphas):
+    """The fit recovers the learning rates of a known Rescorla-Wagner agent."""
     s = schedule(make_task("volatility", 300, seed=3, mode="test"), 200)
     trials = rescorla_wagner_agent(s, alphas, beta=6.0, rng=np.random.default_rng(0))
     fit = fit_rescorla_wagner(trials)
