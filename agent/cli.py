@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from agent.allocator import retain_freed_memory
-from agent.config import ABLATIONS, REWARD_INPUTS, TrainConfig, flag_name, resolve_config
+from agent.core.config import ABLATIONS, REWARD_INPUTS, TrainConfig, resolve_config
+from agent.infra.allocator import retain_freed_memory
+from agent.infra.flags import flag_name
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -35,7 +36,7 @@ _nonnegative_int = _int_at_least(0)
 
 
 def _task_name(text: str) -> str:
-    from agent.tasks import get_task_class, task_names
+    from agent.simulations.registry import get_task_class, task_names
 
     if ":" in text:  # a task family's member (gym:ENV_ID)
         try:
@@ -60,7 +61,7 @@ DEMO_EPISODES = {"two_step": 300, "harlow": 2000}
 def _add_task_options(parser: argparse.ArgumentParser, *, at_eval: bool = False) -> None:
     """One flag per task option of any registered task (eval: those marked at_eval); a flag
     given for a task without that option is refused by TrainConfig.validate."""
-    from agent.tasks import family_classes, get_task_class, task_names
+    from agent.simulations.registry import family_classes, get_task_class, task_names
 
     seen = set()
     for task_class in [get_task_class(task) for task in task_names()] + family_classes():
@@ -162,10 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "each simulation's default")
     rep.add_argument("--out", required=True, type=Path, help="directory for runs/, figures/, REPORT.md, summary.json")
 
-    from agent.baselines.play import add_arguments as add_baseline_arguments
+    from agent.baselines.registry import strategies_for, tasks_with_strategies
 
-    add_baseline_arguments(sub.add_parser("baseline", help="a classical learner (control) plays a task's test "
-                                          "episodes; trials.csv, metrics.json and figures as eval writes them"))
+    base = sub.add_parser("baseline", help="a classical learner (control) plays a task's test episodes; "
+                          "trials.csv, metrics.json and figures as eval writes them")
+    base.add_argument("--task", required=True, help="a task with baseline strategies: "
+                      + ", ".join(tasks_with_strategies()))
+    base.add_argument("--strategy", required=True, help="the learner; per task: " + "; ".join(
+        f"{task}: {', '.join(strategies_for(task))}" for task in tasks_with_strategies()
+        if not task.startswith("bandit_") or task == "bandit_independent").replace(
+        "bandit_independent:", "bandit_*:"))
+    base.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
+    base.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed, as eval's (default: 2018)")
+    base.add_argument("--out", required=True, type=Path, help="directory for trials.csv, metrics.json, figures")
+    _add_task_options(base, at_eval=True)
     return parser
 
 
@@ -178,9 +189,9 @@ def _check_device(parser, device: str, flag: str = "--device") -> None:
 
 
 def cmd_train(parser, args) -> int:
-    from agent.checkpoint import CheckpointError
-    from agent.distributed import check_launch, process_group
-    from agent.train import check_resume, train
+    from agent.commands.train import check_resume, train
+    from agent.infra.checkpoint import CheckpointError
+    from agent.infra.distributed import check_launch, process_group
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "task_options"}
     overrides["task_options"] = _given_task_options(args)
@@ -210,8 +221,8 @@ def cmd_train(parser, args) -> int:
 
 
 def cmd_eval(parser, args) -> int:
-    from agent.checkpoint import checkpoint_path
-    from agent.evaluate import evaluate
+    from agent.commands.evaluate import evaluate
+    from agent.infra.checkpoint import checkpoint_path
 
     if not checkpoint_path(args.run_dir).is_file():
         parser.error(f"argument RUN_DIR: no checkpoint at {checkpoint_path(args.run_dir)}")
@@ -220,9 +231,9 @@ def cmd_eval(parser, args) -> int:
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"argument --out: {args.out} is a file, expected a directory for the evaluation")
     _check_device(parser, args.device)
-    from agent.checkpoint import load_checkpoint
-    from agent.evaluate import test_options
-    from agent.tasks import get_task_class
+    from agent.commands.evaluate import test_options
+    from agent.infra.checkpoint import load_checkpoint
+    from agent.simulations.registry import get_task_class
 
     config = TrainConfig.from_dict(load_checkpoint(args.run_dir)["config"])
     try:
@@ -240,7 +251,7 @@ def summarize(metrics: dict) -> str:
     lines = [f"{metrics['task']}: {metrics['episodes']} test episodes, mean reward per trial "
              f"{metrics['mean_reward_per_trial']:.3f}"]
     # Each analysis module prints its own lines (its summary_lines).
-    from agent.tasks import get_task_class
+    from agent.simulations.registry import get_task_class
 
     module_name = get_task_class(metrics["task"]).analysis_module
     analysis = importlib.import_module(module_name) if module_name else None
@@ -250,7 +261,7 @@ def summarize(metrics: dict) -> str:
 
 
 def cmd_verify(parser, args) -> int:
-    from agent.verify import verify
+    from agent.commands.verify import verify
 
     _check_device(parser, args.device)
     results = verify(args.task, args.device)
@@ -260,7 +271,7 @@ def cmd_verify(parser, args) -> int:
 
 
 def cmd_tasks(parser, args) -> int:
-    from agent.tasks import family_classes, get_task_class, task_names
+    from agent.simulations.registry import family_classes, get_task_class, task_names
 
     for name in task_names():
         print(f"{name:24s} {get_task_class(name).description}")
@@ -270,8 +281,8 @@ def cmd_tasks(parser, args) -> int:
 
 
 def cmd_demo(parser, args) -> int:
-    from agent.evaluate import evaluate
-    from agent.train import check_run_dir, train
+    from agent.commands.evaluate import evaluate
+    from agent.commands.train import check_run_dir, train
 
     start = time.perf_counter()
     config = resolve_config({"task": args.task, "seed": args.seed, "device": "cpu", "core": "fast"})
@@ -300,9 +311,24 @@ def cmd_reproduce(parser, args) -> int:
 
 
 def cmd_baseline(parser, args) -> int:
-    from agent.baselines.play import command
+    """Check every argument before any work (parser.error: status 2, one line naming it), play,
+    write, print eval's summary."""
+    from agent.baselines.play import baseline_task_options, run_baseline
+    from agent.baselines.registry import check_choice
 
-    return command(parser, args)
+    try:
+        check_choice(args.task, args.strategy)
+        baseline_task_options(args.task, _given_task_options(args))
+    except ValueError as error:  # a BaselineChoiceError too
+        parser.error(str(error))
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file, expected a directory")
+    metrics = run_baseline(args.task, args.strategy, args.out, episodes=args.episodes, seed=args.seed,
+                           task_options=_given_task_options(args))
+    print(f"baseline {args.strategy}: {metrics['baseline']['description']}")
+    print(summarize(metrics))
+    print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
+    return 0
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "verify": cmd_verify, "tasks": cmd_tasks, "demo": cmd_demo,
@@ -324,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line_errors() -> tuple[type[Exception], ...]:
     """Errors reported by their message alone, exit status 1: a damaged checkpoint or one with
     NaN weights, a run directory another process is training, a run that diverged."""
-    from agent.checkpoint import CheckpointError
-    from agent.run_lock import RunLockedError
-    from agent.trainer import TrainingDiverged
+    from agent.core.trainer import TrainingDiverged
+    from agent.infra.checkpoint import CheckpointError
+    from agent.infra.run_lock import RunLockedError
 
     return CheckpointError, RunLockedError, TrainingDiverged
 

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import torch
 
-from agent.allocator import retain_freed_memory
-from agent.config import resolve_config
-from agent.cores import CORE_NAMES
-from agent.tasks import task_names
-from agent.timing import PhaseTimer
-from agent.trainer import Trainer
+from agent.core.config import resolve_config
+from agent.core.cores import CORE_NAMES
+from agent.core.trainer import Trainer
+from agent.infra.allocator import retain_freed_memory
+from agent.infra.timing import PhaseTimer
+from agent.simulations.registry import task_names
 from bench import RESULTS
 from bench import ranks as rank_scaling
 
@@ -103,7 +103,7 @@ def interleaved_rates(trainers: dict[str, Trainer], updates: dict[str, int], rep
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv or [])
     torch.set_num_threads(args.threads)
-    retain_freed_memory()  # as the agent's commands do (agent/allocator.py)
+    retain_freed_memory()  # as the agent's commands do (agent/infra/allocator.py)
     overrides = {"task": args.task, "device": args.device, "num_envs": args.num_envs, "unroll": args.unroll}
     trainers = {core: Trainer(resolve_config({**overrides, "core": core})) for core in args.cores}
     config = next(iter(trainers.values())).config

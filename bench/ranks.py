@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from agent.cli import STOP_AFTER_UPDATES_VARIABLE
-from agent.tasks import task_names
+from agent.simulations.registry import task_names
 from bench import RESULTS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def print_measurement(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agent.config import resolve_config
+    from agent.core.config import resolve_config
 
     args = _parse(argv or [])
     config = resolve_config({"task": args.task, "num_envs": args.num_envs})

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from agent.allocator import retain_freed_memory
-from agent.config import resolve_config
-from agent.cores import CORE_NAMES
-from agent.tasks import task_names
-from agent.trainer import Trainer
+from agent.core.config import resolve_config
+from agent.core.cores import CORE_NAMES
+from agent.core.trainer import Trainer
+from agent.infra.allocator import retain_freed_memory
+from agent.simulations.registry import task_names
 from bench import RESULTS
 from bench.agent import interleaved_rates, run_updates
 
@@ -93,7 +93,7 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv or [])
     torch.set_num_threads(args.threads)
-    retain_freed_memory()  # as the agent's commands do (agent/allocator.py)
+    retain_freed_memory()  # as the agent's commands do (agent/infra/allocator.py)
     result = {"task": args.task, "threads": args.threads, "repeats": args.repeats, "cores": args.cores, "cases": [],
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__}}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,9 @@ def read_trials(eval_dir: Path) -> dict[str, np.ndarray]:
 
 def control_replay(run: Path) -> dict[str, np.ndarray]:
     """The run's control test episodes (eval's seed, 300 episodes) with every recorded column."""
-    from agent.checkpoint import load_checkpoint
-    from agent.config import TrainConfig
-    from agent.evaluate import play_frozen
+    from agent.commands.evaluate import play_frozen
+    from agent.core.config import TrainConfig
+    from agent.infra.checkpoint import load_checkpoint
 
     saved = load_checkpoint(run)
     config = TrainConfig.from_dict(saved["config"])

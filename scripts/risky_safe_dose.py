@@ -8,11 +8,11 @@ import dataclasses, sys
 import numpy as np, torch
 sys.path.insert(0, ".")
 torch.set_num_threads(1)
-import agent.tasks.risky_safe as rs
-from agent.analysis.risky_safe import choice_after_outcome
-from agent.checkpoint import load_checkpoint
-from agent.config import TrainConfig
-from agent.evaluate import play_frozen
+import agent.simulations.risky_safe.task as rs
+from agent.commands.evaluate import play_frozen
+from agent.core.config import TrainConfig
+from agent.infra.checkpoint import load_checkpoint
+from agent.simulations.risky_safe.analysis import choice_after_outcome
 rs.RiskySafe.options = {"manipulation": dataclasses.replace(rs.RiskySafe.options["manipulation"], choices=None)}
 doses = {"stim_after_risky_loss_x2": (True, False, 2.0), "stim_after_risky_loss_x4": (True, False, 4.0),
          "inhibit_after_risky_win_x0.5": (True, True, -2.0), "inhibit_after_risky_win_x2": (True, True, -8.0)}

@@ -1,6 +1,7 @@
 """Simulation 1's single-unit coding with two nulls (issue #28): the fraction of LSTM units
-significant (OLS, p < 0.05) for the last action, the last reward, their interaction and the chosen
-value (agent/analysis/foraging.py's unit_coding), measured on the same frozen test episodes for
+significant (OLS, p < 0.05) for the last action, the last reward, their interaction and the
+chosen value (agent/simulations/foraging/analysis.py's unit_coding), measured on the same frozen
+test episodes for
 
   trained   the run's final weights;
   untrained the same architecture at its initial weights (Trainer(config) with the run's seed:
@@ -28,12 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.analysis.foraging import UNIT_REGRESSORS, UNIT_SESSION_EPISODES, fit_q_learning, unit_coding  # noqa: E402
-from agent.checkpoint import load_checkpoint  # noqa: E402
-from agent.config import TrainConfig  # noqa: E402
-from agent.evaluate import DEFAULT_TEST_SEED, play_frozen, test_options  # noqa: E402
-from agent.tasks import get_task_class  # noqa: E402
-from agent.trainer import Trainer  # noqa: E402
+from agent.commands.evaluate import DEFAULT_TEST_SEED, play_frozen, test_options  # noqa: E402
+from agent.core.config import TrainConfig  # noqa: E402
+from agent.core.trainer import Trainer  # noqa: E402
+from agent.infra.checkpoint import load_checkpoint  # noqa: E402
+from agent.simulations.foraging.analysis import UNIT_REGRESSORS, UNIT_SESSION_EPISODES, fit_q_learning, unit_coding  # noqa: E402
+from agent.simulations.registry import get_task_class  # noqa: E402
 
 
 def unique_variance(trials: dict[str, np.ndarray], chosen_value: np.ndarray) -> dict[str, float]:

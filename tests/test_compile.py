@@ -99,6 +99,7 @@ def test_default_dynamo_settings_still_trace_the_op_below_the_module_frame():
     assert lstm.last_backend == "cpp"
 
 
+@pytest.mark.slow
 def test_compiling_before_any_eager_call_traces_one_graph_in_a_fresh_process():
     """The first call of a fresh process may be a compiled one: choosing (and importing) the
     backend must not be traced."""
@@ -132,6 +133,7 @@ def test_the_backend_resolver_is_marked_constant_as_torchs_decorator_would_mark_
     assert backends._resolve_name._dynamo_marked_constant is True
 
 
+@pytest.mark.slow
 def test_importing_fastrnn_and_running_a_module_does_not_import_dynamo():
     import subprocess
     import sys

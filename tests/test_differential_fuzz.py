@@ -28,6 +28,7 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.mark.slow
 def test_fast_profile_fastrnn_agrees_with_torch():
     """FAST_CASES random configurations, layouts, grad modes and routes: fastrnn's outputs,
     gradients and raised exception types equal torch's on identical weights, and no case
@@ -266,6 +267,7 @@ print("same as torch")
 """
 
 
+@pytest.mark.slow
 def test_class6_state_of_another_dtype_behaves_as_torch():
     """Class 6, found by this fuzzer: an LSTM call whose c0 has another dtype than the input and
     weights raises where torch raises (float32 weights) and returns torch's result where torch

@@ -7,6 +7,10 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SMOKE = """

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastrnn
-from agent.cores import TorchLoopLSTM
+from agent.core.cores import TorchLoopLSTM
 
 BACKENDS = ["reference", "cpp"]
 
@@ -100,7 +100,7 @@ def test_a_non_finite_state_does_not_cross_a_reset(backend):
     # kept NaN, and in the weight gradient's previous-output term shared by the others.
     dtype = torch.float32 if backend == "triton" else torch.float64
     torch.manual_seed(0)
-    if backend == "agent's torch core":  # agent/cores.py's nn.LSTM loop, the benchmarks' baseline
+    if backend == "agent's torch core":  # agent/core/cores.py's nn.LSTM loop, the benchmarks' baseline
         lstm = TorchLoopLSTM(3, 4).to(dtype)
     else:
         lstm = fastrnn.LSTM(3, 4, proj_size=2 if backend == "reference" else 0, backend=backend).to(dtype)

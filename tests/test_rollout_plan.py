@@ -8,7 +8,7 @@ import torch
 
 import fastrnn
 from fastrnn import rl
-from agent.cores import TorchLoopLSTM
+from agent.core.cores import TorchLoopLSTM
 from fastrnn import dispatch
 from native_calls import count_native_calls
 

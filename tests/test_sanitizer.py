@@ -36,6 +36,7 @@ def _run(code):
                           timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("address" not in SANITIZERS, reason="an AddressSanitizer check")
 def test_reading_a_freed_tensor_stops_the_process_with_heap_use_after_free():
     """torch frees a tensor's storage with free(), which ASan's runtime keeps poisoned for a while

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts subprocesses
+
 # Not importorskip: importing triton here, before tests/test_triton_interpret.py sets
 # TRITON_INTERPRET, would fix triton's interpreter setting for the whole session.
 if importlib.util.find_spec("triton") is None:

@@ -248,6 +248,7 @@ for settings in json.loads(sys.argv[1]):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch without the fp32_precision API")
 def test_precision_follows_fp32_precision_api():
     import json

@@ -19,28 +19,23 @@ null), `baseline` (strategy, description, parameters, gamma, what `value` holds)
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agent.baselines.registry import (BaselineChoiceError, check_choice, make_policy, strategies_for,
-                                      tasks_with_strategies)
-
-_INTEGER = re.compile(r"-?\d+")
+from agent.baselines.registry import check_choice, make_policy
 
 
 def baseline_task_options(task: str, overrides: dict | None = None) -> dict:
     """The test episodes' task options: those of a run trained with the task's defaults, then
     eval's (ValueError naming a flag the task does not take at eval)."""
-    from agent.config import resolve_config
-    from agent.evaluate import test_options
-    from agent.tasks import get_task_class
+    from agent.commands.evaluate import test_options
+    from agent.core.config import resolve_config
+    from agent.simulations.registry import get_task_class
 
     return test_options(get_task_class(task), resolve_config({"task": task}).task_options, overrides)
 
@@ -49,7 +44,7 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
     """Each row's first episode played by `policy`: trial columns plus episode, trial, and the
     learner's value at each trial's first step (`value`) and last step (`value_last`), NaN
     where it keeps none (evaluate.run_frozen_episodes' record, without `hidden`)."""
-    from agent.evaluate import append_trial_rows
+    from agent.commands.evaluate import append_trial_rows
 
     task.recording = True
     obs = task.reset()
@@ -83,7 +78,7 @@ def play_policy(policy, task) -> dict[str, np.ndarray]:
 def play_baseline(task_name: str, strategy: str, *, episodes: int, seed: int, options: dict):
     """(trials with derived columns, task, policy): every eval variant of the task played by a
     fresh learner of the same seed, rows stacked as eval stacks them."""
-    from agent.tasks import get_task_class, make_task
+    from agent.simulations.registry import get_task_class, make_task
 
     played = []
     for variant in get_task_class(task_name).eval_variants(options):
@@ -100,30 +95,11 @@ def play_baseline(task_name: str, strategy: str, *, episodes: int, seed: int, op
     return trials, played[0][1], played[0][2]
 
 
-def read_trials_csv(path: Path, labels: dict[str, tuple[str, ...]] | None = None) -> dict[str, np.ndarray]:
-    """trials.csv back into columns: labelled columns as their codes, columns of integers as
-    int64, the rest float64 (NaN where written nan)."""
-    labels = labels or {}
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        cells = list(zip(*reader)) or [()] * len(header)
-    trials = {}
-    for name, column in zip(header, cells):
-        if name in labels:
-            trials[name] = np.array([labels[name].index(v) for v in column], dtype=np.int64)
-        elif all(_INTEGER.fullmatch(v) for v in column):
-            trials[name] = np.array(column, dtype=np.int64)
-        else:
-            trials[name] = np.array(column, dtype=np.float64)
-    return trials
-
-
 def run_baseline(task_name: str, strategy: str, out_dir, *, episodes: int = 300, seed: int = 2018,
                  task_options: dict | None = None) -> dict:
     """Play, write trials.csv, run the task's analysis on it, write metrics.json; the metrics."""
-    from agent.config import resolve_config
-    from agent.evaluate import write_trials_csv
+    from agent.commands.evaluate import read_trials_csv, write_trials_csv
+    from agent.core.config import resolve_config
 
     start = time.perf_counter()
     check_choice(task_name, strategy)
@@ -159,41 +135,3 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-# ---- the command line (agent/cli.py hands the subcommand here) ---------------------------------
-def add_arguments(parser) -> None:
-    from agent.cli import _add_task_options, _nonnegative_int, _positive_int
-
-    parser.add_argument("--task", required=True, help="a task with baseline strategies: "
-                        + ", ".join(tasks_with_strategies()))
-    parser.add_argument("--strategy", required=True, help="the learner; per task: " + "; ".join(
-        f"{task}: {', '.join(strategies_for(task))}" for task in tasks_with_strategies()
-        if not task.startswith("bandit_") or task == "bandit_independent").replace(
-        "bandit_independent:", "bandit_*:"))
-    parser.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
-    parser.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed, as eval's (default: 2018)")
-    parser.add_argument("--out", required=True, type=Path, help="directory for trials.csv, metrics.json, figures")
-    _add_task_options(parser, at_eval=True)
-
-
-def command(parser, args) -> int:
-    """Check every argument before any work (parser.error: status 2, one line naming it), play,
-    write, print eval's summary."""
-    from agent.cli import _given_task_options, summarize
-
-    try:
-        check_choice(args.task, args.strategy)
-        baseline_task_options(args.task, _given_task_options(args))
-    except BaselineChoiceError as error:
-        parser.error(str(error))
-    except ValueError as error:
-        parser.error(str(error))
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"argument --out: {args.out} is a file, expected a directory")
-    metrics = run_baseline(args.task, args.strategy, args.out, episodes=args.episodes, seed=args.seed,
-                           task_options=_given_task_options(args))
-    print(f"baseline {args.strategy}: {metrics['baseline']['description']}")
-    print(summarize(metrics))
-    print(f"wrote {args.out}/trials.csv, metrics.json, " + ", ".join(Path(f).name for f in metrics.get("figures", [])))
-    return 0

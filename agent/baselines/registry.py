@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# The foraging oracle's and belief agent's grid of base rates (agent/baselines/foraging.py's
-# GRID_POINTS; its value iteration takes ~10 s on one core; tests set a coarser one).
+# The foraging oracle's and belief agent's grid of base rates (agent/simulations/foraging/
+# baselines.py's GRID_POINTS; its value iteration takes ~10 s on one core; tests set a coarser one).
 FORAGING_GRID_POINTS = 101
 
 BANDIT_TASKS = ("bandit_independent", "bandit_dependent", "bandit_dependent_easy", "bandit_dependent_medium",
@@ -36,7 +36,7 @@ class BaselineChoiceError(ValueError):
 
 def _two_step(kind: str):
     def make(task: str, seed: int, options: dict):
-        from agent.baselines import two_step
+        from agent.simulations.two_step import baselines as two_step
 
         return {"model_free": two_step.ModelFreeTD, "model_based": two_step.ModelBased}[kind](seed)
     return make
@@ -44,7 +44,7 @@ def _two_step(kind: str):
 
 def _volatility(kind: str):
     def make(task: str, seed: int, options: dict):
-        from agent.baselines import volatility
+        from agent.simulations.volatility import baselines as volatility
 
         classes = {"rescorla_wagner": volatility.RescorlaWagner, "bayes_fixed_hazard": volatility.BayesFixedHazard}
         return classes[kind](seed)
@@ -52,28 +52,28 @@ def _volatility(kind: str):
 
 
 def _reversal(task: str, seed: int, options: dict):
-    from agent.baselines.reversal import ModelFreeTD
+    from agent.simulations.reversal.baselines import ModelFreeTD
 
     return ModelFreeTD(seed)
 
 
 def _risky_safe(task: str, seed: int, options: dict):
-    from agent.baselines.risky_safe import QLearning
+    from agent.simulations.risky_safe.baselines import QLearning
 
     return QLearning(seed)
 
 
 def _harlow(task: str, seed: int, options: dict):
-    from agent.baselines.harlow import StimulusBlind
+    from agent.simulations.harlow.baselines import StimulusBlind
 
     return StimulusBlind(seed)
 
 
 def _foraging(kind: str):
     def make(task: str, seed: int, options: dict):
-        from agent.analysis.foraging_strategies import change_hazard
-        from agent.baselines import foraging
-        from agent.baselines.step_policy import TrialStrategy
+        from agent.simulations.foraging import baselines as foraging
+        from agent.simulations.foraging.strategies import change_hazard
+        from agent.simulations.step_policy import TrialStrategy
 
         grid = FORAGING_GRID_POINTS
         hazard = change_hazard(options)  # the test episodes' block rule: the belief agent's prior on changes
@@ -95,8 +95,9 @@ def _foraging(kind: str):
 
 def _bandit(kind: str):
     def make(task: str, seed: int, options: dict):
-        from agent.baselines import BASELINES, GittinsIndex
-        from agent.baselines.step_policy import BanditStrategy
+        from agent.simulations.bandits.baselines import BASELINES
+        from agent.simulations.bandits.gittins import GittinsIndex
+        from agent.simulations.step_policy import BanditStrategy
 
         policy = BASELINES[kind]()
         parameters = {"discount": policy.discount} if isinstance(policy, GittinsIndex) else {}
@@ -122,7 +123,7 @@ _STRATEGIES = [
 
 
 def tasks_with_strategies() -> list[str]:
-    from agent.tasks import task_names
+    from agent.simulations.registry import task_names
 
     covered = {task for strategy in _STRATEGIES for task in strategy.tasks}
     return [name for name in task_names() if name in covered]
@@ -139,7 +140,7 @@ def pairs() -> list[tuple[str, str]]:
 
 def check_choice(task: str, strategy: str) -> None:
     """Raise BaselineChoiceError unless `strategy` plays `task` (both known)."""
-    from agent.tasks import task_names
+    from agent.simulations.registry import task_names
 
     covered = tasks_with_strategies()
     if task not in covered:

@@ -8,4 +8,6 @@
   (1.x's next-step, 0.29's same-step) turned into one: episode ends, truncations with their
   final observation, and the steps whose action the environment ignored.
 - task.py: the BatchedTask the trainer, eval and verify use (registered as the family "gym:").
+- analysis.py: eval's analysis of a gym task (reward per step, episode and trial, beside chance).
+- fixed_strategies.py, summarize.py: results/gym/README.md's comparison strategies and table.
 """

@@ -11,7 +11,7 @@ terminated one's does not. --trials-per-episode K ends episodes after K trials (
 
 Every step is one row of trials.csv (`episode, step, action, reward`, then the scalar fields of
 the environment's info, env_spec.info_fields): the framework's "trial" is a step here, and the
-analysis (agent/analysis/gym.py) counts the environment's own trials from info["new_trial"].
+analysis (agent/gym/analysis.py) counts the environment's own trials from info["new_trial"].
 
 A Gymnasium environment's state cannot be saved in general, so a resumed run starts fresh
 episodes (restores_exactly) instead of continuing the saved ones.
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from agent.gym.env_spec import GYM_PREFIX, EnvSpec, canonical_kwargs, env_spec, info_fields, parse_env_kwargs, scalar
 from agent.gym.vector import VECTOR_MODES, GymVectorEnv, row_infos
-from agent.tasks.base import BatchedTask, StepResult, TaskOption
+from agent.simulations.base import BatchedTask, StepResult, TaskOption
 
 # trials.csv columns of our own; an info field of the same name gets the prefix "info_".
 RESERVED_COLUMNS = ("episode", "step", "trial", "action", "reward", "value", "value_last", "rpe", "hidden")
@@ -64,7 +64,7 @@ class GymTask(BatchedTask):
     has_ignored_steps = True
     has_truncation = True
     restores_exactly = False
-    analysis_module = "agent.analysis.gym"
+    analysis_module = "agent.gym.analysis"
     options = {
         "env_kwargs": TaskOption("{}", "gym: keyword arguments of gymnasium.make, a JSON object, e.g. "
                                  "'{\"max_episode_steps\": 200}'", check=parse_env_kwargs),

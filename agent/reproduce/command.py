@@ -11,8 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.reproduce.jobs import ControlJob, ControlResult, Job, JobResult, run_control_job, run_job
-from agent.reproduce.report import (SUMMARY_NAME, earlier_wall_times, simulation_summary, write_report,
-                                    write_summary)
+from agent.reproduce.report import SUMMARY_NAME, earlier_wall_times, simulation_summary, write_report, write_summary
 from agent.reproduce.simulations import Simulation, selected
 
 
@@ -37,7 +36,7 @@ def plan_controls(simulations: list[Simulation], out_dir: Path, *, eval_episodes
 def check_plan(jobs: list[Job], out_dir: Path) -> None:
     """Refuse an --out that is a file, or that holds a run made with other settings (train would
     refuse it only once its job started, after other jobs had run)."""
-    from agent.train import check_run_dir
+    from agent.commands.train import check_run_dir
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ReproduceInputError(f"argument --out: {out_dir} exists and is not a directory")

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.checkpoint import checkpoint_path, load_checkpoint
-from agent.config import TrainConfig, resolve_config
+from agent.core.config import TrainConfig, resolve_config
+from agent.infra.checkpoint import checkpoint_path, load_checkpoint
 from agent.reproduce.simulations import Simulation
 
 REPOSITORY = Path(__file__).resolve().parents[2]  # `python -m agent` resolves from here
@@ -137,7 +137,7 @@ class ControlJob:
     eval_episodes: int
 
     def command(self) -> list[str]:
-        from agent.evaluate import DEFAULT_TEST_SEED
+        from agent.commands.evaluate import DEFAULT_TEST_SEED
 
         return [sys.executable, "-m", "agent", "baseline", "--task", self.simulation.task, "--strategy",
                 self.strategy, "--episodes", str(self.eval_episodes), "--seed", str(DEFAULT_TEST_SEED),

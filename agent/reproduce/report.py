@@ -38,8 +38,8 @@ def _wall_times(result: JobResult, earlier: dict) -> dict:
 
 
 def _trials(simulation: Simulation, directory: Path) -> dict:
-    from agent.baselines.play import read_trials_csv
-    from agent.tasks import get_task_class
+    from agent.commands.evaluate import read_trials_csv
+    from agent.simulations.registry import get_task_class
 
     return read_trials_csv(directory / "trials.csv", get_task_class(simulation.task).column_labels)
 

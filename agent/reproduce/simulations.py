@@ -103,7 +103,7 @@ def _volatility_meets(m: dict) -> bool:
 
 
 def _volatility_paired(trials: dict, reference: dict) -> dict:
-    from agent.analysis.volatility import paired_alpha_difference
+    from agent.simulations.volatility.analysis import paired_alpha_difference
 
     return paired_alpha_difference(trials, reference)
 

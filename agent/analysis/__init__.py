@@ -1,1 +1,0 @@
-"""Per-task analyses run by `eval`: each module has analyze(trials, out_dir, context) -> metrics."""

@@ -1,0 +1,1 @@
+"""The bodies of the train, eval and verify commands (agent/cli.py parses their arguments)."""

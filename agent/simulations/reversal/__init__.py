@@ -1,0 +1,1 @@
+"""Simulation 3: Bromberg-Martin reversal, the inference-index analysis and its control."""

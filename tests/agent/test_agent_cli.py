@@ -1,0 +1,86 @@
+"""The real command line on tiny settings: python -m agent {tasks,train,eval,verify}, and its
+argument errors (each names the argument and comes before any work)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.simulations.registry import family_classes, task_names
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_tasks_lists_every_registered_task_with_a_description():
+    out = run_cli("tasks")
+    assert out.returncode == 0, out.stderr
+    listed = [line.split()[0] for line in out.stdout.splitlines()]
+    assert listed == task_names() + [f"{family.name}:ENV_ID" for family in family_classes()], out.stderr
+    assert all(len(line.split(maxsplit=1)) == 2 for line in out.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_train_then_eval_through_the_command_line(tmp_path):
+    run, ev = tmp_path / "run", tmp_path / "eval"
+    out = run_cli("train", "--task", "bandit_independent", "--seed", "3", "--core", "fast", "--episodes", "8",
+                  "--num-envs", "4", "--unroll", "20", "--out", str(run))
+    assert out.returncode == 0, out.stderr
+    assert (run / "checkpoint.pt").is_file() and (run / "metrics.jsonl").is_file()
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+    out = run_cli("eval", str(run), "--episodes", "5", "--seed", "1", "--out", str(ev))
+    assert out.returncode == 0, out.stderr
+    assert "cumulative regret" in out.stdout
+    metrics = json.loads((ev / "metrics.json").read_text())
+    assert set(metrics["regret_at_last_trial"]) == {"agent", "thompson", "ucb1", "gittins", "rescorla_wagner"}
+    assert (ev / "trials.csv").read_text().count("\n") == 1 + 5 * 100
+    assert (ev / "cumulative_regret.png").is_file()
+
+
+def test_verify_command_passes_for_one_task_and_exits_zero(capsys):
+    assert main(["verify", "--task", "foraging"]) == 0
+    assert capsys.readouterr().out.startswith("PASS foraging: OK")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--task", "no_such_task", "--out", "X"], "argument --task: unknown task 'no_such_task'"),
+    (["train", "--task", "two_step", "--episodes", "0", "--out", "X"], "argument --episodes: must be >= 1"),
+    (["train", "--task", "two_step", "--num-envs", "many", "--out", "X"], "argument --num-envs: expected an integer"),
+    (["train", "--task", "two_step", "--core", "slow", "--out", "X"], "argument --core: invalid choice: 'slow'"),
+    (["train", "--task", "two_step", "--gamma", "1.5", "--out", "X"], "--gamma must be in [0, 1]"),
+    (["train", "--task", "two_step"], "the following arguments are required: --out"),
+    (["train", "--task", "two_step", "--positions", "balanced", "--out", "X"],
+     "--positions: not an option of task 'two_step'"),
+    (["train", "--task", "harlow", "--holdout", "pixels", "--out", "X"], "argument --holdout: invalid choice"),
+    (["train", "--task", "harlow", "--objects", "no/such/dir", "--out", "X"], "--objects: expected 'digits', 'procedural' or a"),
+    (["train", "--task", "two_step", "--optimizer", "sgd", "--out", "X"], "argument --optimizer: invalid choice"),
+    (["eval", "does/not/exist", "--out", "X"], "argument RUN_DIR: no checkpoint at does/not/exist"),
+    (["eval", "R", "--episodes", "-3", "--out", "X"], "argument --episodes: must be >= 1"),
+    (["verify", "--task", "nope"], "argument --task: unknown task 'nope'"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_fail_with_a_message_naming_the_argument(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "X").exists()  # nothing was written
+
+
+def test_cuda_request_without_cuda_is_refused_before_any_work(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "two_step", "--device", "cuda", "--out", str(tmp_path / "run")])
+    assert "--device" in capsys.readouterr().err and not (tmp_path / "run").exists()
