@@ -1,7 +1,7 @@
 """Every private torch symbol fastrnn uses, in one place.
 
 Each is used for a measured reason (given beside it) and pinned by a test in
-tests/test_torch_compat.py that fails when a torch release changes it, so an upgrade breaks
+tests/fastrnn/test_torch_compat.py that fails when a torch release changes it, so an upgrade breaks
 one test with the symbol's name instead of a user's model in silence. Public torch API is
 used everywhere else.
 """

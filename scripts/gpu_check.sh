@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of the triton backend, sized for ONE device call on the lent H200 (about 5 min):
-#   env -> C++ build (optional, in the background) -> tests/test_triton_gpu.py -> python -m bench gpu
+#   env -> C++ build (optional, in the background) -> tests/fastrnn/test_triton_gpu.py -> python -m bench gpu
 #   -> agent on CUDA: a short `train --device cuda` run and `bench agent` on cuda vs cpu
 # Everything it writes goes under $OUT: env.log, build.log, gpu_tests.log, gpu_tests.xml,
 # bench.log, bench/gpu.{json,md}, agent_train.log, agent_run/, agent_bench_{cuda,cpu}.{json,log},
@@ -21,7 +21,7 @@ unset TRITON_INTERPRET  # real kernels here; the interpreter tests run in CI
 if [ "${1:-}" = "--dry-run" ]; then
   # The script's stages, collected and planned without a GPU: nothing here may be broken
   # when the GPU comes (the GPU test file collects instead of skipping under this flag).
-  FASTRNN_GPU_DRY_RUN=1 "$PY" -m pytest -q -p no:cacheprovider --collect-only tests/test_triton_gpu.py || exit 1
+  FASTRNN_GPU_DRY_RUN=1 "$PY" -m pytest -q -p no:cacheprovider --collect-only tests/fastrnn/test_triton_gpu.py || exit 1
   "$PY" -m bench gpu --dry-run --out "$OUT/bench" || exit 1
   # The agent stage's commands, on the CPU and tiny, so their options cannot rot either.
   "$PY" -m agent train --task two_step --device cpu --episodes 16 --out "$OUT/agent_run" --quiet || exit 1
@@ -49,7 +49,7 @@ BUILD_PID=$!
 # CPU-bound, so several workers share the 16 cores.
 timeout "${TEST_BUDGET_S:-170}" "$PY" -m pytest -q -p no:cacheprovider -n 6 \
   --timeout "${PER_TEST_S:-90}" --timeout-method thread \
-  tests/test_triton_gpu.py -rfEs --durations=15 --junitxml "$OUT/gpu_tests.xml" \
+  tests/fastrnn/test_triton_gpu.py -rfEs --durations=15 --junitxml "$OUT/gpu_tests.xml" \
   > "$OUT/gpu_tests.log" 2>&1
 TEST_RC=$?
 wait $BUILD_PID

@@ -35,7 +35,7 @@ REPO="$PWD"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 SANITIZE="${FASTRNN_SANITIZE:-address,undefined}"
 DIR="${FASTRNN_SANITIZE_DIR:-$REPO/build/sanitize}"
-TESTS="${FASTRNN_SANITIZE_TESTS:-tests/test_sanitizer.py tests/test_cpp_*.py tests/test_rollout_*.py tests/test_workspace.py tests/test_threads_and_weight_writes.py tests/test_nan_propagation.py tests/test_resets.py tests/test_differential_fuzz.py}"
+TESTS="${FASTRNN_SANITIZE_TESTS:-tests/fastrnn/test_sanitizer.py tests/fastrnn/test_cpp_*.py tests/fastrnn/test_rollout_*.py tests/fastrnn/test_workspace.py tests/fastrnn/test_threads_and_weight_writes.py tests/fastrnn/test_nan_propagation.py tests/fastrnn/test_resets.py tests/fastrnn/test_differential_fuzz.py}"
 
 if [ ! -x "$PY" ]; then
   echo "sanitize.sh: no $PY: run bash scripts/setup.sh first (or set PYTHON)" >&2
@@ -93,11 +93,11 @@ esac
 export LD_PRELOAD="$preload"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
-export FASTRNN_SANITIZED="$SANITIZE"  # tests/test_sanitizer.py runs its checks when it is set
+export FASTRNN_SANITIZED="$SANITIZE"  # tests/fastrnn/test_sanitizer.py runs its checks when it is set
 export PYTHONUNBUFFERED=1
 unset FASTRNN_CPU_ISA
 
-# 2. The sanitizers are live in the copy's build (tests/test_sanitizer.py checks more, in pytest).
+# 2. The sanitizers are live in the copy's build (tests/fastrnn/test_sanitizer.py checks more, in pytest).
 cd "$tree"
 "$PY" - "$tree" "$SANITIZE" <<'EOF'
 import sys

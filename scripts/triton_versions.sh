@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the Triton tests that need no GPU (tests/test_triton_interpret.py: the kernels in the
-# interpreter; tests/test_triton_aot.py: every configuration compiled for sm_90, no spills) under
+# Runs the Triton tests that need no GPU (tests/fastrnn/test_triton_interpret.py: the kernels in the
+# interpreter; tests/fastrnn/test_triton_aot.py: every configuration compiled for sm_90, no spills) under
 # other Triton versions, each in a venv of its own, and prints one summary line per version.
 # requirements.txt keeps the pinned Triton in .venv; this is how a new release is tried first.
 #
@@ -63,7 +63,7 @@ for version in "${versions[@]}"; do
   set +e
   # From $links, so that the linked package, not the checkout's fastrnn/, is the one imported.
   (cd "$links" && env -u TRITON_INTERPRET PYTHONPATH="$links" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
-    "$REPO/tests/test_triton_interpret.py" "$REPO/tests/test_triton_aot.py") > "$log" 2>&1
+    "$REPO/tests/fastrnn/test_triton_interpret.py" "$REPO/tests/fastrnn/test_triton_aot.py") > "$log" 2>&1
   rc=$?
   set -e
   if [ $rc -ne 0 ]; then

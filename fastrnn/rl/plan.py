@@ -8,7 +8,7 @@ output allocations. A plan does those once: it checks the buffers when it is mad
 backend's packed weights and the head, and then each step checks only what the caller passes
 anew (t, the state) and runs the bound step, which reads and writes row t of the buffers it
 holds (fastrnn/rl/cpp.py). Same kernel, same arguments, same bits as rollout_step
-(tests/test_rollout_plan.py).
+(tests/fastrnn/test_rollout_plan.py).
 
 A plan runs on the weights the module had when it was made (as a packed-weight cache entry
 does under fastrnn.trust_version_counters()): a step raises if one of them, or the head

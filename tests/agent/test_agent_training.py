@@ -14,7 +14,7 @@ from agent.core import cores
 from agent.core.config import resolve_config
 from agent.core.trainer import Trainer
 from agent.simulations.registry import task_names
-from tests.native_calls import count_native_calls
+from tests.fastrnn.native_calls import count_native_calls
 
 
 def tiny_config(**overrides):

@@ -1,6 +1,6 @@
 """The Triton backend on a real GPU: every dtype against float64, graphs, torch.compile.
 
-Skipped without a CUDA device (tests/test_triton_interpret.py runs the same kernels on the CPU
+Skipped without a CUDA device (tests/fastrnn/test_triton_interpret.py runs the same kernels on the CPU
 in CI) and in a process where TRITON_INTERPRET=1 was set (the interpreter tests set it at
 import; run this file in its own pytest process, as scripts/gpu_check.sh does).
 """
@@ -16,7 +16,7 @@ DRY_RUN = os.environ.get("FASTRNN_GPU_DRY_RUN") == "1"
 if not torch.cuda.is_available() and not DRY_RUN:
     pytest.skip("needs a CUDA device (the interpreter tests cover the kernels on CPU)", allow_module_level=True)
 if os.environ.get("TRITON_INTERPRET") == "1" and not DRY_RUN:
-    pytest.skip("TRITON_INTERPRET=1 in this process: run tests/test_triton_gpu.py in its own pytest process",
+    pytest.skip("TRITON_INTERPRET=1 in this process: run tests/fastrnn/test_triton_gpu.py in its own pytest process",
                 allow_module_level=True)
 
 import torch.nn as nn  # noqa: E402

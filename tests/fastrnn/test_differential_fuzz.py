@@ -1,11 +1,11 @@
-"""Differential fuzzing of fastrnn's modules against torch's (tests/differential.py), and one
+"""Differential fuzzing of fastrnn's modules against torch's (tests/fastrnn/differential.py), and one
 minimal regression test per class of silent wrong answer an outside fuzzer found.
 
 Fast profile (here, in the normal test run): FAST_CASES cases of seed FAST_SEED.
 Long profile (by hand; prints failures grouped, one replayable repro each, exits 1 on any):
 
-    .venv/bin/python -m tests.differential --cases 10000 --seed 7
-    .venv/bin/python -m tests.differential --replay 7:1234
+    .venv/bin/python -m tests.fastrnn.differential --cases 10000 --seed 7
+    .venv/bin/python -m tests.fastrnn.differential --replay 7:1234
 """
 
 import pytest

@@ -12,9 +12,9 @@ time with the state zeroed where resets is True before that step.
 
 The long profile (cases run in a child process, so a crash is reported as a failure too):
 
-    .venv/bin/python -m tests.differential --cases 10000 --seed 1 [--seed 2 ...]
-    .venv/bin/python -m tests.differential --replay 1:1234                        # one generated case
-    .venv/bin/python -m tests.differential --replay "Case(module='cell', ...)"   # a printed case
+    .venv/bin/python -m tests.fastrnn.differential --cases 10000 --seed 1 [--seed 2 ...]
+    .venv/bin/python -m tests.fastrnn.differential --replay 1:1234                        # one generated case
+    .venv/bin/python -m tests.fastrnn.differential --replay "Case(module='cell', ...)"   # a printed case
 
 It prints the number of cases, the failures grouped by the features of their shrunk case (with
 a guess at which known issue class each group belongs to) and one replayable repro per group,
@@ -787,8 +787,8 @@ def run_cases_isolated(seed: int, count: int, start: int = 0) -> list[Failure]:
 
 
 def _run_child(arguments: list[str]) -> tuple[list[dict], int, str]:
-    command = [sys.executable, "-m", "tests.differential", *arguments]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "tests.fastrnn.differential", *arguments]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return lines, done.returncode, done.stderr
@@ -941,7 +941,7 @@ def format_groups(groups) -> str:
         failure, small, detail = members[0]
         lines.append(f"[{number}] {len(members)} failure(s); class {known_class(small, failure.phase)}")
         lines.append(f"    signature: {', '.join(sig)}")
-        lines.append(f"    replay:    python -m tests.differential --replay {failure.origin}")
+        lines.append(f"    replay:    python -m tests.fastrnn.differential --replay {failure.origin}")
         lines.append(f"    shrunk:    {small!r}")
         lines.append(f"    detail:    {detail}")
     return "\n".join(lines)
@@ -969,7 +969,7 @@ def replay(spec: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.differential", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.fastrnn.differential", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=2000, help="cases per seed")
     parser.add_argument("--seed", type=int, action="append", help="seed (repeatable; default 1)")
     parser.add_argument("--start", type=int, default=0, help="first case index")

@@ -3,7 +3,7 @@
 TRITON_INTERPRET must be set before triton is imported (it decides what @triton.jit returns
 when the kernels are defined), so it is set here, at the top of the module. The interpreter
 has no bfloat16 arithmetic, so float32 and float16 are covered; shapes are small because
-the interpreter runs each program in NumPy. tests/test_triton_gpu.py covers the GPU.
+the interpreter runs each program in NumPy. tests/fastrnn/test_triton_gpu.py covers the GPU.
 """
 
 import os
@@ -256,7 +256,7 @@ def test_precision_follows_fp32_precision_api():
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     run = subprocess.run([sys.executable, "-c", PRECISION_SCRIPT, json.dumps([s for s, _, _ in PRECISION_SCENARIOS])],
                          cwd=repo, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-4000:]

@@ -104,7 +104,7 @@ def test_errors_come_before_any_work(monkeypatch, grad):
     calls = []
     monkeypatch.setattr(fastrnn.modules, "run_layers", lambda *a, **k: calls.append("sequence"))
     monkeypatch.setattr(fastrnn.LSTM, "_step", lambda *a, **k: calls.append("step"))
-    monkeypatch.setattr(fastrnn.modules, "resolve_backend", lambda *a, **k: calls.append("backend"))
+    monkeypatch.setattr(fastrnn.dispatch, "route_facts", lambda *a, **k: calls.append("dispatch"))
     state = (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))
     with torch.set_grad_enabled(grad):
         with pytest.raises(RuntimeError):

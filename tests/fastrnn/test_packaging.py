@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # starts subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SMOKE = """
 import torch, fastrnn, fastrnn._C

@@ -4,7 +4,7 @@ nothing in its modules, backends or kernels speaks of actions, heads, rollouts o
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RL_WORDS = re.compile(r"\b(actions?|rollouts?|gumbel|argmax|heads?)\b", re.IGNORECASE)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # starts subprocesses
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_check_dry_run_collects_every_gpu_test_plans_the_bench_and_runs_the_agent_stage_on_cpu(tmp_path):
@@ -18,7 +18,7 @@ def test_gpu_check_dry_run_collects_every_gpu_test_plans_the_bench_and_runs_the_
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    collected = [line for line in done.stdout.splitlines() if line.startswith("tests/test_triton_gpu.py::")]
+    collected = [line for line in done.stdout.splitlines() if line.startswith("tests/fastrnn/test_triton_gpu.py::")]
     assert len(collected) >= 30, done.stdout[-3000:]
     assert "dtype=bfloat16 H=48 B=1" in done.stdout  # bf16 is planned first
     assert done.stdout.index("dtype=bfloat16") < done.stdout.index("dtype=float32")

@@ -18,12 +18,12 @@ import pytest
 
 pytestmark = pytest.mark.slow  # starts subprocesses
 
-# Not importorskip: importing triton here, before tests/test_triton_interpret.py sets
+# Not importorskip: importing triton here, before tests/fastrnn/test_triton_interpret.py sets
 # TRITON_INTERPRET, would fix triton's interpreter setting for the whole session.
 if importlib.util.find_spec("triton") is None:
     pytest.skip("triton is not installed", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHARED_LIMIT_BYTES = 227 * 1024
 
 
