@@ -1,5 +1,5 @@
 """(task, strategy) -> a classical learner that plays the task's test episodes
-(`python -m agent baseline`): the controls of SIMULATIONS.md, "Controls and ablations".
+(`python -m agent baseline`): the controls of docs/simulations.md, "Controls and ablations".
 
 Each entry makes a step policy (step_policy.py) from a seed. What a learner reads: the task's
 observations, its own actions and the rewards, except the foraging oracle `known_rates_optimal`,

@@ -2,7 +2,7 @@
 
 Precedence: the field defaults below, then the task's `train_defaults`, then the command line
 (every field is a `train` option: `--value-coef 0.1`). "(paper)" marks Wang et al. 2018's
-values (SIMULATIONS.md); "(ours)" a choice made here, with its reason.
+values (docs/simulations.md); "(ours)" a choice made here, with its reason.
 """
 
 from __future__ import annotations

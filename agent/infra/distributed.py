@@ -1,4 +1,4 @@
-"""Data-parallel training on torch.distributed, launched by torchrun (DESIGN.md: no process pool
+"""Data-parallel training on torch.distributed, launched by torchrun (docs/design.md: no process pool
 of our own for gradients).
 
 Every rank runs its own environments (task and sampler seeds offset by rank; rank 0's equal a

@@ -1,10 +1,10 @@
 """The simulations `reproduce` runs: per simulation its task, test episodes, the paper's value,
 the numbers tabulated per seed (read from the eval's metrics.json) and the criteria.
 
-Paper values and criteria follow /work/shared/SIMULATIONS.md; test episode counts follow the
+Paper values and criteria follow docs/simulations.md; test episode counts follow the
 measured runs in results/*/README.md (foraging 1000, Harlow 2000, others 300).
 
-Controls (SIMULATIONS.md, "Controls and ablations"): per simulation, the classical learners of
+Controls (docs/simulations.md, "Controls and ablations"): per simulation, the classical learners of
 `agent baseline` that `reproduce` plays on the same test episodes (eval's seed and count) and
 judges by the same per-seed criterion. A control marked `lacks_mechanism` has none of what the
 paper's claim rests on and must fail; a `reference` (lacks_mechanism False) is the classical

@@ -2,7 +2,7 @@
 
 run_frozen_episodes (evaluate.py) records, per trial, the value estimate at the trial's first
 step (`value`) and at its last step (`value_last`); rows are sorted by episode, then trial.
-Each task's `derive_columns` picks the RPE its analysis uses (SIMULATIONS.md defines them).
+Each task's `derive_columns` picks the RPE its analysis uses (docs/simulations.md defines them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m agent baseline`: classical learners (the controls of SIMULATIONS.md) through eval's
+"""`python -m agent baseline`: classical learners (the controls of docs/simulations.md) through eval's
 pipeline: the same test episodes, trials.csv and metrics.json, the task's own analysis."""
 
 import json

@@ -1,4 +1,4 @@
-"""Each task's value and RPE columns (derive_columns) are the ones SIMULATIONS.md defines,
+"""Each task's value and RPE columns (derive_columns) are the ones docs/simulations.md defines,
 computed from the per-trial value estimates eval records, by hand on small tables."""
 
 import numpy as np

@@ -125,7 +125,7 @@ class Harlow(BatchedTask):
     # the quantile curves of Fig. 6c would all sit at the top. Gradient clipping at norm 1:
     # without it one of those seeds collapsed to chance for about 3k episodes at 150k (value
     # loss 2.8 after a long stretch of near-deterministic policy) and recovered.
-    # hidden_size: the paper's 48 (SIMULATIONS.md notes its Harlow agent may have used more;
+    # hidden_size: the paper's 48 (docs/simulations.md notes its Harlow agent may have used more;
     # with the readout 48 learn it).
     train_defaults = {"episodes": 100_000, "max_grad_norm": 1.0, "hidden_size": 48}
 

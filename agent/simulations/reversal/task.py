@@ -83,7 +83,7 @@ class Reversal(BatchedTask):
                                           self.episode_trials)
 
     def derive_columns(self, trials: dict[str, np.ndarray], gamma: float) -> dict[str, np.ndarray]:
-        # rpe_cue: the cue-onset RPE, gamma * V(cue step) - V(fixation step) (SIMULATIONS.md)
+        # rpe_cue: the cue-onset RPE, gamma * V(cue step) - V(fixation step) (docs/simulations.md)
         return {"value_fixation": trials["value"], "value_cue": trials["value_last"],
                 "rpe_cue": onset_rpe(trials, gamma)}
 
