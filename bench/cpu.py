@@ -2,7 +2,9 @@
 
 Competitors, measured interleaved in one run (bench/timing.py):
   torch      torch.nn.LSTM / nn.LSTMCell (oneDNN/MKL kernels inside torch)
-  fastrnn    fastrnn.LSTM / LSTMCell, backend "cpp"
+  auto       fastrnn.LSTM / LSTMCell with backend "auto": what fastrnn.dispatch routes the call
+             to (its route is reported: cpp, onednn, lstm_cell)
+  fastrnn    fastrnn.LSTM / LSTMCell, backend "cpp": the kernels' own speed
   reference  fastrnn's plain-PyTorch oracle (a Python loop over time)
 Modes: sequence forward without grad, sequence forward+backward (T=100, input size = H),
 and one no-grad step (the RL rollout call). Ratios are torch time / fastrnn time.
@@ -31,7 +33,7 @@ def _same_weights(torch_cls, fastrnn_cls, hidden: int, with_reference: bool) -> 
     """The competitors as modules of one size holding the same weights."""
     torch.manual_seed(0)
     theirs = torch_cls(hidden, hidden)
-    modules = {"torch": theirs, "fastrnn": fastrnn_cls(hidden, hidden, backend="cpp")}
+    modules = {"torch": theirs, "auto": fastrnn_cls(hidden, hidden), "fastrnn": fastrnn_cls(hidden, hidden, backend="cpp")}
     if with_reference:
         modules["reference"] = fastrnn_cls(hidden, hidden, backend="reference")
     for module in modules.values():
@@ -54,7 +56,7 @@ def _sequence_candidates(hidden: int, batch: int, steps: int, backward: bool, wi
                     module(x)
         return run
 
-    return {name: runner(module) for name, module in modules.items()}
+    return {name: runner(module) for name, module in modules.items()}, modules["auto"]
 
 
 def sequence_call(hidden: int, batch: int, steps: int = STEPS, backward: bool = True, impl: str = "fastrnn",
@@ -62,7 +64,7 @@ def sequence_call(hidden: int, batch: int, steps: int = STEPS, backward: bool = 
     """One competitor's sequence call (I = H) as a callable: scripts/ab.py's MODULE:FUNCTION."""
     if threads:
         torch.set_num_threads(threads)
-    return _sequence_candidates(hidden, batch, steps, backward, impl == "reference")[impl]
+    return _sequence_candidates(hidden, batch, steps, backward, impl == "reference")[0][impl]
 
 
 def _step_candidates(hidden: int, batch: int, with_reference: bool):
@@ -76,7 +78,7 @@ def _step_candidates(hidden: int, batch: int, with_reference: bool):
                 cell(x, state)
         return run
 
-    return {name: runner(cell) for name, cell in cells.items()}
+    return {name: runner(cell) for name, cell in cells.items()}, cells["auto"]
 
 
 def _flops(mode: str, hidden: int, batch: int, steps: int) -> float:
@@ -94,9 +96,9 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
         for hidden in hidden_sizes:
             for batch in batch_sizes:
                 if mode == "step":
-                    candidates = _step_candidates(hidden, batch, with_reference)
+                    candidates, auto = _step_candidates(hidden, batch, with_reference)
                 else:
-                    candidates = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
+                    candidates, auto = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
                 seconds = interleaved_medians(candidates, rounds=5, max_total_seconds=max_seconds_per_case)
                 flops = _flops(mode, hidden, batch, steps)
                 row = {
@@ -104,6 +106,8 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
                     "seconds": seconds,
                     "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
                     "torch_over_fastrnn": seconds["torch"] / seconds["fastrnn"],
+                    "auto_route": auto.last_backend,
+                    "torch_over_auto": seconds["torch"] / seconds["auto"],
                 }
                 if "reference" in seconds:
                     row["reference_over_fastrnn"] = seconds["reference"] / seconds["fastrnn"]
@@ -119,13 +123,15 @@ def _format_time(seconds: float) -> str:
 def _format_row(row: dict) -> str:
     s = row["seconds"]
     ref = f"| {_format_time(s['reference'])} | {row['reference_over_fastrnn']:.1f}x " if "reference" in s else "| - | - "
-    return (f"| {row['mode']} | {row['H']} | {row['B']} | {_format_time(s['torch'])} | {_format_time(s['fastrnn'])} "
-            f"| **{row['torch_over_fastrnn']:.2f}x** {ref}| {row['gflops']['fastrnn']:.1f} | {row['gflops']['torch']:.1f} |")
+    return (f"| {row['mode']} | {row['H']} | {row['B']} | {_format_time(s['torch'])} | {_format_time(s['auto'])} "
+            f"| {row['auto_route']} | **{row['torch_over_auto']:.2f}x** | {_format_time(s['fastrnn'])} "
+            f"| {row['torch_over_fastrnn']:.2f}x {ref}| {row['gflops']['fastrnn']:.1f} | {row['gflops']['torch']:.1f} |")
 
 
 TABLE_HEADER = (
-    "| mode | H | B | torch | fastrnn cpp | torch/fastrnn | reference | reference/fastrnn | fastrnn GFLOP/s | torch GFLOP/s |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "| mode | H | B | torch | fastrnn auto | auto ran | torch/auto | fastrnn cpp | torch/cpp | reference "
+    "| reference/cpp | cpp GFLOP/s | torch GFLOP/s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 

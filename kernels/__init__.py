@@ -11,7 +11,6 @@ One job per file, each kernel beside its launcher (the Triton tutorials' layout)
 - flags.py             runtime 0/1 flags folded into load masks
 - config.py            the tile-size rule, keyed on H, R and dtype (pure Python)
 - launch_plan.py       grid shape per batch size, TF32 policy
-- resources.py         AOT compile for sm_90 + cuobjdump: writes RESOURCES.md
 
 README.md explains the design; importing this package imports triton.
 """

@@ -66,7 +66,7 @@ class StepConfig:
 
 
 def _warps(kernel: str, dtype: str, resident: bool, block_h: int, proj: bool) -> int:
-    """num_warps per configuration, set by the sm_90 AOT resource check (python -m fastrnn.kernels.resources).
+    """num_warps per configuration, set by the sm_90 AOT resource check (python scripts/kernel_resources.py).
 
     Triton's register use per layout is not monotone in the warp count, and ptxas's choices
     change between Triton versions, so these are the smallest counts that compile with no

@@ -136,7 +136,7 @@ def test_bench_results_holds_only_the_latest_file_of_each_suite():
     from bench import RESULTS
     from bench.__main__ import SUITES
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     entries = sorted((root / RESULTS).iterdir())
     stray = [p.name for p in entries if not p.is_file() or p.suffix not in (".json", ".md") or p.stem not in SUITES]
     assert not stray, f"bench/results/ holds only <suite>.json/.md (history: docs/performance-log.md): {stray}"

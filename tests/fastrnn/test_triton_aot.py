@@ -1,6 +1,6 @@
 """Every kernel configuration the dispatcher can choose, compiled for sm_90 on the CPU.
 
-`python -m fastrnn.kernels.resources --check` runs in a subprocess without TRITON_INTERPRET (the
+`python scripts/kernel_resources.py --check` runs in a subprocess without TRITON_INTERPRET (the
 interpreter tests set it in this process, and it changes what @triton.jit returns): it
 compiles each configuration with triton.compile(ASTSource, GPUTarget("cuda", 90, 32)) and reads
 registers, shared memory and spills from the cubin with Triton's bundled cuobjdump.
@@ -32,7 +32,7 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("resources") / "resources.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     run = subprocess.run(
-        [sys.executable, "-m", "fastrnn.kernels.resources", "--check", "--json", str(out), "--write", os.devnull],
+        [sys.executable, str(REPO / "scripts" / "kernel_resources.py"), "--check", "--json", str(out), "--write", os.devnull],
         cwd=out.parent, env=env, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -40,7 +40,7 @@ def compiled(tmp_path_factory):
 
 
 def test_every_configuration_compiles_for_sm90(compiled):
-    from fastrnn.kernels.resources import all_variants
+    from scripts.kernel_resources import all_variants
 
     assert len(compiled) == len(all_variants())
 
@@ -63,12 +63,12 @@ def test_committed_resource_table_is_what_this_compile_measures(compiled):
     registers, shared memory and spills (other versions allocate differently)."""
     import triton
 
-    from fastrnn.kernels.resources import markdown
+    from scripts.kernel_resources import markdown
 
     committed = (REPO / "kernels" / "RESOURCES.md").read_text()
     measured = markdown(compiled)
     version = re.search(r"\(Triton ([^)]+)\)", committed).group(1)
-    regenerate = "regenerate: python -m fastrnn.kernels.resources --write kernels/RESOURCES.md"
+    regenerate = "regenerate: python scripts/kernel_resources.py --write kernels/RESOURCES.md"
     if version == triton.__version__:
         assert committed == measured, regenerate
     else:  # the configuration columns only: kernel ... stages, and the example shape
