@@ -84,3 +84,21 @@ def test_cuda_request_without_cuda_is_refused_before_any_work(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["train", "--task", "two_step", "--device", "cuda", "--out", str(tmp_path / "run")])
     assert "--device" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("task, episodes", [("two_step", 15_000), ("harlow", None)])
+def test_demo_trains_the_episodes_its_figure_needs(tmp_path, monkeypatch, task, episodes):
+    """demo trains two_step for DEMO_TRAIN_EPISODES (15k, where the criterion held on 5 of 5
+    seeds) and other tasks for their defaults, then evaluates on the demo's test episodes."""
+    from agent import cli
+    from agent.core.config import resolve_config
+
+    seen = {}
+    monkeypatch.setattr("agent.commands.train.train", lambda config, run_dir, progress: seen.update(config=config))
+    monkeypatch.setattr("agent.commands.evaluate.evaluate",
+                        lambda run, out, episodes, device, core: seen.update(test=episodes) or {"figures": ["f.png"]})
+    monkeypatch.setattr(cli, "summarize", lambda metrics: "")
+    assert cli.main(["demo", "--task", task, "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    default = resolve_config({"task": task}).episodes
+    assert seen["config"].episodes == (episodes or default)
+    assert seen["test"] == cli.DEMO_EPISODES[task]
