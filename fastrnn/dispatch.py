@@ -45,7 +45,9 @@ class Call(NamedTuple):
     dtype: torch.dtype            # the compute dtype (after autocast)
     mode: str = "sequence"        # "sequence": an LSTM call (any T; grad or not); "step": one
                                   # no-grad time step (LSTM with T == 1, LSTMCell): the fused
-                                  # cell; "cell": an LSTMCell call autograd records
+                                  # cell; "cell": an LSTMCell call autograd records;
+                                  # "plan": no-grad steps bound once per weight update
+                                  # (fastrnn.rl.rollout_plan), which check no weights per step
     grad: bool = False            # autograd records the call
     hidden_size: int = 0
     out_size: int = 0             # proj_size, or hidden_size without a projection
@@ -63,6 +65,15 @@ class Call(NamedTuple):
 # L2 and the check costs more than the step saves (measured: 2x slower than lstm_cell at
 # H=512, B=1, and slower at H=256): such steps run torch's lstm_cell, which needs no check.
 STEP_PACK_LIMIT_BYTES = 1 << 20
+# Below that, the check is still a fixed cost per step while the packed kernel's gain grows with
+# the batch: steps with more than STEP_CHECK_BYTES of weights and fewer than STEP_PACK_MIN_ROWS
+# rows run lstm_cell too. Measured by `bench cpu` (2026-12-07, 2-core Intel Xeon, avx512) at
+# H=128 (512 KiB of weights): the packed step 0.55x / 0.87x torch's at B=1 / 16, 1.08x / 1.31x
+# at B=64 / 256; at H=48 (72 KiB) 1.23x at B=1. (On the AMD EPYC of 2026-11-28 it was 2.05x at
+# H=128, B=1: that machine compares bytes about three times faster; lstm_cell is torch's own
+# kernel, so this rule never runs slower than torch.)
+STEP_CHECK_BYTES = 256 << 10
+STEP_PACK_MIN_ROWS = 32
 
 # CPU float32 sequences that torch's oneDNN LSTM ran faster than the cpp kernels, as corners
 # (H, B): a call with hidden size >= H and batch >= B takes oneDNN. Keyed by the instruction
@@ -151,9 +162,13 @@ ROUTES: tuple[Route, ...] = (
           lambda call: (call.backend == "auto" and call.device.type == "cpu" and call.dtype == torch.float32
                         and call.mode == "sequence" and not call.resets and not call.autocast
                         and call.out_size == call.hidden_size and onednn_is_faster(call))),
-    Route("lstm_cell", "auto or cpp, a no-grad CPU step, weights over STEP_PACK_LIMIT_BYTES",
-          lambda call: (call.mode == "step" and call.device.type == "cpu" and call.step_weight_bytes > STEP_PACK_LIMIT_BYTES
-                        and call.backend in ("auto", "cpp") and _backend_name(call) == "cpp")),
+    Route("lstm_cell", "auto or cpp, a no-grad CPU step, weights over STEP_PACK_LIMIT_BYTES, or (unbound "
+                       "steps) over STEP_CHECK_BYTES with fewer than STEP_PACK_MIN_ROWS rows",
+          lambda call: (call.mode in ("step", "plan") and call.device.type == "cpu" and call.backend in ("auto", "cpp")
+                        and (call.step_weight_bytes > STEP_PACK_LIMIT_BYTES
+                             or (call.mode == "step" and call.step_weight_bytes > STEP_CHECK_BYTES
+                                 and call.batch < STEP_PACK_MIN_ROWS))
+                        and _backend_name(call) == "cpp")),
     Route("<backend>", "otherwise: the named backend, or auto's first of AUTO_ORDER that takes the input",
           lambda call: True),
 )
@@ -181,7 +196,7 @@ def route_facts(*facts) -> str:
     # (_C.set_isa, a knob for tests, is not watched: a switch leaves calls routed as before,
     # which changes only which of two correct implementations runs; clear_routes() re-reads.)
     global _memo, _memo_data
-    data = (STEP_PACK_LIMIT_BYTES, id(ONEDNN_FASTER), id(TRITON_FLOAT32_HIDDEN))
+    data = (STEP_PACK_LIMIT_BYTES, STEP_CHECK_BYTES, STEP_PACK_MIN_ROWS, id(ONEDNN_FASTER), id(TRITON_FLOAT32_HIDDEN))
     if data != _memo_data or len(_memo) > 4096:
         _memo, _memo_data = {}, data
     implementation = _memo.get(facts)
@@ -215,10 +230,17 @@ def explain() -> str:
 
 def step_function(implementation: str) -> Callable:
     """cell(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets) -> (h_next, c_next) for a step route."""
-    if implementation == "lstm_cell":
-        from fastrnn.torch_step import lstm_cell_step
-        return lstm_cell_step
-    return backends.get_backend(implementation).cell
+    cell = _step_functions.get(implementation)
+    if cell is None:
+        if implementation == "lstm_cell":
+            from fastrnn.torch_step import lstm_cell_step as cell
+        else:
+            cell = backends.get_backend(implementation).cell
+        _step_functions[implementation] = cell
+    return cell
+
+
+_step_functions: dict[str, Callable] = {}
 
 
 def step_weight_bytes(w_ih: torch.Tensor, w_hh: torch.Tensor, w_hr: torch.Tensor | None) -> int:

@@ -469,6 +469,12 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
 
     def _check_cell_args(self, input: Tensor, hx: tuple[Tensor, Tensor], weight: Tensor) -> None:
         """The checks torch's lstm_cell makes in C++, with the same messages, before any work."""
+        h, c = hx
+        state = (input.shape[0], self.hidden_size)
+        if (input.shape[1] == self.input_size and h.shape == state and c.shape == state  # a step loop's
+                and input.dtype == h.dtype == c.dtype == weight.dtype                    # call: one pass
+                and input.device == h.device == c.device == weight.device):
+            return
         batch, features = input.shape
         if features != self.input_size:
             raise RuntimeError(f"input has inconsistent input_size: got {features} expected {self.input_size}")

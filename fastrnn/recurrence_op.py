@@ -81,16 +81,11 @@ class Launcher:
     weight_layout: Callable[[torch.dtype], Hashable]
 
 
-# name -> Launcher, filled by kernel_backend() as each backend module loads.
-_LAUNCHERS: dict[str, Launcher] = {}
-
-
 def _launcher(name: str) -> Launcher:
-    launcher = _LAUNCHERS.get(name)
-    if launcher is None:  # an op recorded in another process (a saved graph): load its backend
-        from fastrnn.backends import get_backend
-        launcher = get_backend(name).launcher
-    return launcher
+    # The one registry is fastrnn.backends (which loads backend modules by name, and those
+    # import this module): imported here, at call time, so that no import cycle exists.
+    from fastrnn.backends import get_backend
+    return get_backend(name).launcher
 
 
 def _contiguous_inputs(xproj, w_hh, w_hr, h0, c0, resets, lengths) -> Inputs:
@@ -378,7 +373,6 @@ def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, 
 def kernel_backend(launcher: Launcher) -> Backend:
     """The registry entry of a kernel backend: its launcher behind the shared op."""
     name = launcher.name
-    _LAUNCHERS[name] = launcher
 
     def backend_recurrence(xproj, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None, projection=None):
         return recurrence(name, xproj, w_hh, w_hr, h0, c0, resets, lengths, projection)

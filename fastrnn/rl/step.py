@@ -72,7 +72,7 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
         raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={lstm.num_layers}, "
                          f"bidirectional={lstm.bidirectional})")
     weights = layer_weights(lstm)
-    bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs, weights) else None
+    bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs, weights, mode="plan") else None
     sizes = (lstm.input_size, lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
     return RolloutPlan(functools.partial(rollout_step, lstm), sizes, weights, inputs, head_weight, head_addends,
                        num_actions, resets, actions, head_out, bind)
@@ -89,19 +89,19 @@ def layer_weights(lstm: nn.LSTM) -> tuple:
     return w_ih, w_hh, b_ih, b_hh, flat[-1] if lstm.proj_size > 0 else None
 
 
-def _step_route(lstm: nn.LSTM, probe: Tensor, weights) -> str | None:
+def _step_route(lstm: nn.LSTM, probe: Tensor, weights, mode: str = "step") -> str | None:
     """What a fastrnn.LSTM runs this no-grad step on (fastrnn.dispatch; recorded as its
-    last_backend), or None for a torch.nn.LSTM."""
+    last_backend), or None for a torch.nn.LSTM. mode "plan": steps bound once (rollout_plan)."""
     if not hasattr(lstm, "_route"):
         return None
     w_ih, w_hh, _, _, w_hr = weights
-    return lstm._route(probe.device, probe.dtype, "step", False, lstm.hidden_size, lstm.proj_size or lstm.hidden_size,
+    return lstm._route(probe.device, probe.dtype, mode, False, lstm.hidden_size, lstm.proj_size or lstm.hidden_size,
                        probe.shape[-2], dispatch.step_weight_bytes(w_ih, w_hh, w_hr), False, False)
 
 
-def _runs_cpp(lstm: nn.LSTM, probe: Tensor, weights) -> bool:
+def _runs_cpp(lstm: nn.LSTM, probe: Tensor, weights, mode: str = "step") -> bool:
     """Whether a fastrnn.LSTM runs this step on the cpp backend's packed step."""
-    return not torch.compiler.is_compiling() and _step_route(lstm, probe, weights) == "cpp"
+    return not torch.compiler.is_compiling() and _step_route(lstm, probe, weights, mode) == "cpp"
 
 
 def _lstm_step(lstm: nn.LSTM, x, h, c, weights, resets):

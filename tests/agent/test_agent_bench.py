@@ -119,7 +119,8 @@ def test_bench_rollout_refuses_bad_arguments_before_any_work(capsys):
     assert "--threads: expected a positive integer, got 0" in capsys.readouterr().err
 
 
-def test_every_bench_subcommand_writes_its_suite_file_in_bench_results_by_default(monkeypatch):
+def test_each_bench_suite_writes_its_file_in_bench_results(monkeypatch):
+    """Every bench subcommand writes its suite file in bench results by default."""
     # Each suite's latest run is bench/results/<suite>.json (and .md): the folder suites name
     # the folder, the others the file.
     from bench import RESULTS, agent, cpu, gpu, ranks, rollout, scaling

@@ -100,7 +100,7 @@ def test_default_dynamo_settings_still_trace_the_op_below_the_module_frame():
 
 
 @pytest.mark.slow
-def test_compiling_before_any_eager_call_traces_one_graph_in_a_fresh_process():
+def test_compile_before_any_eager_call_traces_one_graph():
     """The first call of a fresh process may be a compiled one: choosing (and importing) the
     backend must not be traced."""
     import subprocess
@@ -120,7 +120,8 @@ def test_compiling_before_any_eager_call_traces_one_graph_in_a_fresh_process():
     assert result.stdout.strip() == "cpp"
 
 
-def test_the_backend_resolver_is_marked_constant_as_torchs_decorator_would_mark_it():
+def test_backend_resolver_is_marked_constant_like_torchs_decorator():
+    """The backend resolver is marked constant as torchs decorator would mark it."""
     # fastrnn sets the marker itself (torch's decorator imports torch._dynamo, seconds on every
     # `import fastrnn`); if torch ever changes what the decorator does, this fails.
     from fastrnn import backends

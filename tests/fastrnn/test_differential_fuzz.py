@@ -309,7 +309,7 @@ def test_class7_weight_write_before_backward_raises_where_torch_raises(input_siz
     assert expected is RuntimeError and actual is RuntimeError
 
 
-def test_class7_one_step_without_state_gradient_takes_a_weight_write_as_torch():
+def test_class7_one_step_no_state_grad_takes_weight_write_as_torch():
     """Class 7, the other direction: a one-step call whose h0 needs no gradient (an unrolled
     LSTMCell's first step) reads W_hh in no first-order gradient, so torch does not save it and
     a write into the weights before backward is fine; fastrnn saved W_hh and raised."""

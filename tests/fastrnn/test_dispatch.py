@@ -129,3 +129,21 @@ def test_a_named_backend_that_cannot_take_the_input_says_why():
     call = dispatch.Call("cpp", torch.device("cpu"), torch.float16)
     with pytest.raises(ValueError, match="backend='cpp' cannot run torch.float16"):
         dispatch.route(call)
+
+
+def test_small_batches_of_mid_sized_weights_skip_the_packed_step():
+    """Over STEP_CHECK_BYTES of weights, a step of fewer than STEP_PACK_MIN_ROWS rows runs
+    lstm_cell (the packed step's per-call weight check would cost more than it saves); more
+    rows run the packed kernel; a rollout plan, which checks no weights per step, stays packed."""
+    from fastrnn import rl
+
+    cell = fastrnn.LSTMCell(128, 128)
+    assert dispatch.step_weight_bytes(cell.weight_ih, cell.weight_hh, None) > dispatch.STEP_CHECK_BYTES
+    with torch.no_grad():
+        cell(torch.randn(dispatch.STEP_PACK_MIN_ROWS - 1, 128))
+        assert cell.last_backend == "lstm_cell"
+        cell(torch.randn(dispatch.STEP_PACK_MIN_ROWS, 128))
+        assert cell.last_backend == "cpp"
+        lstm = fastrnn.LSTM(128, 128)
+        rl.rollout_plan(lstm, torch.randn(3, 4, 128), torch.randn(128, 3), torch.randn(3, 4, 3), 2)
+        assert lstm.last_backend == "cpp"

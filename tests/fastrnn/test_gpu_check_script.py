@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow  # starts subprocesses
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_gpu_check_dry_run_collects_every_gpu_test_plans_the_bench_and_runs_the_agent_stage_on_cpu(tmp_path):
+def test_gpu_check_dry_run_collects_tests_plans_bench_runs_agent(tmp_path):
+    """Gpu check dry run collects every gpu test plans the bench and runs the agent stage on cpu."""
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
     env.pop("TRITON_INTERPRET", None)
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,

@@ -56,7 +56,8 @@ def test_repr_names_a_backend_that_is_not_auto():
     assert "backend='reference'" in repr(fastrnn.LSTM(2, 3, backend="reference"))
 
 
-def test_convert_swaps_lstms_in_place_keeping_weights_and_optimizer_references():
+def test_convert_swaps_in_place_keeping_weights_and_optimizer_refs():
+    """Convert swaps lstms in place keeping weights and optimizer references."""
     class Model(nn.Module):
         def __init__(self):
             super().__init__()

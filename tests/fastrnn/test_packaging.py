@@ -30,7 +30,8 @@ print("smoke ok", fastrnn._C.isa())
 """
 
 
-def test_a_wheel_built_from_the_tree_installs_into_a_fresh_venv_and_runs_the_cpp_core(tmp_path):
+def test_wheel_installs_into_a_fresh_venv_and_runs_the_cpp_core(tmp_path):
+    """A wheel built from the tree installs into a fresh venv and runs the cpp core."""
     wheels = tmp_path / "wheels"
     # Without build isolation the build uses this venv's setuptools and pybind11 (pyproject.toml
     # names them for an isolated build; that only adds fetching them to the same build).

@@ -71,7 +71,8 @@ def test_each_plan_step_equals_rollout_step_bit_for_bit(monkeypatch, backend, dt
     assert calls["cell_heads"] == (2 * STEPS if backend == "cpp" else 0)
 
 
-def test_a_plan_reads_rows_written_after_it_was_made_and_writes_only_the_steps_row():
+def test_plan_reads_rows_written_later_and_writes_only_its_row():
+    """A plan reads rows written after it was made and writes only the steps row."""
     lstm, inputs, weight, addends, resets, state = _small_case(1)
     actions, head_out = torch.full((STEPS, 4), -1), torch.full((STEPS, 4, 3), float("nan"))
     with torch.no_grad():
@@ -113,7 +114,8 @@ def test_a_plan_refuses_weights_changed_since_it_was_made():
             plan.step(2, state)
 
 
-def test_a_fused_plan_refuses_a_buffer_moved_to_other_memory_before_launching():
+def test_fused_plan_refuses_a_moved_buffer_before_launching():
+    """A fused plan refuses a buffer moved to other memory before launching."""
     lstm, inputs, weight, addends, resets, state = _small_case(5)
     with torch.no_grad():
         plan = rl.rollout_plan(lstm, inputs, weight, addends, 2, resets)

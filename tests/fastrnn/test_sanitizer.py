@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(not SANITIZERS, reason="runs under bash scripts/
 SYMBOLS = {"address": (b"__asan_report_load", "libasan.so"), "undefined": (b"__ubsan_handle_", "libubsan.so")}
 
 
-def test_the_extension_is_built_with_the_sanitizers_and_their_runtimes_are_loaded():
+def test_extension_has_the_sanitizers_and_their_runtimes_loaded():
+    """The extension is built with the sanitizers and their runtimes are loaded."""
     from fastrnn import _C
 
     with open(_C.__file__, "rb") as f:

@@ -241,7 +241,8 @@ def test_full_jacobians_on_the_richest_sample(info, check):
 
 
 @pytest.mark.parametrize("info", [info for info in INFOS if not info.train_and_eval_differ], ids=_ids)
-def test_forward_does_not_read_training_where_torch_says_the_modes_do_not_differ(info):
+def test_forward_ignores_training_where_torch_says_modes_agree(info):
+    """Forward does not read training where torch says the modes do not differ."""
     # The suite's check of ModuleInfo.train_and_eval_differ: False for nn.LSTMCell (nn.LSTM's
     # dropout makes it True there, so its forward may read `training`).
     for sample in _samples(info, torch.float32, False, True):
