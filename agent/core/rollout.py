@@ -7,7 +7,7 @@ few of them: the buffer's per-step rows are views made once, the next step's inp
 concatenated straight into its row, the heads' bias and the sampling noise are folded into
 one GEMM addend per step (MetaRLAgent.rollout_heads), which the core's fused rollout step
 takes with the step itself (one call for the core, the heads and the sample). That step runs
-through a rollout plan made once per unroll (fastrnn's LSTM.rollout_plan): its checks, packed
+through a rollout plan made once per unroll (fastrnn.rl.rollout_plan): its checks, packed
 weights and buffer addresses are bound once, so a step costs the kernel and little Python,
 and it writes each step's action and head outputs into rows of its own buffers. The actions
 reach the rollout buffer in one copy per unroll, and the episode-start rows and masks are
