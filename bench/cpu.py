@@ -99,7 +99,7 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
                     candidates, auto = _step_candidates(hidden, batch, with_reference)
                 else:
                     candidates, auto = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
-                seconds = interleaved_medians(candidates, rounds=5, max_total_seconds=max_seconds_per_case)
+                seconds = interleaved_medians(candidates, rounds=7, max_total_seconds=max_seconds_per_case)
                 flops = _flops(mode, hidden, batch, steps)
                 row = {
                     "mode": mode, "H": hidden, "B": batch, "T": 1 if mode == "step" else steps,

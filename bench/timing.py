@@ -17,8 +17,10 @@ def interleaved_medians(
     """Median seconds per call of each candidate.
 
     Each candidate is warmed up, then timed in `rounds` rounds; a round calls a candidate
-    enough times to last about `min_round_seconds`. Rounds alternate between candidates.
-    Rounds stop early once `max_total_seconds` is spent (at least two are always made).
+    enough times to last about `min_round_seconds`. Rounds alternate between candidates, in
+    an order reversed every other round: a candidate that always ran right after the same
+    other one would inherit its cache and frequency state in every sample. Rounds stop early
+    once `max_total_seconds` is spent (at least two are always made).
     """
     calls_per_round = {}
     for name, fn in candidates.items():
@@ -29,8 +31,9 @@ def interleaved_medians(
         calls_per_round[name] = max(1, int(min_round_seconds / single))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     began = time.perf_counter()
+    order = list(candidates.items())
     for round_index in range(rounds):
-        for name, fn in candidates.items():
+        for name, fn in (order if round_index % 2 == 0 else order[::-1]):
             n = calls_per_round[name]
             start = time.perf_counter()
             for _ in range(n):

@@ -21,7 +21,7 @@ from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import check_backend_name, get_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
-from fastrnn.torch_compat import current_flat_weights, is_jit_tracing, parameters
+from fastrnn.torch_compat import current_flat_weights, is_jit_tracing, lstm_cell, parameters
 
 
 def _needs_grad(tensors) -> bool:
@@ -45,11 +45,11 @@ def _exporting() -> bool:
     torch.export (compiling, but not Dynamo), and only then is its flag looked up (which
     costs microseconds of imports).
     """
+    if not torch.compiler.is_compiling():  # eager calls and jit.trace: two flag reads in all
+        return is_jit_tracing()
     if torch.compiler.is_dynamo_compiling():
         return False  # torch.compile traces fastrnn's own op
-    if is_jit_tracing():
-        return True
-    return torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export()
+    return is_jit_tracing() or torch.onnx.is_in_onnx_export()
 
 
 @functools.cache
@@ -435,7 +435,7 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         dims = input.dim()
         if dims not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {dims}D instead")
-        if hx is not None:
+        if hx is not None and not (dims == 2 and hx[0].dim() == 2 and hx[1].dim() == 2):  # a step loop's call passes
             for idx, value in enumerate(hx):
                 if value.dim() not in (1, 2):
                     raise ValueError(
@@ -461,6 +461,8 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
             xproj = input_projection(steps, w_ih, bias)
             _, h, c = get_backend(implementation).recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
                                                              projection=(steps, w_ih, bias))
+        elif implementation == "lstm_cell":  # (B, F) rows: ATen's cell as they are, as nn.LSTMCell calls it
+            h, c = lstm_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
         else:
             h, c = dispatch.step_function(implementation)(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
         if not is_batched:
