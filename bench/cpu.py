@@ -13,6 +13,7 @@ and one no-grad step (the RL rollout call). Ratios are torch time / fastrnn time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -65,6 +66,32 @@ def sequence_call(hidden: int, batch: int, steps: int = STEPS, backward: bool = 
     if threads:
         torch.set_num_threads(threads)
     return _sequence_candidates(hidden, batch, steps, backward, impl == "reference")[0][impl]
+
+
+def step_call(hidden: int, batch: int, way: str = "packed", threads: int | None = None):
+    """One no-grad step (I = H) as a callable, for scripts/ab.py's MODULE:FUNCTION: "packed"
+    (the cpp kernel on its packed weights, the per-call weight check skipped as under
+    trust_version_counters), "checked" (the same with the check), or "own_layout" (ATen's
+    lstm_cell reading the weights as torch stores them): the measurement behind keeping the
+    packed-weight cache (fastrnn/weight_cache.py)."""
+    from fastrnn import cpp_backend
+    from fastrnn.torch_step import lstm_cell_step
+
+    if way not in ("packed", "checked", "own_layout"):
+        raise ValueError(f"way: expected 'packed', 'checked' or 'own_layout', got {way!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    w_ih, w_hh = torch.randn(4 * hidden, hidden), torch.randn(4 * hidden, hidden)
+    b_ih, b_hh = torch.randn(4 * hidden), torch.randn(4 * hidden)
+    x, h, c = torch.randn(batch, hidden), torch.randn(batch, hidden), torch.randn(batch, hidden)
+    step = lstm_cell_step if way == "own_layout" else cpp_backend._step
+    trusted = way == "packed"
+
+    def run():
+        with torch.no_grad(), (fastrnn.trust_version_counters() if trusted else contextlib.nullcontext()):
+            step(x, h, c, w_ih, w_hh, b_ih, b_hh, None)
+    return run
 
 
 def _step_candidates(hidden: int, batch: int, with_reference: bool):

@@ -10,6 +10,13 @@ weight (it reads the weights once, where repacking would read and write them; it
 measured by ``python -m bench cpu``). Entries are immutable: a change builds a new one, so a
 thread still running on the old one keeps valid memory. A lock guards the table, so a
 module shared by several threads packs consistently.
+
+Why a cache at all: the packed layout is what makes the CPU step fast. A step reading the
+weights as torch stores them (ATen's lstm_cell, same Python around it) took 1.7-2.9x the
+packed step's time at H = 48-128, B = 1-256 (2026-12-07, `scripts/ab.py` on
+`bench.cpu:step_call`; docs/performance-log.md), far outside the 10% within which explicit
+state would have replaced this cache. Where the check costs more than packing saves (large
+weights, small batches), fastrnn.dispatch sends the step to lstm_cell instead.
 """
 
 from __future__ import annotations

@@ -141,3 +141,14 @@ def test_bench_results_holds_only_the_latest_file_of_each_suite():
     entries = sorted((root / RESULTS).iterdir())
     stray = [p.name for p in entries if not p.is_file() or p.suffix not in (".json", ".md") or p.stem not in SUITES]
     assert not stray, f"bench/results/ holds only <suite>.json/.md (history: docs/performance-log.md): {stray}"
+
+
+def test_step_call_runs_each_way_and_refuses_an_unknown_one():
+    """bench.cpu.step_call, scripts/ab.py's handle on the packed-vs-own-layout step: each way
+    builds a callable that runs a step; an unknown way is a ValueError naming the argument."""
+    from bench.cpu import step_call
+
+    for way in ("packed", "checked", "own_layout"):
+        step_call(8, 2, way)()
+    with pytest.raises(ValueError, match="way: expected"):
+        step_call(8, 2, "fast")
