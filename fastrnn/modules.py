@@ -178,7 +178,7 @@ class LSTM(_BackendChoice, nn.LSTM):
         where torch raises and promotes where torch promotes (float64 weights take a float32
         c0; float32 weights refuse a float64 one). The kernels take one dtype for every operand."""
         if resets is not None:
-            raise RuntimeError(f"resets: hx must have the weights' dtype {self._flat_weights[0].dtype}, "
+            raise RuntimeError(f"resets: hx must have the weights' dtype {current_flat_weights(self)[0].dtype}, "
                                f"got {hx[0].dtype} and {hx[1].dtype}")
         return super().forward(input, hx)
 

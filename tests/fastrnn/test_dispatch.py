@@ -147,3 +147,12 @@ def test_small_batches_of_mid_sized_weights_skip_the_packed_step():
         lstm = fastrnn.LSTM(128, 128)
         rl.rollout_plan(lstm, torch.randn(3, 4, 128), torch.randn(128, 3), torch.randn(3, 4, 3), 2)
         assert lstm.last_backend == "cpp"
+
+
+def test_a_state_of_another_dtype_with_resets_is_refused_naming_both():
+    """torch's forward, which takes states of another dtype, has no resets: such a call raises,
+    naming resets and the dtypes, before any work."""
+    model = fastrnn.LSTM(3, 4).double()
+    state = (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="resets: hx must have the weights' dtype torch.float64, got torch.float32"):
+        model(torch.randn(5, 2, 3, dtype=torch.float64), state, resets=torch.zeros(5, 2, dtype=torch.bool))
