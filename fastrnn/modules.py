@@ -182,10 +182,6 @@ class LSTM(_BackendChoice, nn.LSTM):
                                f"got {hx[0].dtype} and {hx[1].dtype}")
         return super().forward(input, hx)
 
-    def _current_flat_weights(self) -> list[Tensor]:
-        """The flat weights as nn.LSTM's forward would read them now (fastrnn.rl reads them too)."""
-        return current_flat_weights(self)
-
     def _standard_forward(self, input, hx, resets):
         """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export):
         their graphs then hold the standard LSTM op, which runs and exports anywhere."""

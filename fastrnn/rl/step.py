@@ -42,10 +42,8 @@ def rollout_step(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor], head_we
         _raise_misfit(lstm, x, state, head_weight, head_addend, num_actions, resets, weights)
     h, c = state
     if _runs_cpp(lstm, x, weights):
-        fused = cpp.step_heads(x, h, c, weights, resets, head_weight, head_addend, num_actions)
-        if fused is not None:
-            h_n, c_n, head_out, actions = fused
-            return actions, head_out, (h_n, c_n)
+        h_n, c_n, head_out, actions = cpp.step_heads(x, h, c, weights, resets, head_weight, head_addend, num_actions)
+        return actions, head_out, (h_n, c_n)
     h_n, c_n = _lstm_step(lstm, x, h, c, weights, resets)
     head_out = torch.addmm(head_addend, h_n.reshape(-1, h_n.shape[-1]), head_weight)
     choices = head_out if num_actions == head_out.shape[1] else head_out[:, :num_actions]
