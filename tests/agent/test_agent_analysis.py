@@ -51,3 +51,22 @@ def test_agent_regret_is_the_best_arm_probability_minus_the_chosen_one():
     assert np.allclose(bandits.agent_regret(trials), [[0.5, 0.0], [0.5, 0.5]])
     _, probs = bandits.episode_arm_probs(trials)
     assert probs.tolist() == [[0.2, 0.7], [0.9, 0.4]]
+
+
+def test_hybrid_nll_of_a_batch_is_each_vector_alone_and_its_gradient_is_scipys():
+    """The hybrid fit evaluates the point and its finite-difference steps in one pass: each row of
+    that pass is the single-vector NLL, and the gradient matches scipy's own 2-point scheme."""
+    from scipy.optimize import approx_fprime
+
+    rng = np.random.default_rng(3)
+    data = {"action": rng.integers(2, size=(30, 40)), "state": rng.integers(2, size=(30, 40)),
+            "reward": rng.integers(2, size=(30, 40)).astype(float)}
+    points = rng.normal(size=(4, 5))
+    batched = two_step.hybrid_episode_nll(points, data)
+    for row, point in zip(batched, points):
+        np.testing.assert_array_equal(row, two_step.hybrid_episode_nll(point, data))
+    bounds = np.array(two_step.HYBRID_BOUNDS, dtype=float)
+    value, gradient = two_step._nll_and_forward_difference_gradient(points[0], data, bounds)
+    total = lambda x: two_step.hybrid_episode_nll(x, data).sum()  # noqa: E731
+    assert value == pytest.approx(total(points[0]))
+    np.testing.assert_allclose(gradient, approx_fprime(points[0], total), rtol=1e-4, atol=1e-4)

@@ -101,29 +101,46 @@ def _hybrid_arrays(trials: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def hybrid_episode_nll(params: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
-    """(episodes,) negative log-likelihood of each episode's first-stage choices under the hybrid."""
-    alpha, beta, w, lam = expit(params[0]), np.exp(params[1]), expit(params[2]), expit(params[3])
-    persev = params[4]
+    """(episodes,) negative log-likelihood of each episode's first-stage choices under the hybrid;
+    params (K, 5) gives (K, episodes), K parameter vectors in one pass over the trials."""
+    params = np.asarray(params, dtype=float)
+    batched = params.ndim == 2
+    p = params if batched else params[None]
+    alpha, beta, w, lam = (expit(p[:, 0]), np.exp(p[:, 1]), expit(p[:, 2]), expit(p[:, 3]))
+    alpha, beta, w, lam, persev = (x[:, None, None] for x in (alpha, beta, w, lam, p[:, 4]))
     action, state, reward = data["action"], data["state"], data["reward"]
     n, trials = action.shape
-    rows = np.arange(n)
-    q_mf = np.full((n, 2), HYBRID_INITIAL_VALUE)
-    v = np.full((n, 2), HYBRID_INITIAL_VALUE)
-    previous = np.zeros((n, 2))
-    total = np.zeros(n)
+    k, rows = len(p), np.arange(n)
+    alpha, beta, w, lam, persev = (x[:, :, 0] for x in (alpha, beta, w, lam, persev))  # (k, 1) each
+    q_mf = np.full((k, n, 2), HYBRID_INITIAL_VALUE)
+    v = np.full((k, n, 2), HYBRID_INITIAL_VALUE)
+    previous = np.zeros((k, n, 2))
+    total = np.zeros((k, n))
     for t in range(trials):
-        q_mb = 0.8 * v + 0.2 * v[:, ::-1]  # action a leads commonly to state a
-        logits = beta * (w * q_mb + (1 - w) * q_mf) + persev * previous
-        logits -= logits.max(axis=1, keepdims=True)
+        q_mb = 0.8 * v + 0.2 * v[..., ::-1]  # action a leads commonly to state a
+        logits = beta[..., None] * (w[..., None] * q_mb + (1 - w[..., None]) * q_mf) + persev[..., None] * previous
+        logits -= logits.max(axis=2, keepdims=True)
         a, s, r = action[:, t], state[:, t], reward[:, t]
-        total -= logits[rows, a] - np.log(np.exp(logits).sum(axis=1))
-        delta1 = v[rows, s] - q_mf[rows, a]
-        delta2 = r - v[rows, s]
-        q_mf[rows, a] += alpha * (delta1 + lam * delta2)
-        v[rows, s] += alpha * delta2
-        previous = np.zeros((n, 2))
-        previous[rows, a] = 1.0
-    return total
+        total -= logits[:, rows, a] - np.log(np.exp(logits).sum(axis=2))
+        delta1 = v[:, rows, s] - q_mf[:, rows, a]
+        delta2 = r - v[:, rows, s]
+        q_mf[:, rows, a] += alpha * (delta1 + lam * delta2)
+        v[:, rows, s] += alpha * delta2
+        previous = np.zeros((k, n, 2))
+        previous[:, rows, a] = 1.0
+    return total if batched else total[0]
+
+
+def _nll_and_forward_difference_gradient(x: np.ndarray, data: dict, bounds: np.ndarray) -> tuple[float, np.ndarray]:
+    """The summed NLL and its forward-difference gradient, the point and its 5 steps in one pass
+    (steps as scipy's 2-point scheme takes them: sqrt(eps) * max(1, |x|), backward at an upper
+    bound), so L-BFGS-B needs one pass per iteration instead of six."""
+    step = np.sqrt(np.finfo(float).eps) * np.where(x >= 0, 1.0, -1.0) * np.maximum(1.0, np.abs(x))
+    step = np.where(x + step > bounds[:, 1], -np.abs(step), step)
+    step = (x + step) - x
+    points = np.vstack([x, x + np.diag(step)])
+    totals = hybrid_episode_nll(points, data).sum(axis=1)
+    return float(totals[0]), (totals[1:] - totals[0]) / step
 
 
 def fit_hybrid(trials: dict[str, np.ndarray]) -> dict:
@@ -131,11 +148,12 @@ def fit_hybrid(trials: dict[str, np.ndarray]) -> dict:
     from scipy.optimize import minimize
 
     data = _hybrid_arrays(trials)
-    total = lambda x: float(hybrid_episode_nll(x, data).sum())  # noqa: E731
+    bounds = np.array(HYBRID_BOUNDS, dtype=float)
     best = None
     for w_start in (-1.5, 1.5):  # w's likelihood can have a local optimum at either end
         start = np.array([logit(0.5), np.log(5.0), w_start, logit(0.5), 0.0])
-        result = minimize(total, start, method="L-BFGS-B", bounds=HYBRID_BOUNDS)
+        result = minimize(_nll_and_forward_difference_gradient, start, args=(data, bounds), jac=True,
+                          method="L-BFGS-B", bounds=HYBRID_BOUNDS)
         best = result if best is None or result.fun < best.fun else best
     x = best.x
     values = {"alpha": expit(x[0]), "beta": np.exp(x[1]), "w": expit(x[2]), "lambda": expit(x[3]),
