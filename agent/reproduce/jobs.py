@@ -42,12 +42,14 @@ class Job:
 
     def train_config(self) -> TrainConfig:
         """The config the train command below resolves to (checked against a saved run first)."""
-        return resolve_config({"task": self.simulation.task, "seed": self.seed, "threads": 1,
-                               "device": self.device, "episodes": self.train_episodes})
+        overrides = self.simulation.train_overrides
+        return resolve_config({**overrides, "task": self.simulation.task, "seed": self.seed, "threads": 1,
+                               "device": self.device, "episodes": self.train_episodes or overrides.get("episodes")})
 
     def train_command(self) -> list[str]:
         command = [sys.executable, "-m", "agent", "train", "--task", self.simulation.task, "--seed", str(self.seed),
-                   "--threads", "1", "--device", self.device, "--quiet", "--out", str(self.run_dir)]
+                   "--threads", "1", "--device", self.device, "--quiet", "--out", str(self.run_dir),
+                   *self.simulation.train_flags()]
         return command + (["--episodes", str(self.train_episodes)] if self.train_episodes else [])
 
     def eval_command(self) -> list[str]:

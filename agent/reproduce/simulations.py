@@ -19,7 +19,7 @@ volatility effect against the fixed-hazard Bayesian learner's) reads `metrics["p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -75,6 +75,16 @@ class Simulation:
     controls: tuple[Control, ...] = ()
     paired: Paired | None = None
     controls_note: str = ""  # what the controls show, plainly (a reference passing, a criterion's limits)
+    # A variant runs the same task with other settings (config fields, task options under
+    # "task_options") and is reported beside the simulation it is a variant of (--sim KEY runs both).
+    train_overrides: dict = field(default_factory=dict, compare=False)
+    variant_of: str = ""
+
+    def train_flags(self) -> list[str]:
+        """train_overrides as `python -m agent train` flags."""
+        flat = {**{k: v for k, v in self.train_overrides.items() if k != "task_options"},
+                **self.train_overrides.get("task_options", {})}
+        return [part for name, value in flat.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
 def _finite_below(value: float, bound: float) -> bool:
@@ -242,8 +252,24 @@ SIMULATIONS: tuple[Simulation, ...] = (
                        f"each >= {HARLOW_LATER_MIN}",
         meets=_harlow_meets,
         controls=(Control("stimulus_blind"),),
-        notes="Accuracy by trial comes from trials.csv; the per-quantile curves in the figure need the "
-              "run's quantile snapshots (RUN/quantiles/), not only trials.csv."),
+        notes="The paper's plain agent: image encoder -> LSTM -> linear policy and value, trained with our two "
+              "aids (a fading brightness hint, forced first losses; docs/harlow-plain-agent.md), tested with "
+              "frozen weights on digit classes training never saw. Accuracy by trial comes from trials.csv; the "
+              "per-quantile curves in the figure need the run's quantile snapshots (RUN/quantiles/)."),
+    Simulation(
+        "5-objects", "harlow-objects", "Simulation 5, variant (ours): the object readout", "harlow", 2000,
+        paper="as Simulation 5",
+        quantities=tuple(_harlow_trial(k) for k in range(1, 7)),
+        seed_criterion=f"trial 1 within [{HARLOW_TRIAL1_RANGE[0]}, {HARLOW_TRIAL1_RANGE[1]}] and trials 2-6 "
+                       f"each >= {HARLOW_LATER_MIN}",
+        meets=_harlow_meets,
+        notes="Not the paper's architecture: the policy also scores each object's features against a query from "
+              "the hidden state (SlotReadout), so the comparison is built in. The paper's A2C settings (48 units, "
+              "RMSProp 7e-4, gamma 0.9, value 0.05, entropy 0.05), no training aids, the same held-out classes.",
+        train_overrides={"episodes": 100_000, "hidden_size": 48, "num_envs": 32, "lr": 7e-4, "gamma": 0.9,
+                         "value_coef": 0.05, "entropy_coef": 0.05, "entropy_coef_final": -1.0,
+                         "task_options": {"readout": "objects", "hint": "none", "first_loss": "none"}},
+        variant_of="5"),
     Simulation(
         "6", "risky_safe", "Simulation 6: dual roles of dopamine (risky vs safe)", "risky_safe", 300,
         paper="in control, risky lever preferred more in p = 0.5 blocks; stimulation after risky losses raises, "
@@ -298,7 +324,7 @@ SIM_CHOICES = (*BY_KEY, "all")
 def selected(keys: list[str]) -> list[Simulation]:
     """The simulations named by --sim, in table order, each once."""
     wanted = set(BY_KEY) if "all" in keys else set(keys)
-    return [simulation for simulation in SIMULATIONS if simulation.key in wanted]
+    return [simulation for simulation in SIMULATIONS if simulation.key in wanted or simulation.variant_of in wanted]
 
 
 def seeds_needed(simulation: Simulation, seeds: int) -> int:

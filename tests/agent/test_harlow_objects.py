@@ -88,7 +88,7 @@ def test_bad_objects_are_refused_in_one_line_naming_the_option(tmp_path):
     with pytest.raises(ValueError, match="^--holdout classes: --objects .*one has 1 class"):
         _resolve(objects=str(tmp_path / "one"), holdout="classes")
     with pytest.raises(ValueError, match="^--objects .*one: the images form 1 class"):
-        _resolve(objects=str(tmp_path / "one"))
+        _resolve(objects=str(tmp_path / "one"), holdout="images")
     for i in range(4):
         _save(tmp_path / "mixed" / f"{i}.png", shape=(8, 8) if i < 2 else (16, 12), seed=i)
     with pytest.raises(ValueError, match=r"^--objects .*mixed: images of mixed sizes \(0.png is 8x8, 2.png is 12x16\)"):
@@ -144,8 +144,12 @@ def test_the_plain_agent_learns_within_an_episode_which_object_pays():
     from agent.core.trainer import Trainer
 
     options = {"readout": "linear", "feedback": "chosen", "curriculum": "2-1000000000"}  # two objects throughout
+    # the paper's A2C weights (gamma 0.9, value 0.05, entropy 0.05 throughout), hint only: the
+    # settings this small run was measured with (the defaults' 300k-episode recipe is documented
+    # in docs/harlow-plain-agent.md, too long for a test)
     config = resolve_config(dict(task="harlow", hidden_size=64, num_envs=128, lr=2e-3, episodes=20_000,
-                                 max_grad_norm=1.0, seed=1, task_options={**options, "hint": "1.0-10000"}))
+                                 max_grad_norm=1.0, seed=1, gamma=0.9, value_coef=0.05, entropy_coef_final=-1.0,
+                                 task_options={**options, "hint": "1.0-10000", "first_loss": "none"}))
     trainer = Trainer(config)
     while trainer.episodes < config.episodes:
         trainer.update()

@@ -80,7 +80,7 @@ def test_balanced_positions_put_the_rewarded_object_left_thrice():
 
 
 def test_fixation_pays_only_the_fixate_action_and_shows_only_the_mark():
-    task = make_task("harlow", 8, seed=4)
+    task = make_task("harlow", 8, seed=4, options={"feedback": "mark"})
     obs = task.reset()
     assert bool((obs[:, 0] == 1).all()) and float(obs[:, 1:].abs().sum()) == 0
     assert bool((task.step(torch.full((8,), FIXATE)).reward == FIXATION_REWARD).all())
@@ -184,12 +184,83 @@ def test_cli_train_and_eval_write_every_named_file(tmp_path):
     assert out.returncode == 2 and "--positions" in out.stderr
 
 
-def test_verify_compares_encoder_and_readout_gradients():
-    """verify compares the encoder and readout gradients of the fast and reference cores."""
+def test_verify_compares_encoder_and_core_gradients():
+    """verify compares the image encoder's and the LSTM's gradients of the fast and reference cores
+    (the default plain agent: no object readout)."""
     from agent.commands.verify import verify_task
 
     result = verify_task("harlow")
     assert result.ok, result.message
     compared = result.details["parameters_compared"]
-    assert {"encoder.mlp.0.weight", "encoder.mlp.2.weight", "readout.query.weight", "core.weight_ih_l0"} <= set(compared)
-    assert result.details["fast_backend"] == "cpp"
+    assert {"encoder.mlp.0.weight", "encoder.mlp.2.weight", "core.weight_ih_l0"} <= set(compared)
+    # 4 rows of a 128-unit core: the dispatch table sends the rollout's steps to torch's lstm_cell
+    # (weights over 256 KiB, fewer than 32 rows); the learning pass runs the fused sequence kernel
+    assert result.details["fast_backend"] in ("cpp", "lstm_cell")
+
+
+def test_a_forced_first_loss_loses_whichever_object_trial_one_picks():
+    """--first-loss 1.0: trial 1 loses whatever the choice, the object picked there is the
+    unrewarded one for the rest of the episode (where it stood: the view does not change), and the
+    other trials pay as usual; test episodes are never forced."""
+    task = make_task("harlow", 400, seed=3, options={"first_loss": "1.0"})
+    task.recording = True
+    task.reset()
+    rows = torch.arange(400)
+    first_pick = torch.where(rows % 2 == 0, LEFT, RIGHT)
+    records = []
+    for trial in range(TRIALS_PER_EPISODE):
+        task.step(torch.full((400,), FIXATE))
+        shown = task.observe().clone()
+        records.append(task.step(first_pick if trial == 0 else always(LEFT)(task, None)).record)
+        if trial == 0:
+            picked = shown[:, 1 : 1 + IMAGE_SIZE].where((first_pick == LEFT).unsqueeze(1), shown[:, 1 + IMAGE_SIZE :])
+            assert torch.equal(picked, task.pool_images[task.bad])  # the picked image is now the unrewarded one
+    trials = {k: torch.stack([r[k] for r in records]) for k in records[0]}
+    assert bool((trials["reward"][0] == -1).all())
+    assert bool((trials["rewarded_id"] == trials["rewarded_id"][0]).all())  # one rewarded object per episode
+    assert bool((trials["chosen_id"][0] != trials["rewarded_id"][0]).all())
+    later = trials["reward"][1:] > 0
+    assert torch.equal(later, trials["left_id"][1:] == trials["rewarded_id"][1:])
+    assert 0.4 < float(later.float().mean()) < 0.6  # always-left after the forced loss: a guess
+    # a share Q of episodes is forced; none at test
+    half = make_task("harlow", 2000, seed=4, options={"first_loss": "0.5"})
+    half.reset()
+    assert 0.45 < float(half.forced_loss.float().mean()) < 0.55
+    test = make_task("harlow", 200, seed=4, mode="test", options={"first_loss": "1.0"})
+    test.reset()
+    assert not bool(test.forced_loss.any())
+    # the flags survive a checkpoint
+    again = make_task("harlow", 2000, seed=9, options={"first_loss": "0.5"})
+    again.load_state_dict(half.state_dict())
+    assert torch.equal(again.forced_loss, half.forced_loss)
+
+
+def test_first_loss_schedule_falls_to_zero_and_bad_values_are_refused():
+    from agent.simulations.harlow.task import parse_first_loss
+
+    task = make_task("harlow", 1000, seed=5, options={"first_loss": "1.0-2000"})
+    task.reset()
+    assert bool(task.forced_loss.all())  # episode 0: probability 1
+    for _ in range(2 * TRIALS_PER_EPISODE * 2):  # two episodes per row (two steps a trial): 2000 begun
+        task.step(torch.full((1000,), FIXATE))
+    assert not bool(task.forced_loss.any())  # the third episode is drawn with the schedule over
+    assert parse_first_loss("none") is None and parse_first_loss("0.25") == (0.25, None)
+    for bad in ("x", "1.5", "0.5-0", "0.5-ten", "-1"):
+        with pytest.raises(ValueError, match="^--first-loss: expected 'none', Q or Q-EPISODES"):
+            parse_first_loss(bad)
+
+
+def test_auto_hint_takes_the_probability_the_runs_were_measured_with():
+    """--hint auto-E resolves per object set from its brightness differences: 1.0 on digits (whose
+    pairs differ little), 0.75 on procedural objects, the values the five-seed runs used; test
+    episodes are never hinted; a bad value is refused naming --hint."""
+    from agent.simulations.harlow.task import parse_hint
+
+    for objects, probability in (("digits", 1.0), ("procedural", 0.75)):
+        task = make_task("harlow", 4, seed=0, options={"objects": objects, "holdout": "classes", "hint": "auto-100000"})
+        assert task.hint == (probability, 100_000)
+    assert make_task("harlow", 4, seed=0, mode="test", options={"hint": "auto-100000"}).hint is None
+    assert parse_hint("auto-50") == (None, 50)
+    for bad in ("auto", "auto-0", "0.4-10", "1.0-x"):
+        with pytest.raises(ValueError, match="^--hint: expected 'none', P-EPISODES or auto-EPISODES"):
+            parse_hint(bad)

@@ -236,3 +236,28 @@ def test_a_failed_job_is_reported_with_its_error_and_sets_the_exit_code(tmp_path
     assert seed["error"]["stage"] == "reproduce" and summary["failed_jobs"] == 1 and not seed["meets"]
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "Seed 0 failed in reproduce" in report and "1 job(s) failed" in report and "| 0 | - |" in report
+
+
+def test_a_variant_runs_with_its_own_settings_beside_its_simulation(tmp_path):
+    """--sim 5 plans the plain agent (the task's defaults) and the object-readout variant; the
+    variant's train command carries exactly the settings its saved config is checked against."""
+    from agent.reproduce.command import plan
+    from agent.reproduce.simulations import selected
+
+    jobs = plan(selected(["5"]), 1, tmp_path, episodes=None, eval_episodes=None, device="cpu")
+    assert [job.simulation.key for job in jobs] == ["5", "5-objects"]
+    plain, variant = (job.train_config() for job in jobs)
+    assert plain.task_options["readout"] == "linear" and plain.hidden_size == 128
+    assert variant.task_options["readout"] == "objects" and variant.hidden_size == 48
+    assert variant.task_options["first_loss"] == "none" and variant.episodes == 100_000
+    import dataclasses
+
+    from agent.cli import _given_task_options, build_parser
+    from agent.core.config import TrainConfig, resolve_config
+
+    command = jobs[1].train_command()
+    args = build_parser().parse_args(command[command.index("train"):])
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "task_options"}
+    assert resolve_config({**given, "task_options": _given_task_options(args)}) == jobs[1].train_config()
+    assert [job.simulation.key for job in plan(selected(["5-objects"]), 1, tmp_path, episodes=None,
+                                               eval_episodes=None, device="cpu")] == ["5-objects"]
