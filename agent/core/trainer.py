@@ -19,7 +19,7 @@ from agent.core.config import TrainConfig
 from agent.core.model import MetaRLAgent
 from agent.core.optimizer import FlatOptimizer
 from agent.core.rollout import Carry, RolloutBuffer, collect_rollout
-from agent.infra.distributed import SINGLE, World, average_gradients, rank_seed, sum_across_ranks
+from agent.infra.distributed import SINGLE, World, average_gradients, rank_seed
 from agent.infra.timing import PhaseTimer
 from agent.simulations.registry import make_task
 
@@ -126,22 +126,22 @@ class Trainer:
         with self.timer.phase("learn backward"):
             self.optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
-        if self.world.distributed:
-            with self.timer.phase("all-reduce"):
-                average_gradients(self.agent.parameters(), self.world)
-        with self.timer.phase("optimizer"):
-            if self.config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
         with self.timer.phase("bookkeeping"):
             # A step the environment ignored (a reset step) also ends its one-step episode: not counted.
             dones = _both(self.buffer.dones, self.buffer.valid)
             finished = int(dones.sum())
             reward = float(self.buffer.rewards.sum())
             parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
-            if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses
-                finished, reward, *parts = sum_across_ranks([finished, reward, *parts], self.buffer.rewards.device)
-                finished, parts = int(finished), [part / self.world.size for part in parts]
+        if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses, with the gradients
+            with self.timer.phase("all-reduce"):
+                finished, reward, *parts = average_gradients(self.agent.parameters(), self.world,
+                                                             sums=[finished, reward, *parts])
+                finished, parts = int(round(finished)), [part / self.world.size for part in parts]
+        with self.timer.phase("optimizer"):
+            if self.config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+        with self.timer.phase("bookkeeping"):
             self._stop_unless_finite(world_loss=parts[0])
             self.updates += 1
             self.episodes += finished

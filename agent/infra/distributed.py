@@ -73,23 +73,24 @@ def process_group(device: str) -> Iterator[World]:
         dist.destroy_process_group()
 
 
-def average_gradients(parameters, world: World) -> None:
-    """Replace every parameter's gradient by its mean over the ranks, in one all-reduce of a flat
-    buffer (one message instead of one per tensor: these models have many small tensors)."""
+def average_gradients(parameters, world: World, sums: list[float] = ()) -> list[float]:
+    """Replace every parameter's gradient by its mean over the ranks, and return the element-wise
+    sum over the ranks of `sums` (a few statistics: whole counts stay exact below 2**24 in
+    float32), all in one all-reduce of a flat buffer. One message per update, not one per tensor
+    and one more for the statistics: on a 2-core machine a gloo all-reduce costs ~1.4 ms, a
+    quarter of a two_step update."""
     parameters = [p for p in parameters if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    first = grads[0]
+    extra = torch.tensor(list(sums), dtype=first.dtype, device=first.device)
+    flat = torch.cat([g.reshape(-1) for g in grads] + [extra])
     dist.all_reduce(flat)
-    flat /= world.size
+    count = flat.numel() - len(extra)
+    summed = flat[count:].tolist()
+    flat = flat[:count] / world.size
     for parameter, averaged in zip(parameters, flat.split([g.numel() for g in grads])):
         parameter.grad = averaged.view_as(parameter)
-
-
-def sum_across_ranks(values: list[float], device) -> list[float]:
-    """The element-wise sum over the ranks of a few numbers (float64: episode counts stay exact)."""
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
+    return summed
 
 
 def to_cpu(value):
