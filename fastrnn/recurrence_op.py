@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn.backends import Backend
-from fastrnn.torch_compat import c_apply, functorch_transforms_active, version
+from fastrnn.torch_compat import eager_apply, version
 
 
 class Inputs(NamedTuple):
@@ -322,19 +322,10 @@ class _EagerRecurrence(torch.autograd.Function):
     backward = staticmethod(_backward)
 
 
-def _apply_eager(*args):
-    """_EagerRecurrence.apply(*args), every argument positional.
-
-    Function.apply binds its arguments with inspect.signature on every call (to fill defaults
-    and keywords for torch.func), which cost 50-80 us here, more than a small recurrence's
-    kernel (T=5, B=4, H=16: 12 us). Outside torch.func transforms, the rest of Function.apply
-    is unwrap_dead_wrappers and then the C++ apply: this does those two alone (torch_compat.c_apply)."""
-    if functorch_transforms_active():
-        return _EagerRecurrence.apply(*args)
-    return _C_APPLY(*args)
-
-
-_C_APPLY = c_apply(_EagerRecurrence)
+# _EagerRecurrence.apply(*args), every argument positional, without Function.apply's per-call
+# inspect.signature binding outside torch.func (torch_compat.c_apply: 50-80 us a call here,
+# more than a small recurrence's kernel, T=5, B=4, H=16: 12 us).
+_apply_eager = eager_apply(_EagerRecurrence)
 
 
 # ---------------------------------------------------------------- entry points

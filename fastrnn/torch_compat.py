@@ -42,6 +42,16 @@ def c_apply(function_class: type) -> Callable:
     return applied
 
 
+def eager_apply(function_class: type) -> Callable:
+    """function_class.apply for positional arguments: Function.apply itself inside torch.func
+    transforms (which need its argument binding), c_apply's path outside them."""
+    direct, full = c_apply(function_class), function_class.apply
+
+    def applied(*args):
+        return full(*args) if functorch_transforms_active() else direct(*args)
+    return applied
+
+
 def constant_under_compile(fn: Callable) -> Callable:
     """torch.compiler.assume_constant_result, without its import of torch._dynamo: that import
     took 2-3 s of every `import fastrnn` (measured), and most users never compile. The

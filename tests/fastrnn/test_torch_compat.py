@@ -110,3 +110,18 @@ def test_parameters_is_the_modules_own_dict():
     """nn.Module._parameters holds the module's parameters by name."""
     cell = nn.LSTMCell(2, 3)
     assert torch_compat.parameters(cell)["weight_hh"] is cell.weight_hh
+
+
+def test_eager_apply_binds_arguments_only_inside_torch_func(monkeypatch):
+    """eager_apply skips Function.apply (and its inspect.signature binding) in eager calls and
+    takes it inside torch.func transforms, with the same values and gradients either way."""
+    calls = []
+    original = _Double.apply
+    monkeypatch.setattr(_Double, "apply", lambda *args: calls.append(1) or original(*args))
+    applied = torch_compat.eager_apply(_Double)
+    x = torch.randn(3, requires_grad=True)
+    y = applied(x)
+    assert calls == [] and y.grad_fn is not None
+    torch.testing.assert_close(torch.autograd.grad(y.sum(), x)[0], torch.full((3,), 2.0))
+    grad = torch.func.grad(lambda t: applied(t).sum())(torch.randn(3))
+    assert calls and torch.equal(grad, torch.full((3,), 2.0))
