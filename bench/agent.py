@@ -12,7 +12,8 @@ core takes the fused rollout step (every task without a readout), "core step" ho
 and the action sampling, and "heads + sampling" reads zero.
 
 Last, data-parallel scaling (`--ranks`, default 1 and 2): the same task trained by
-`torchrun --standalone --nproc_per_node N -m agent train` with the fast core, gloo on the CPU
+`torchrun --standalone --nproc_per_node N -m agent train` with the fast core, the gradients summed
+through shared memory (agent/infra/shm_allreduce.py)
 and one thread per rank, `--rank-updates` updates per rank (bench/ranks.py measures it and says
 how); reported as env steps/s per rank count and the scaling efficiency rate(N) / (N x rate(1)).
 `--ranks none` skips it (it starts 2 x repeats processes).
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                         for c in args.cores)
         print(f"  {phase:18s}{cells}")
     if ranks:
-        print(f"data-parallel (torchrun, gloo, fast core, 1 thread per rank, {config.num_envs} envs per rank, "
+        print(f"data-parallel (torchrun, shared-memory all-reduce, fast core, 1 thread per rank, {config.num_envs} envs per rank, "
               f"{args.rank_updates} updates; median of {args.repeats}):")
         rank_scaling.print_measurement(ranks)
     print(f"wrote {args.out}")

@@ -2,7 +2,8 @@
 
 Each rank count trains the same task from scratch for the same number of updates per rank,
 launched by `python -m torch.distributed.run --standalone --nproc_per_node N -m agent train`
-(gloo on CPU, one torch thread per rank), one after the other and then again in the other order
+(gradients summed through shared memory, agent/infra/shm_allreduce.py; gloo with
+`--all-reduce gloo`, to compare; one torch thread per rank), one after the other and then again in the other order
 (`--repeats` rounds, order alternated) so drifting machine load hits them alike. Throughput is
 the world's environment steps over rank 0's update time (metrics.jsonl's env_steps and
 train_seconds: process start-up, compilation of nothing and imports excluded); scaling
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from agent.cli import STOP_AFTER_UPDATES_VARIABLE
+from agent.infra.shm_allreduce import ALL_REDUCE_VARIABLE, ALL_REDUCES
 from agent.simulations.registry import task_names
 from bench import RESULTS
 
@@ -46,6 +48,8 @@ def _parse(argv):
     parser.add_argument("--updates", type=int, default=300, help="updates per rank per run")
     parser.add_argument("--num-envs", type=int, default=32, help="environments per rank")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--all-reduce", choices=ALL_REDUCES, default="shm",
+                        help="how the ranks sum their gradients (default: shm, shared memory)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ranks.json")
     args = parser.parse_args(argv)
     try:
@@ -58,14 +62,15 @@ def _parse(argv):
     return args
 
 
-def train_rate(task: str, ranks: int, updates: int, num_envs: int) -> dict:
+def train_rate(task: str, ranks: int, updates: int, num_envs: int, all_reduce: str = "shm") -> dict:
     """One training run of `updates` updates on `ranks` ranks: {"env_steps", "seconds", "rate"}
     from its metrics.jsonl (stopped by the agent's STOP_AFTER_UPDATES variable, no final checkpoint)."""
     with tempfile.TemporaryDirectory() as run:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
                    "-m", "agent", "train", "--task", task, "--episodes", str(10**9), "--num-envs", str(num_envs),
                    "--log-every", "1", "--checkpoint-every", str(10**6), "--threads", "1", "--quiet", "--out", run]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", STOP_AFTER_UPDATES_VARIABLE: str(updates)}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", STOP_AFTER_UPDATES_VARIABLE: str(updates),
+               ALL_REDUCE_VARIABLE: all_reduce}
         done = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{ranks}-rank training failed:\n{done.stderr[-2000:]}")
@@ -74,17 +79,17 @@ def train_rate(task: str, ranks: int, updates: int, num_envs: int) -> dict:
             "rate": last["env_steps"] / last["train_seconds"]}
 
 
-def measure(task: str, ranks: list[int], updates: int, num_envs: int, repeats: int) -> dict:
+def measure(task: str, ranks: list[int], updates: int, num_envs: int, repeats: int, all_reduce: str = "shm") -> dict:
     """Env steps/s of each rank count (median of `repeats` runs, the order alternated every
     repeat) and the scaling efficiency against 1 rank, as bench writes them."""
     rates: dict[int, list[float]] = {r: [] for r in ranks}
     for repeat in range(repeats):
         for count in (ranks if repeat % 2 == 0 else ranks[::-1]):
-            rates[count].append(train_rate(task, count, updates, num_envs)["rate"])
+            rates[count].append(train_rate(task, count, updates, num_envs, all_reduce)["rate"])
     medians = {r: statistics.median(v) for r, v in rates.items()}
     base = medians.get(1)
     return {
-        "num_envs_per_rank": num_envs, "updates": updates, "repeats": repeats, "cpus": os.cpu_count(),
+        "all_reduce": all_reduce, "num_envs_per_rank": num_envs, "updates": updates, "repeats": repeats, "cpus": os.cpu_count(),
         "env_steps_per_second": {str(r): {"median": medians[r], "all": rates[r]} for r in ranks},
         "scaling_efficiency": {str(r): medians[r] / (r * base) for r in ranks} if base else {},
     }
@@ -105,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv or [])
     config = resolve_config({"task": args.task, "num_envs": args.num_envs})
     result = {"task": args.task, "unroll": config.unroll,
-              **measure(args.task, args.ranks, args.updates, args.num_envs, args.repeats)}
+              **measure(args.task, args.ranks, args.updates, args.num_envs, args.repeats, args.all_reduce)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"data-parallel training throughput: {args.task}, {args.num_envs} envs per rank, gloo, "
+    print(f"data-parallel training throughput: {args.task}, {args.num_envs} envs per rank, {args.all_reduce} all-reduce, "
           f"1 thread per rank, {os.cpu_count()} CPUs; median of {args.repeats}")
     print_measurement(result)
     print(f"wrote {args.out}")

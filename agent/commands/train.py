@@ -137,6 +137,7 @@ def _save(out_dir: Path, trainer: Trainer, config: TrainConfig, world: World, fi
                "world_size": world.size}
     if rank_states is not None:
         payload["rank_states"] = rank_states
+        payload["all_reduce"] = world.all_reduce_name  # what summed the gradients (shm_allreduce.py)
     save_checkpoint(out_dir, payload)
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 import torch.distributed as dist
+
+from agent.infra.shm_allreduce import SharedMemoryAllReduce, eligible
 
 TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 # Rank r's task and sampler seeds are rank 0's plus r times this: a large prime, so that the
@@ -31,11 +33,24 @@ class World:
     size: int = 1
     local_rank: int = 0
     distributed: bool = False  # a process group is up (launched by torchrun), even with size 1
+    # The gradients' all-reduce through shared memory (shm_allreduce.py), or None: the group's own.
+    shared_memory: SharedMemoryAllReduce | None = field(default=None, compare=False, repr=False)
 
     @property
     def first(self) -> bool:
         """Rank 0: the one that writes the run directory."""
         return self.rank == 0
+
+    @property
+    def all_reduce_name(self) -> str:
+        return "shared memory" if self.shared_memory is not None else dist.get_backend() if self.distributed else "none"
+
+    def sum_all_reduce(self, flat: torch.Tensor) -> None:
+        """flat becomes its sum over the ranks, in place (collective)."""
+        if self.shared_memory is not None:
+            self.shared_memory(flat)
+        else:
+            dist.all_reduce(flat)
 
 
 SINGLE = World()
@@ -58,7 +73,8 @@ def check_launch(device: str) -> None:
 @contextmanager
 def process_group(device: str) -> Iterator[World]:
     """The World of this process: a gloo (CPU) or NCCL (CUDA, one process per GPU, cuda:LOCAL_RANK)
-    process group when torchrun started it, else SINGLE and no group."""
+    process group when torchrun started it, else SINGLE and no group. CPU ranks on one x86-64 host
+    reduce their gradients through shared memory (shm_allreduce.py), not gloo's all-reduce."""
     if not launched_by_torchrun():
         yield SINGLE
         return
@@ -66,10 +82,15 @@ def process_group(device: str) -> Iterator[World]:
     local_rank = int(os.environ["LOCAL_RANK"])
     if device == "cuda":
         torch.cuda.set_device(local_rank)  # "cuda" now means this rank's GPU everywhere (tensors, generators)
+    use_shared_memory = eligible(device) is None  # raises for a bad FASTRNN_ALLREDUCE before the group starts
     dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank, size = dist.get_rank(), dist.get_world_size()
+    shared_memory = SharedMemoryAllReduce(rank, size) if use_shared_memory else None
     try:
-        yield World(dist.get_rank(), dist.get_world_size(), local_rank, True)
+        yield World(rank, size, local_rank, True, shared_memory)
     finally:
+        if shared_memory is not None:
+            shared_memory.close()
         dist.destroy_process_group()
 
 
@@ -77,14 +98,13 @@ def average_gradients(parameters, world: World, sums: list[float] = ()) -> list[
     """Replace every parameter's gradient by its mean over the ranks, and return the element-wise
     sum over the ranks of `sums` (a few statistics: whole counts stay exact below 2**24 in
     float32), all in one all-reduce of a flat buffer. One message per update, not one per tensor
-    and one more for the statistics: on a 2-core machine a gloo all-reduce costs ~1.4 ms, a
-    quarter of a two_step update."""
+    and one more for the statistics: each costs a fixed latency (shm_allreduce.py)."""
     parameters = [p for p in parameters if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
     first = grads[0]
     extra = torch.tensor(list(sums), dtype=first.dtype, device=first.device)
     flat = torch.cat([g.reshape(-1) for g in grads] + [extra])
-    dist.all_reduce(flat)
+    world.sum_all_reduce(flat)
     count = flat.numel() - len(extra)
     summed = flat[count:].tolist()
     flat = flat[:count] / world.size

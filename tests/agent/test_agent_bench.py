@@ -50,13 +50,14 @@ def test_bench_agent_refuses_bad_rank_arguments_before_any_work(capsys):
 
 @pytest.mark.slow
 def test_bench_ranks_reports_rank_throughput_and_scaling(tmp_path, capsys):
-    """bench ranks reports one- and two-rank throughput and the scaling efficiency."""
+    """bench ranks reports one- and two-rank throughput and the scaling efficiency, and the all-reduce asked for."""
     from bench import ranks as bench_ranks
 
     out = tmp_path / "ranks.json"
     assert bench_ranks.main(["--task", "bandit_independent", "--updates", "3", "--num-envs", "4",
-                             "--repeats", "1", "--out", str(out)]) == 0
+                             "--repeats", "1", "--all-reduce", "gloo", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["all_reduce"] == "gloo"
     rates = result["env_steps_per_second"]
     assert set(rates) == {"1", "2"} and all(v["median"] > 0 for v in rates.values())
     assert result["scaling_efficiency"]["1"] == 1.0

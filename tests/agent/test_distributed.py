@@ -20,6 +20,7 @@ from agent.cli import STOP_AFTER_UPDATES_VARIABLE, main
 from agent.core.a2c import a2c_loss
 from agent.infra.checkpoint import load_checkpoint
 from agent.infra.distributed import World, average_gradients
+from agent.infra.shm_allreduce import ALL_REDUCE_VARIABLE
 from lock_holder import start_lock_holder
 
 pytestmark = pytest.mark.slow  # starts subprocesses
@@ -112,12 +113,24 @@ def _assert_same_tree(a, b, where=""):
 @pytest.fixture(scope="module")
 def two_rank_runs(tmp_path_factory):
     """An uninterrupted two-rank run and one killed after 20 updates (last checkpoint at 18),
-    launched side by side."""
+    launched side by side; then the uninterrupted run again with gloo's all-reduce."""
     root = tmp_path_factory.mktemp("distributed")
     whole, killed = _torchrun(root / "whole"), _torchrun(root / "killed", **{STOP_AFTER_UPDATES_VARIABLE: "20"})
     _finish(whole)
     _finish(killed)
+    _finish(_torchrun(root / "gloo", **{ALL_REDUCE_VARIABLE: "gloo"}))
     return root / "whole", root / "killed"
+
+
+def test_shared_memory_and_gloo_all_reduces_train_identical_weights(two_rank_runs):
+    """Two ranks on one host reduce through shared memory by default; gloo's sum has the same bits."""
+    whole, _ = two_rank_runs
+    a, b = load_checkpoint(whole), load_checkpoint(whole.parent / "gloo")
+    assert (a["all_reduce"], b["all_reduce"]) == ("shared memory", "gloo")
+    assert a["trainer"]["updates"] == b["trainer"]["updates"] > 0
+    _assert_same_tree(a["trainer"]["agent"], b["trainer"]["agent"])
+    _assert_same_tree(a["trainer"]["optimizer"], b["trainer"]["optimizer"])
+    assert _metrics(whole) == _metrics(whole.parent / "gloo")
 
 
 def test_killed_two_rank_run_resumes_identical(two_rank_runs):
