@@ -7,7 +7,8 @@ Competitors, measured interleaved in one run (bench/timing.py):
   fastrnn    fastrnn.LSTM / LSTMCell, backend "cpp": the kernels' own speed
   reference  fastrnn's plain-PyTorch oracle (a Python loop over time)
 Modes: sequence forward without grad, sequence forward+backward (T=100, input size = H),
-and one no-grad step (the RL rollout call). Ratios are torch time / fastrnn time.
+and one no-grad step (the RL rollout call). Ratios are torch time / fastrnn time, the median
+of the ratios within each round (bench/timing.paired_ratio); times are medians.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ import torch
 import fastrnn
 from bench import RESULTS
 from bench.machine import describe, measured_gemm_gflops
-from bench.timing import interleaved_medians
+from bench.timing import interleaved_samples, paired_ratio
 
 HIDDEN = (48, 128, 256, 512)
 BATCH = (1, 16, 64, 256)
@@ -126,18 +128,20 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
                     candidates, auto = _step_candidates(hidden, batch, with_reference)
                 else:
                     candidates, auto = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
-                seconds = interleaved_medians(candidates, rounds=7, max_total_seconds=max_seconds_per_case)
+                samples = interleaved_samples(candidates, rounds=7, max_total_seconds=max_seconds_per_case)
+                seconds = {name: statistics.median(values) for name, values in samples.items()}
                 flops = _flops(mode, hidden, batch, steps)
                 row = {
                     "mode": mode, "H": hidden, "B": batch, "T": 1 if mode == "step" else steps,
                     "seconds": seconds,
                     "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
-                    "torch_over_fastrnn": seconds["torch"] / seconds["fastrnn"],
+                    # ratios: medians of the per-round ratios (bench/timing.paired_ratio)
+                    "torch_over_fastrnn": paired_ratio(samples, "torch", "fastrnn"),
                     "auto_route": auto.last_backend,
-                    "torch_over_auto": seconds["torch"] / seconds["auto"],
+                    "torch_over_auto": paired_ratio(samples, "torch", "auto"),
                 }
                 if "reference" in seconds:
-                    row["reference_over_fastrnn"] = seconds["reference"] / seconds["fastrnn"]
+                    row["reference_over_fastrnn"] = paired_ratio(samples, "reference", "fastrnn")
                 rows.append(row)
                 print(_format_row(row), flush=True)
     return rows

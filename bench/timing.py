@@ -14,7 +14,26 @@ def interleaved_medians(
     min_round_seconds: float = 0.05,
     max_total_seconds: float = 30.0,
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate.
+    """Median seconds per call of each candidate (interleaved_samples' medians)."""
+    samples = interleaved_samples(candidates, rounds, min_round_seconds, max_total_seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of numerator's time / denominator's time in the same round. Two
+    candidates timed back to back in a round share the machine's state of that moment, so the
+    per-round ratio cancels the drift between rounds that a ratio of two medians keeps (two
+    runs of one kernel read 0.89x-1.03x that way on the shared 2-core VM)."""
+    return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator]))
+
+
+def interleaved_samples(
+    candidates: dict[str, Callable[[], object]],
+    rounds: int = 5,
+    min_round_seconds: float = 0.05,
+    max_total_seconds: float = 30.0,
+) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, one sample per round.
 
     Each candidate is warmed up, then timed in `rounds` rounds; a round calls a candidate
     enough times to last about `min_round_seconds`. Rounds alternate between candidates, in
@@ -41,4 +60,4 @@ def interleaved_medians(
             samples[name].append((time.perf_counter() - start) / n)
         if round_index >= 1 and time.perf_counter() - began > max_total_seconds:
             break
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples

@@ -43,7 +43,9 @@ class World:
 
     @property
     def all_reduce_name(self) -> str:
-        return "shared memory" if self.shared_memory is not None else dist.get_backend() if self.distributed else "none"
+        if self.shared_memory is not None:
+            return self.shared_memory.name
+        return dist.get_backend() if self.distributed else "none"
 
     def sum_all_reduce(self, flat: torch.Tensor) -> None:
         """flat becomes its sum over the ranks, in place (collective)."""

@@ -20,7 +20,8 @@ Two buffers alternate by generation: a rank can run at most one all-reduce ahead
 still read generation g, from the other buffer.
 
 The mapping is a file in /dev/shm that rank 0 creates and unlinks as soon as every rank has it
-open: nothing is left behind, even after a crash."""
+open: nothing is left behind, even after a crash. Where it cannot be made (no room), the ranks
+sum through gloo, with a warning."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import platform
 import secrets
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -63,6 +65,25 @@ def _shared_folder() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
+def _create(size: int) -> list:
+    """[path, None] of a fresh zero-filled file of `size` bytes, or [None, why not]. The blocks are
+    allocated now: a full /dev/shm (64 MiB in a default Docker container) then fails here, where
+    gloo can take over, instead of killing a rank with SIGBUS at its first write."""
+    path = os.path.join(_shared_folder(), f"fastrnn-allreduce-{os.getpid()}-{secrets.token_hex(6)}")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except OSError as error:
+        return [None, f"cannot create {path}: {error.strerror}"]
+    try:
+        os.posix_fallocate(fd, 0, size)  # zero-filled: every counter starts at generation 0
+    except OSError as error:
+        os.unlink(path)
+        return [None, f"{size} bytes in {os.path.dirname(path)}: {error.strerror}"]
+    finally:
+        os.close(fd)
+    return [path, None]
+
+
 class SharedMemoryAllReduce:
     """sum_all_reduce(flat): flat becomes the sum over the ranks (in place), like
     dist.all_reduce(flat). Collective: every rank calls it, in the same order, with tensors of
@@ -73,12 +94,21 @@ class SharedMemoryAllReduce:
         self.generation = 0
         self._key: tuple[int, torch.dtype] | None = None
         self._map: mmap.mmap | None = None
+        self.unavailable: str | None = None  # why the last mapping could not be made (gloo sums instead)
+
+    @property
+    def name(self) -> str:
+        """What summed the last call: "shared memory", or "gloo" where no mapping could be made."""
+        return "gloo" if self.unavailable else "shared memory"
 
     def __call__(self, flat: torch.Tensor) -> None:
         if flat.device.type != "cpu" or not flat.is_contiguous():
             raise ValueError("SharedMemoryAllReduce: flat must be a contiguous CPU tensor")
         if self._key != (flat.numel(), flat.dtype):
             self._open(flat.numel(), flat.dtype)
+        if self.unavailable:
+            dist.all_reduce(flat)
+            return
         self.generation += 1
         slots = self._slots[self.generation % 2]
         slots[self.rank].copy_(flat)
@@ -108,25 +138,28 @@ class SharedMemoryAllReduce:
         header = self.world_size * COUNTER_STRIDE * 8
         slot_bytes = numel * torch.empty(0, dtype=dtype).element_size()
         size = header + 2 * self.world_size * slot_bytes
-        path = [None]
+        made = [None, None]  # rank 0's (path, why not)
         if self.rank == 0:
-            path[0] = os.path.join(_shared_folder(), f"fastrnn-allreduce-{os.getpid()}-{secrets.token_hex(6)}")
-            fd = os.open(path[0], os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-            os.ftruncate(fd, size)  # zero-filled: every counter starts at generation 0
-            os.close(fd)
-        dist.broadcast_object_list(path, src=0)
-        fd = os.open(path[0], os.O_RDWR)
+            made = _create(size)
+        dist.broadcast_object_list(made, src=0)
+        path, self.unavailable = made
+        self._key = (numel, dtype)
+        if self.unavailable:
+            if self.rank == 0:
+                warnings.warn(f"shared-memory all-reduce unavailable ({self.unavailable}); the ranks sum through gloo",
+                              RuntimeWarning, stacklevel=3)
+            return
+        fd = os.open(path, os.O_RDWR)
         try:
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         dist.barrier()  # every rank has it mapped: the name can go
         if self.rank == 0:
-            os.unlink(path[0])
+            os.unlink(path)
         self._counters = np.frombuffer(self._map, dtype=np.int64, count=self.world_size * COUNTER_STRIDE)[::COUNTER_STRIDE]
         data = torch.frombuffer(self._map, dtype=dtype, offset=header, count=2 * self.world_size * numel)
         self._slots = data.view(2, self.world_size, numel)
-        self._key = (numel, dtype)
         self.generation = 0
 
     def close(self) -> None:

@@ -1,11 +1,14 @@
 """The gradients' all-reduce through shared memory (agent/infra/shm_allreduce.py): the same sum
 as gloo's on every rank, generation after generation with ranks arriving out of step; no file
-left behind; a missing rank is named after the timeout; where it does not apply, gloo runs."""
+left behind; a missing rank is named after the timeout; where it does not apply, or the mapping
+finds no room, gloo runs."""
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+import warnings
 
 import pytest
 import torch
@@ -90,6 +93,37 @@ def _one_rank_missing(rank: int, store_file: str, out_dir: str) -> None:
 def test_a_rank_that_never_arrives_is_named_after_the_timeout(tmp_path):
     mp.spawn(_one_rank_missing, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     assert (tmp_path / "raised").exists()
+
+
+def _no_room(rank: int, store_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    shm_allreduce.os.posix_fallocate = full  # this process only (spawned)
+    reduce = SharedMemoryAllReduce(rank, 2)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            flat = torch.full((5,), float(rank + 1))
+            reduce(flat)
+        torch.save({"sum": flat, "name": reduce.name, "why": reduce.unavailable,
+                    "warned": [str(w.message) for w in caught]}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        reduce.close()
+        dist.destroy_process_group()
+
+
+def test_without_room_for_the_mapping_gloo_sums_with_a_warning(tmp_path):
+    """A full /dev/shm (a default Docker container has 64 MiB) must not kill a rank with SIGBUS."""
+    mp.spawn(_no_room, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for saved in ranks:
+        assert torch.equal(saved["sum"], torch.full((5,), 3.0))
+        assert saved["name"] == "gloo" and "No space left on device" in saved["why"]
+    assert any("shared-memory all-reduce unavailable" in w for w in ranks[0]["warned"])
+    assert ranks[1]["warned"] == []  # rank 0 alone says it
 
 
 def test_where_shared_memory_does_not_apply_gloo_reduces(monkeypatch):
