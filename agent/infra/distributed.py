@@ -67,9 +67,13 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def check_launch(device: str) -> None:
-    """Refuse (before any work) a device that torchrun's one-process-per-GPU layout cannot take."""
-    if launched_by_torchrun() and device.startswith("cuda:"):
+    """Refuse (before any work) a device that torchrun's one-process-per-GPU layout cannot take,
+    and a FASTRNN_ALLREDUCE that names no all-reduce."""
+    if not launched_by_torchrun():
+        return
+    if device.startswith("cuda:"):
         raise ValueError(f"--device {device}: under torchrun give --device cuda; each process uses cuda:LOCAL_RANK")
+    eligible(device)
 
 
 @contextmanager

@@ -154,6 +154,19 @@ def test_an_unknown_all_reduce_setting_is_refused_naming_the_variable(monkeypatc
         eligible("cpu")
 
 
+def test_train_under_torchrun_refuses_an_unknown_all_reduce_in_one_line(monkeypatch, tmp_path, capsys):
+    from agent.cli import main
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "2"),
+                        (shm_allreduce.ALL_REDUCE_VARIABLE, "mpi")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:  # before any process group or work
+        main(["train", "--task", "two_step", "--quiet", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "FASTRNN_ALLREDUCE: expected one of shm, gloo, got 'mpi'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_tensor_it_cannot_take_is_refused_before_any_collective():
     reduce = SharedMemoryAllReduce(0, 2)  # no process group: a collective would raise another error
     with pytest.raises(ValueError, match="contiguous CPU tensor"):
