@@ -61,14 +61,14 @@ def _expected(world_size: int) -> list[torch.Tensor]:
     return sums
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_every_rank_gets_the_rank_order_sum_each_generation(tmp_path, world_size):
     mp.spawn(_sums, args=(world_size, str(tmp_path / "store"), str(tmp_path)), nprocs=world_size, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world_size)]
     for generation, expected in enumerate(_expected(world_size)):
         for saved in ranks:
             assert torch.equal(saved["results"][generation], expected), generation  # identical bits on every rank
-    if world_size == 2:  # a + b == b + a: two ranks get gloo's exact bits, so training does not change
+    if world_size <= 2:  # a + b == b + a: up to two ranks get gloo's exact bits, so training does not change
         for saved in ranks:
             assert all(torch.equal(a, b) for a, b in zip(saved["results"], saved["gloo"]))
     assert ranks[0]["files"] == []  # the mapping's name is gone once every rank has it open
