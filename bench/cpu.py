@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 from pathlib import Path
 
 import torch
@@ -25,7 +24,7 @@ import torch
 import fastrnn
 from bench import RESULTS
 from bench.machine import describe, measured_gemm_gflops
-from bench.timing import interleaved_samples, paired_ratio
+from bench.timing import interleaved_samples, medians, paired_ratio
 
 HIDDEN = (48, 128, 256, 512)
 BATCH = (1, 16, 64, 256)
@@ -129,7 +128,7 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
                 else:
                     candidates, auto = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
                 samples = interleaved_samples(candidates, rounds=7, max_total_seconds=max_seconds_per_case)
-                seconds = {name: statistics.median(values) for name, values in samples.items()}
+                seconds = medians(samples)
                 flops = _flops(mode, hidden, batch, steps)
                 row = {
                     "mode": mode, "H": hidden, "B": batch, "T": 1 if mode == "step" else steps,

@@ -15,7 +15,10 @@ def interleaved_medians(
     max_total_seconds: float = 30.0,
 ) -> dict[str, float]:
     """Median seconds per call of each candidate (interleaved_samples' medians)."""
-    samples = interleaved_samples(candidates, rounds, min_round_seconds, max_total_seconds)
+    return medians(interleaved_samples(candidates, rounds, min_round_seconds, max_total_seconds))
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
