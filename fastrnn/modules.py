@@ -395,8 +395,9 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         if _exporting():
             self._route_torch_only(input, "export")
             return super().forward(input, hx)  # the standard lstm_cell op (see LSTM._standard_forward)
-        device_type = input.device.type
-        if torch.is_autocast_enabled(device_type):
+        # One flag read for the common case (torch's rnn.py reads it too); the device's own
+        # flag only when some autocast is on.
+        if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
             return self._autocast_forward(input, hx)
         weights = self._weights()
         if _state_dtype_differs(hx, weights[0]):
@@ -446,19 +447,20 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         elif not is_batched:
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
         w_ih, w_hh, b_ih, b_hh = weights
-        self._check_cell_args(input, hx, w_ih)
         grad = _needs_grad((input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh))
         implementation = self._route(
             input.device, input.dtype, "cell" if grad else "step", grad, self.hidden_size, self.hidden_size,
             input.shape[0], 0 if grad else dispatch.step_weight_bytes(w_ih, w_hh, None), False, under_autocast)
+        if implementation == "lstm_cell":  # ATen's cell as nn.LSTMCell calls it: it checks its arguments
+            h, c = lstm_cell(input, hx, w_ih, w_hh, b_ih, b_hh)  # itself, with the messages below
+            return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
+        self._check_cell_args(input, hx, w_ih)
         if grad:
             bias = None if b_ih is None else b_ih + b_hh
             steps = input.unsqueeze(0)
             xproj = input_projection(steps, w_ih, bias)
             _, h, c = get_backend(implementation).recurrence(xproj, w_hh, None, hx[0], hx[1], None, None,
                                                              projection=(steps, w_ih, bias))
-        elif implementation == "lstm_cell":  # (B, F) rows: ATen's cell as they are, as nn.LSTMCell calls it
-            h, c = lstm_cell(input, hx, w_ih, w_hh, b_ih, b_hh)
         else:
             h, c = dispatch.step_function(implementation)(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh, None)
         if not is_batched:

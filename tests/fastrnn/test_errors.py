@@ -53,19 +53,35 @@ def test_lstm_rejects_bad_input_like_torch(name):
     _same_error(theirs, ours, *LSTM_BAD_CALLS[name]())
 
 
-CELL_BAD_CALLS = {
-    "3-D input": lambda: (torch.randn(2, 3, 4),),
-    "3-D hx": lambda: (torch.randn(3, 4), (torch.zeros(1, 3, 6), torch.zeros(3, 6))),
-    "wrong input_size": lambda: (torch.randn(3, 5),),
-    "hx batch mismatch": lambda: (torch.randn(3, 4), (torch.zeros(2, 6), torch.zeros(2, 6))),
-    "hx hidden mismatch": lambda: (torch.randn(3, 4), (torch.zeros(3, 5), torch.zeros(3, 6))),
-}
+def _cell_bad_calls(hidden: int) -> dict:
+    return {
+        "3-D input": lambda: (torch.randn(2, 3, 4),),
+        "3-D hx": lambda: (torch.randn(3, 4), (torch.zeros(1, 3, hidden), torch.zeros(3, hidden))),
+        "wrong input_size": lambda: (torch.randn(3, 5),),
+        "hx batch mismatch": lambda: (torch.randn(3, 4), (torch.zeros(2, hidden), torch.zeros(2, hidden))),
+        "hx hidden mismatch": lambda: (torch.randn(3, 4), (torch.zeros(3, hidden - 1), torch.zeros(3, hidden))),
+        "cx hidden mismatch": lambda: (torch.randn(3, 4), (torch.zeros(3, hidden), torch.zeros(3, hidden + 1))),
+    }
 
 
-@pytest.mark.parametrize("name", list(CELL_BAD_CALLS))
+@pytest.mark.parametrize("name", list(_cell_bad_calls(6)))
 def test_lstm_cell_rejects_bad_input_like_torch(name):
     theirs, ours = _pair(nn.LSTMCell, fastrnn.LSTMCell, 4, 6)
-    _same_error(theirs, ours, *CELL_BAD_CALLS[name]())
+    _same_error(theirs, ours, *_cell_bad_calls(6)[name]())
+
+
+@pytest.mark.parametrize("name", [*_cell_bad_calls(6), "wrong dtype"])
+def test_lstm_cell_steps_on_atens_cell_reject_bad_input_like_torch(name):
+    """A no-grad step whose weights exceed STEP_PACK_LIMIT_BYTES runs ATen's lstm_cell, which
+    makes its own checks: the errors are still torch's, before any work."""
+    hidden = 320  # 4 * 320 * (4 + 320) floats: over 1 MiB
+    assert 4 * hidden * (4 + hidden) * 4 > fastrnn.dispatch.STEP_PACK_LIMIT_BYTES
+    theirs, ours = _pair(nn.LSTMCell, fastrnn.LSTMCell, 4, hidden)
+    with torch.no_grad():
+        ours(torch.randn(3, 4))
+        assert ours.last_backend == "lstm_cell"
+        bad_calls = {**_cell_bad_calls(hidden), "wrong dtype": lambda: (torch.randn(3, 4, dtype=torch.float64),)}
+        _same_error(theirs, ours, *bad_calls[name]())
 
 
 def test_lstm_cell_names_a_dtype_mismatch():
