@@ -127,8 +127,12 @@ PYBIND11_MODULE(_C, m) {
   std::size_t slots = 0;
   auto forward_args = holding_class<ForwardArgs>(m, "ForwardArgs");
   size_fields(forward_args, {{"steps", &ForwardArgs::steps}, {"batch", &ForwardArgs::batch},
-      {"hidden_size", &ForwardArgs::hidden_size}, {"out_size", &ForwardArgs::out_size}, {"proj", &ForwardArgs::proj}});
+      {"hidden_size", &ForwardArgs::hidden_size}, {"out_size", &ForwardArgs::out_size}, {"proj", &ForwardArgs::proj},
+      {"input_size", &ForwardArgs::input_size}});
   tensor_field(forward_args, "xproj", &ForwardArgs::xproj, slots);
+  tensor_field(forward_args, "x", &ForwardArgs::x, slots);
+  tensor_field(forward_args, "w_ih", &ForwardArgs::w_ih, slots);
+  tensor_field(forward_args, "bias", &ForwardArgs::bias, slots);
   tensor_field(forward_args, "w_hh", &ForwardArgs::w_hh, slots);
   tensor_field(forward_args, "w_hr", &ForwardArgs::w_hr, slots);
   tensor_field(forward_args, "h0", &ForwardArgs::h0, slots);

@@ -169,6 +169,12 @@ void run_forward(int dtype, ForwardArgs a, int max_threads) {
   auto gates = buffer_for(dtype, packed_gates_numel(dtype, a.hidden_size, a.out_size));
   k.pack_gates(a.w_hh, a.hidden_size, a.out_size, gates.data());
   a.w_gates = gates.data();
+  std::vector<unsigned char> in_gates;
+  if (a.x) {
+    in_gates = buffer_for(dtype, packed_gates_numel(dtype, a.hidden_size, a.input_size));
+    k.pack_gates(a.w_ih, a.hidden_size, a.input_size, in_gates.data());
+    a.w_in_gates = in_gates.data();
+  }
   std::vector<unsigned char> proj;
   if (a.proj) {
     proj = buffer_for(dtype, packed_panels_numel(dtype, a.hidden_size, a.proj));
@@ -186,7 +192,8 @@ void run_forward(int dtype, ForwardArgs a, int max_threads) {
     });
     return;
   }
-  over_rows(a.batch, a.steps, a.hidden_size, a.out_size, a.proj, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
+  const long inputs = a.out_size + (a.x ? a.input_size : 0);  // what each step multiplies per gate row
+  over_rows(a.batch, a.steps, a.hidden_size, inputs, a.proj, max_threads, [&](long b0, long b1) { k.forward_rows(a, b0, b1); });
 }
 
 void run_backward(int dtype, BackwardArgs a, int max_threads) {

@@ -13,7 +13,15 @@ namespace fastrnn_cpu {
 // R = out_size (proj if proj else H), P = proj, I = input_size, the kernels' local names.
 struct ForwardArgs {
   long steps, batch, hidden_size, out_size, proj;  // proj = 0 without projection
-  const void* xproj;                // (T, B, 4H)
+  long input_size;                  // I, with x
+  const void* xproj;                // (T, B, 4H), or null with x
+  // The input projection fused into each step (no-grad calls): x_t W_ih^T + bias is added to
+  // the gates' accumulators in registers instead of being read from xproj, which at T * B
+  // * 4H elements leaves the caches (written once, read once) and costs a separate GEMM pass.
+  const void* x;                    // (T, B, I) in place of xproj, or null
+  const void* w_ih;                 // (4H, I) as torch stores it, with x (the dispatcher packs it)
+  const void* bias;                 // (4H) b_ih + b_hh, or null
+  const void* w_in_gates;           // W_ih packed by pack_gates (set by the dispatcher)
   const void* w_hh;                 // (4H, R) as torch stores it (the dispatcher packs it)
   const void* w_hr;                 // (P, H) as torch stores it, or null
   const void* w_gates;              // W_hh packed by pack_gates (set by the dispatcher)

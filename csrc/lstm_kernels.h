@@ -157,7 +157,11 @@ struct LstmKernels {
   // What a forward step reads and writes, for the tile function below.
   struct Step {
     long t, B, H, R, G, b0;       // b0: batch index of local row 0
-    const T* xproj;               // (T, B, 4H)
+    const T* xproj;               // (T, B, 4H), or null: x, wi and bias instead
+    const T* x;                   // (T, B, I) with the projection fused, or null
+    long I;
+    const T* wi;                  // W_ih packed by pack_gates
+    const T* bias;                // (4H), or null
     const T* wg;                  // W_hh packed by pack_gates
     const T* hp;                  // h_{t-1}, local rows, leading dimension R
     T* h_out;                     // o * tanh(c_t), local rows, leading dimension ldo
@@ -168,23 +172,30 @@ struct LstmKernels {
     T* cells_out;                 // (T, B, H) or null
   };
 
-  // Unit block u (VL units, all four gates) for local rows [r0, r0 + MR): xproj plus
-  // h_{t-1} W_hh, then the cell update on the accumulators while they are in registers.
+  // Unit block u (VL units, all four gates) for local rows [r0, r0 + MR): xproj (or
+  // bias + x_t W_ih^T) plus h_{t-1} W_hh, then the cell update on the accumulators while they
+  // are in registers.
   template <int MR>
   static FASTRNN_INLINE void gate_tile(const Step& s, long r0, long u) {
     const long unit0 = u * VL, H = s.H;
     const int lanes = int(lmin(VL, H - unit0));
     vec acc[MaxRows][NVMAX];
     T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows], *cell_rows[MaxRows];
+    const long row0 = s.t * s.B + s.b0 + r0;
     for (int r = 0; r < MR; ++r) {
-      long row = (s.t * s.B + s.b0 + r0 + r);
-      const T* xp = s.xproj + row * s.G + unit0;
-      for (int g = 0; g < 4; ++g) acc[r][g] = S::load_any(xp + g * H, lanes);
+      long row = row0 + r;
+      if (s.x) {
+        for (int g = 0; g < 4; ++g) acc[r][g] = s.bias ? S::load_any(s.bias + g * H + unit0, lanes) : S::zero();
+      } else {
+        const T* xp = s.xproj + row * s.G + unit0;
+        for (int g = 0; g < 4; ++g) acc[r][g] = S::load_any(xp + g * H, lanes);
+      }
       c_rows[r] = s.c + (r0 + r) * H + unit0;
       h_rows[r] = s.h_out + (r0 + r) * s.ldo + unit0;
       g_rows[r] = s.gates_out ? s.gates_out + row * s.G + unit0 : nullptr;
       cell_rows[r] = s.cells_out ? s.cells_out + row * H + unit0 : nullptr;
     }
+    if (s.x) gemm_tile<MR, 4>(s.x + row0 * s.I, s.I, s.wi + u * s.I * 4 * VL, s.I, acc);
     gemm_tile<MR, 4>(s.hp + r0 * s.R, s.R, s.wg + u * s.R * 4 * VL, s.R, acc);
     cell_epilogue<MR>(acc, lanes, s.active + r0, c_rows, h_rows, s.gates_out ? g_rows : nullptr,
                       s.cells_out ? cell_rows : nullptr, H);
@@ -196,9 +207,10 @@ struct LstmKernels {
   static void gate_tiles_by_unit(const Step& s, long rows, long u0, long u1) {
     for (long u = u0; u < u1; ++u)
       for_row_tiles(rows, [&]<int MR>(long r0) {
-        for (long r = r0 + MR; r < r0 + 2 * MR && r < rows; ++r)
-          for (int g = 0; g < 4; ++g)
-            __builtin_prefetch(s.xproj + (s.t * s.B + s.b0 + r) * s.G + u * VL + g * s.H, 0, 0);
+        if (s.xproj)
+          for (long r = r0 + MR; r < r0 + 2 * MR && r < rows; ++r)
+            for (int g = 0; g < 4; ++g)
+              __builtin_prefetch(s.xproj + (s.t * s.B + s.b0 + r) * s.G + u * VL + g * s.H, 0, 0);
         gate_tile<MR>(s, r0, u);
       });
   }
@@ -207,6 +219,9 @@ struct LstmKernels {
   static void forward_rows(const ForwardArgs& a, long b0, long b1) {
     const long T_ = a.steps, B = a.batch, H = a.hidden_size, R = a.out_size, P = a.proj, G = 4 * H, rows = b1 - b0;
     const T* xproj = static_cast<const T*>(a.xproj);
+    const T* x = static_cast<const T*>(a.x);
+    const T* wi = static_cast<const T*>(a.w_in_gates);
+    const T* bias = static_cast<const T*>(a.bias);
     const T* wg = static_cast<const T*>(a.w_gates);
     const T* wp = static_cast<const T*>(a.w_proj);
     T* y = static_cast<T*>(a.y);
@@ -225,7 +240,7 @@ struct LstmKernels {
       for (long j = 0; j < H; ++j) cbuf[r * H + j] = static_cast<const T*>(a.c0)[(b0 + r) * H + j];
     }
     bool* active = new bool[rows];
-    const bool weights_fit_l2 = 4 * H * R * long(sizeof(T)) <= 512 * 1024;
+    const bool weights_fit_l2 = 4 * H * (R + (x ? a.input_size : 0)) * long(sizeof(T)) <= 512 * 1024;
     int cur = 0;
     for (long t = 0; t < T_; ++t) {
       T* hp = hbuf[cur];
@@ -238,7 +253,8 @@ struct LstmKernels {
           for (long j = 0; j < H; ++j) cbuf[r * H + j] = T(0);
         }
       }
-      const Step step{t, B, H, R, G, b0, xproj, wg, hp, P ? hid : hn, P ? H : R, cbuf, active, gates_out, cells_out};
+      const Step step{t, B, H, R, G, b0, xproj, x, a.input_size, wi, bias, wg, hp, P ? hid : hn, P ? H : R, cbuf,
+                      active, gates_out, cells_out};
       if (weights_fit_l2) {
         // Row tiles outer: a tile's xproj rows are read front to back, which the hardware
         // prefetcher follows, while all of W_hh stays in this core's L2.
@@ -312,8 +328,10 @@ struct LstmKernels {
       T* hp = hbuf[cur];
       T* hn = hbuf[cur ^ 1];
       for (long r = 0; r < rows; ++r) active[r] = !a.lengths || t < a.lengths[b0 + r];
-      const Step step{t, B, H, H, G, b0, static_cast<const T*>(a.xproj), static_cast<const T*>(a.w_gates),
-                      hp + b0 * H, hn + b0 * H, H, cbuf + b0 * H, active, gates_out, cells_out};
+      const Step step{t, B, H, H, G, b0, static_cast<const T*>(a.xproj), static_cast<const T*>(a.x), a.input_size,
+                      static_cast<const T*>(a.w_in_gates), static_cast<const T*>(a.bias),
+                      static_cast<const T*>(a.w_gates), hp + b0 * H, hn + b0 * H, H, cbuf + b0 * H, active, gates_out,
+                      cells_out};
       gate_tiles_by_unit(step, rows, u0, u1);
       for (long b = b0; b < b1; ++b) {
         T* yt = y + (t * B + b) * H;

@@ -38,6 +38,10 @@ class Backend:
     recurrence: Callable
     cell: Callable
     launcher: object = None  # the kernel backend's recurrence_op.Launcher (None for the reference)
+    # projected_forward(x, w_ih, bias, w_hh, w_hr, h0, c0, resets, lengths) -> (y, h_n, c_n) of one
+    # layer that records no gradient, its input projection fused into the kernels, or None where
+    # the backend's unfused forward is the faster one for these sizes. None: no such forward.
+    projected_forward: Callable | None = None
 
     def __reduce__(self):
         # Pickled by name: a backend's functions and registered ops are process-wide objects.

@@ -70,15 +70,50 @@ def _weight_layout(dtype: torch.dtype) -> int:
 
 
 def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
+    a = _forward_args(inputs, out)
+    a.xproj = _tensor(inputs.xproj)
+    _C.forward(DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
+
+
+# When the no-grad forward fuses the input projection into its steps (_fuses_projection).
+# Fused, each step multiplies its rows by W_ih again; unfused, one GEMM over all T * B rows
+# reads W_ih once but writes a (T, B, 4H) projection that the recurrence reads back, through
+# memory once it outgrows the caches. Measured by `python -m bench cpu --modes fwd` (2026-12-07,
+# 2-core Intel Xeon, avx512, T=100, I=H), torch/cpp unfused -> fused: B=1 2.30 -> 2.34 at H=48,
+# 1.14 -> 0.74 at H=256, 1.00 -> 0.46 at H=512 (W_ih re-read every step); B=16 1.34 -> 1.68 at
+# H=48, 0.91 -> 1.07 at H=128, 0.87 -> 0.94 at H=256, 0.96 -> 0.89 at H=512 (8 MiB of weights);
+# B >= 64 better or equal at every H (0.98 -> 1.14 at H=48, B=256; 0.75 -> 1.02 at H=128, B=256).
+FUSED_PROJECTION_MIN_ROWS = 2            # one row: the projection GEMM reuses W_ih over T rows
+FUSED_PROJECTION_MAX_WEIGHT_BYTES = 2 << 20  # W_ih + W_hh, below FUSED_PROJECTION_ANY_WEIGHTS_ROWS
+FUSED_PROJECTION_ANY_WEIGHTS_ROWS = 64
+
+
+def _fuses_projection(batch: int, weight_bytes: int) -> bool:
+    if batch < FUSED_PROJECTION_MIN_ROWS:
+        return False
+    return batch >= FUSED_PROJECTION_ANY_WEIGHTS_ROWS or weight_bytes <= FUSED_PROJECTION_MAX_WEIGHT_BYTES
+
+
+def _forward_projected(inputs: Inputs, projection: tuple[Tensor, Tensor, Tensor | None], out: ForwardOutputs) -> None:
+    """_forward with the input projection fused into each step: projection = (x (T, B, I),
+    W_ih (4H, I), bias (4H) or None), contiguous, in place of inputs.xproj."""
+    a = _forward_args(inputs, out)
+    x, w_ih, bias = projection
+    a.input_size = x.shape[2]
+    a.x, a.w_ih, a.bias = x, w_ih, _tensor(bias)
+    _C.forward(DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
+
+
+def _forward_args(inputs: Inputs, out: ForwardOutputs):
     a = _C.ForwardArgs()
-    a.steps, a.batch, four_h = inputs.xproj.shape
-    a.hidden_size, a.out_size = four_h // 4, inputs.h0.shape[1]
+    a.steps, a.batch = out.y.shape[:2]
+    a.hidden_size, a.out_size = inputs.c0.shape[1], inputs.h0.shape[1]
     a.proj = 0 if inputs.w_hr is None else inputs.w_hr.shape[0]
-    a.xproj, a.w_hh, a.w_hr = _tensor(inputs.xproj), _tensor(inputs.w_hh), _tensor(inputs.w_hr)
+    a.w_hh, a.w_hr = _tensor(inputs.w_hh), _tensor(inputs.w_hr)
     a.h0, a.c0, a.resets, a.lengths = map(_tensor, (inputs.h0, inputs.c0, inputs.resets, inputs.lengths))
     a.y, a.h_n, a.c_n = _tensor(out.y), _tensor(out.h_n), _tensor(out.c_n)
     a.gates, a.cells, a.hidden = _tensor(out.gates), _tensor(out.cells), _tensor(out.hidden)
-    _C.forward(DTYPE_CODES[inputs.h0.dtype], a, torch.get_num_threads())
+    return a
 
 
 def _backward(inputs: Inputs, grads: OutputGrads, gates: Tensor, cells: Tensor, out: BackwardOutputs) -> None:
@@ -113,5 +148,6 @@ def _step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets=None):
 
 
 LAUNCHER = Launcher(name="cpp", unsupported_reason=_unsupported_reason, forward=_forward, backward=_backward,
-                    step=_step, weight_layout=_weight_layout)
+                    step=_step, weight_layout=_weight_layout, forward_projected=_forward_projected,
+                    fuses_projection=_fuses_projection)
 BACKEND = kernel_backend(LAUNCHER)

@@ -1,7 +1,8 @@
 """Stacked and bidirectional LSTMs composed from one backend's single-layer recurrence.
 
 Everything here is backend-agnostic PyTorch: the input projection of every step is one GEMM
-(``input_projection`` over the whole sequence), reverse directions run the forward recurrence on
+(``input_projection`` over the whole sequence; a backend's projected_forward may fuse it into
+its kernels for a call that records no gradient), reverse directions run the forward recurrence on
 inputs reversed within each row's length, and dropout sits between layers as in nn.LSTM.
 """
 
@@ -138,6 +139,16 @@ class _LinearIntoWorkspace(torch.autograd.Function):
         return grad_seq, grad_w, grad_bias
 
 
+def _may_fuse_projection(backend: Backend, seq: Tensor, operands) -> bool:
+    """Whether this layer may run on the backend's projected_forward: an eager call (traced
+    calls record the recurrence op) that records no gradient, with steps and input features."""
+    if backend.projected_forward is None or seq.shape[0] == 0 or seq.shape[-1] == 0:
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in operands))
+
+
 def run_layers(
     backend: Backend,
     x: Tensor,
@@ -168,9 +179,15 @@ def run_layers(
             w_ih, w_hh, b_ih, b_hh, w_hr = weights[index]
             seq = layer_input if direction == 0 else reverse_within_lengths(layer_input, lengths)
             bias = None if b_ih is None else b_ih + b_hh
-            xproj = input_projection(seq, w_ih, bias)
-            y, h, c = backend.recurrence(xproj, w_hh, w_hr, h0[index], c0[index], resets, lengths,
-                                         projection=(seq, w_ih, bias))
+            fused = None
+            if _may_fuse_projection(backend, seq, (seq, w_ih, bias, w_hh, w_hr, h0, c0)):
+                fused = backend.projected_forward(seq, w_ih, bias, w_hh, w_hr, h0[index], c0[index], resets, lengths)
+            if fused is not None:
+                y, h, c = fused
+            else:
+                xproj = input_projection(seq, w_ih, bias)
+                y, h, c = backend.recurrence(xproj, w_hh, w_hr, h0[index], c0[index], resets, lengths,
+                                             projection=(seq, w_ih, bias))
             outputs.append(y if direction == 0 else reverse_within_lengths(y, lengths))
             h_n.append(h)
             c_n.append(c)

@@ -79,6 +79,12 @@ class Launcher:
     # The layout of the weights the step packs, for this dtype: part of the packed-weight
     # cache key (the cpp layout depends on the vector width of the instruction set in use).
     weight_layout: Callable[[torch.dtype], Hashable]
+    # forward_projected(inputs, (x, w_ih, bias), outputs): the no-grad forward with the input
+    # projection fused into its steps (inputs.xproj None), or None where the backend has none.
+    forward_projected: Callable[[Inputs, tuple, ForwardOutputs], None] | None = None
+    # fuses_projection(batch, bytes of W_ih and W_hh): whether forward_projected is the faster
+    # forward for a call of that batch and those weights.
+    fuses_projection: Callable[[int, int], bool] | None = None
 
 
 def _launcher(name: str) -> Launcher:
@@ -351,6 +357,23 @@ def recurrence(backend: str, xproj, w_hh, w_hr=None, h0=None, c0=None, resets=No
     return y, h_n, c_n
 
 
+def projected_forward(backend: str, x, w_ih, bias, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None):
+    """recurrence(backend, F.linear(x, w_ih, bias), w_hh, ...) for an eager call that records
+    no gradient, on kernels that add x_t W_ih^T + bias to each step's gates themselves: the
+    (T, B, 4H) projection is never formed, which at large T * B costs more than its GEMM
+    (written once and read once through memory). The same sums in another order: the results
+    agree with the unfused forward to float rounding. (y, h_n, c_n)."""
+    steps, batch = x.shape[:2]
+    _check_one_dtype(x, w_ih, bias, w_hh)
+    inputs = _contiguous_inputs(None, w_hh, w_hr, h0, c0, resets, lengths)
+    empty = x.new_empty(0)
+    out = ForwardOutputs(x.new_empty(steps, batch, inputs.h0.shape[1]), torch.empty_like(inputs.h0),
+                         torch.empty_like(inputs.c0), empty, empty, empty)
+    projection = (x.detach().contiguous(), w_ih.detach().contiguous(), None if bias is None else bias.detach().contiguous())
+    _launcher(backend).forward_projected(inputs, projection, out)
+    return out.y, out.h_n, out.c_n
+
+
 def projected_cell(recurrence: Callable, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets):
     """One step as a recurrence of length one after the input GEMM: how torch.compile sees a
     kernel backend's step, and the reference backend's step."""
@@ -373,5 +396,14 @@ def kernel_backend(launcher: Launcher) -> Backend:
             return projected_cell(backend_recurrence, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
         return launcher.step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, resets)
 
+    fused = None
+    if launcher.forward_projected is not None:
+        def fused(x, w_ih, bias, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None):
+            """projected_forward on this backend, or None where its unfused forward is faster."""
+            weight_bytes = (w_ih.numel() + w_hh.numel()) * w_hh.element_size()
+            if not launcher.fuses_projection(x.shape[1], weight_bytes):
+                return None
+            return projected_forward(name, x, w_ih, bias, w_hh, w_hr, h0, c0, resets, lengths)
+
     return Backend(name=name, unsupported_reason=launcher.unsupported_reason, recurrence=backend_recurrence,
-                   cell=cell, launcher=launcher)
+                   cell=cell, launcher=launcher, projected_forward=fused)

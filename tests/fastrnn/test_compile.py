@@ -82,6 +82,21 @@ def test_inductor_compiles_a_model_around_the_lstm_with_the_op_in_its_graph():
     assert lstm.last_backend == "cpp"
 
 
+@torch._dynamo.config.patch(allow_rnn=True)
+def test_a_compiled_no_grad_sequence_records_the_op_not_the_eager_fused_forward():
+    """Eager no-grad calls fuse the input projection into the cpp kernels; a traced one must
+    record the recurrence op (the fused forward has no fake kernel), and match eager."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    lstm, forward = _model_around_an_lstm()
+    counter = CompileCounterWithBackend("eager")
+    compiled = torch.compile(forward, backend=counter, fullgraph=True)
+    x = torch.randn(5, 4, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), forward(x))
+    assert "fastrnn.lstm_recurrence.default" in _traced_targets(counter)
+
+
 def test_default_dynamo_settings_still_trace_the_op_below_the_module_frame():
     """Without allow_rnn Dynamo will not trace the module's own frame (a graph break at the
     module: the model around it is not in the op's graph), but it compiles the frames that

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fastrnn
-from fastrnn import layers
+from fastrnn import cpp_backend, layers
 from fastrnn import workspace as workspace_module
 
 BACKENDS = ["cpp", "reference"]
@@ -31,6 +31,9 @@ def every_projection_takes_the_workspace(request, monkeypatch):
     except in the tests of the threshold itself."""
     if "threshold" not in request.node.name:
         monkeypatch.setattr(layers, "WORKSPACE_MIN_BYTES", 0)
+    # and the cpp backend's no-grad forward projecting as the grad forward does (its fused
+    # projection, which forms no projection at all, has tests of its own)
+    monkeypatch.setattr(cpp_backend, "FUSED_PROJECTION_MIN_ROWS", 1 << 30)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
