@@ -83,13 +83,17 @@ def _forward(inputs: Inputs, out: ForwardOutputs, save: bool) -> None:
 # 1.14 -> 0.74 at H=256, 1.00 -> 0.46 at H=512 (W_ih re-read every step); B=16 1.34 -> 1.68 at
 # H=48, 0.91 -> 1.07 at H=128, 0.87 -> 0.94 at H=256, 0.96 -> 0.89 at H=512 (8 MiB of weights);
 # B >= 64 better or equal at every H (0.98 -> 1.14 at H=48, B=256; 0.75 -> 1.02 at H=128, B=256).
+# Only the AVX-512 kernels fuse: with the AVX2 kernels (forced on the same machine, against
+# MKL's AVX-512 GEMM for the projection) the fused forward ran 0.71x-1.01x the unfused one at
+# H=48-512, B=16-256; no AVX2-only machine was measured, so they keep the projection.
+FUSED_PROJECTION_ISAS = frozenset({"avx512"})
 FUSED_PROJECTION_MIN_ROWS = 2            # one row: the projection GEMM reuses W_ih over T rows
 FUSED_PROJECTION_MAX_WEIGHT_BYTES = 2 << 20  # W_ih + W_hh, below FUSED_PROJECTION_ANY_WEIGHTS_ROWS
 FUSED_PROJECTION_ANY_WEIGHTS_ROWS = 64
 
 
 def _fuses_projection(batch: int, weight_bytes: int) -> bool:
-    if batch < FUSED_PROJECTION_MIN_ROWS:
+    if batch < FUSED_PROJECTION_MIN_ROWS or _C.isa() not in FUSED_PROJECTION_ISAS:
         return False
     return batch >= FUSED_PROJECTION_ANY_WEIGHTS_ROWS or weight_bytes <= FUSED_PROJECTION_MAX_WEIGHT_BYTES
 

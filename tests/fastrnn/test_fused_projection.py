@@ -1,7 +1,7 @@
 """The cpp backend's no-grad forward with the input projection fused into its steps
 (recurrence_op.projected_forward): the same function as projecting first, on every
 instruction set and every thread layout; taken by the modules exactly where the rule in
-cpp_backend says, and never where a gradient is recorded."""
+cpp_backend says (the AVX-512 kernels only), and never where a gradient is recorded."""
 
 import pytest
 import torch
@@ -63,9 +63,17 @@ def _projections(monkeypatch) -> list:
     return formed
 
 
+@pytest.fixture
+def fused_kernels(monkeypatch):
+    """The module tests below on whatever instruction set this CPU runs: every one fuses."""
+    from fastrnn import _C
+
+    monkeypatch.setattr(cpp_backend, "FUSED_PROJECTION_ISAS", frozenset({_C.isa()}))
+
+
 @pytest.mark.parametrize("options", [{}, {"num_layers": 2, "bidirectional": True}, {"bias": False},
                                      {"proj_size": 8}, {"batch_first": True}])
-def test_a_no_grad_module_call_forms_no_projection_and_agrees_with_torch(options, monkeypatch):
+def test_a_no_grad_module_call_forms_no_projection_and_agrees_with_torch(options, fused_kernels, monkeypatch):
     formed = _projections(monkeypatch)
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(20, 24, **options).double()
@@ -78,7 +86,7 @@ def test_a_no_grad_module_call_forms_no_projection_and_agrees_with_torch(options
     torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_packed_sequences_and_resets_take_the_fused_forward(monkeypatch):
+def test_packed_sequences_and_resets_take_the_fused_forward(fused_kernels, monkeypatch):
     formed = _projections(monkeypatch)
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(6, 16, bidirectional=True).double()
@@ -107,7 +115,8 @@ def test_packed_sequences_and_resets_take_the_fused_forward(monkeypatch):
     (16, 400, False),   # 4 * 400 * 800 floats: over it, with fewer rows than ..._ANY_WEIGHTS_ROWS
     (64, 400, True),
 ])
-def test_the_fused_forward_runs_where_the_rule_says(batch, hidden, fused, monkeypatch):
+def test_the_fused_forward_runs_where_the_rule_says(batch, hidden, fused, cpu_isa, monkeypatch):
+    fused = fused and cpu_isa == "avx512"  # FUSED_PROJECTION_ISAS: the other kernels keep the projection
     weight_bytes = 4 * hidden * 2 * hidden * 4
     assert cpp_backend._fuses_projection(batch, weight_bytes) == fused
     formed = _projections(monkeypatch)
@@ -117,7 +126,7 @@ def test_the_fused_forward_runs_where_the_rule_says(batch, hidden, fused, monkey
     assert (formed == []) == fused
 
 
-def test_a_call_that_records_a_gradient_projects_first(monkeypatch):
+def test_a_call_that_records_a_gradient_projects_first(fused_kernels, monkeypatch):
     """Its backward needs the projection's graph (torch.compile's traced calls record the
     recurrence op: test_compile.py)."""
     formed = _projections(monkeypatch)
