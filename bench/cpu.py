@@ -118,7 +118,13 @@ def _flops(mode: str, hidden: int, batch: int, steps: int) -> float:
     return 3 * forward if mode == "fwd+bwd" else forward
 
 
-def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per_case) -> list[dict]:
+# Rounds per cell. Where `auto` runs torch's own kernel, the per-round ratios of two timings of
+# one kernel spread 0.93x-1.12x over a 7-round grid on the shared 2-core VM (2026-12-07): the
+# median of more rounds moves less.
+ROUNDS = 15
+
+
+def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per_case, rounds=ROUNDS) -> list[dict]:
     rows = []
     for mode in modes:
         for hidden in hidden_sizes:
@@ -127,12 +133,12 @@ def run(hidden_sizes, batch_sizes, steps, modes, with_reference, max_seconds_per
                     candidates, auto = _step_candidates(hidden, batch, with_reference)
                 else:
                     candidates, auto = _sequence_candidates(hidden, batch, steps, mode == "fwd+bwd", with_reference)
-                samples = interleaved_samples(candidates, rounds=7, max_total_seconds=max_seconds_per_case)
+                samples = interleaved_samples(candidates, rounds=rounds, max_total_seconds=max_seconds_per_case)
                 seconds = medians(samples)
                 flops = _flops(mode, hidden, batch, steps)
                 row = {
                     "mode": mode, "H": hidden, "B": batch, "T": 1 if mode == "step" else steps,
-                    "seconds": seconds,
+                    "rounds": len(samples["torch"]), "seconds": seconds,
                     "gflops": {name: flops / s / 1e9 for name, s in seconds.items()},
                     # ratios: medians of the per-round ratios (bench/timing.paired_ratio)
                     "torch_over_fastrnn": paired_ratio(samples, "torch", "fastrnn"),
@@ -173,7 +179,10 @@ def _parse(argv):
     parser.add_argument("--steps", type=int, default=STEPS, help="sequence length T")
     parser.add_argument("--modes", nargs="+", default=["fwd+bwd", "fwd", "step"], choices=["fwd+bwd", "fwd", "step"])
     parser.add_argument("--no-reference", action="store_true", help="skip the slow reference backend")
-    parser.add_argument("--max-seconds-per-case", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help="interleaved rounds per cell, each ratio the median of the per-round ratios")
+    parser.add_argument("--max-seconds-per-case", type=float, default=20.0,
+                        help="rounds stop once a cell has taken this long (at least two are made)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for cpu.json and cpu.md")
     args = parser.parse_args(argv)
     for name in ("hidden", "batch"):
@@ -181,6 +190,8 @@ def _parse(argv):
             parser.error(f"--{name}: expected positive integers, got {getattr(args, name)}")
     if args.steps < 1:
         parser.error(f"--steps: expected a positive integer, got {args.steps}")
+    if args.rounds < 2:
+        parser.error(f"--rounds: expected an integer >= 2 (a ratio needs two rounds to be a median), got {args.rounds}")
     return args
 
 
@@ -191,7 +202,8 @@ def main(argv: list[str]) -> int:
     machine["gemm_gflops_1024"] = measured_gemm_gflops()
     print(f"machine: {machine}")
     print(TABLE_HEADER)
-    rows = run(args.hidden, args.batch, args.steps, args.modes, not args.no_reference, args.max_seconds_per_case)
+    rows = run(args.hidden, args.batch, args.steps, args.modes, not args.no_reference, args.max_seconds_per_case,
+               args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "cpu.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     table = "\n".join([TABLE_HEADER] + [_format_row(r) for r in rows])

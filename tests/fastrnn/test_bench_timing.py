@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import cpu
 from bench.timing import interleaved_medians, interleaved_samples, paired_ratio
 
@@ -29,9 +31,18 @@ def test_the_ratio_is_the_median_of_each_rounds_ratio():
 
 def test_bench_cpu_writes_paired_ratios_and_the_route(tmp_path):
     assert cpu.main(["--hidden", "8", "--batch", "2", "--steps", "3", "--modes", "fwd", "step", "--no-reference",
-                     "--max-seconds-per-case", "0.2", "--out", str(tmp_path)]) == 0
+                     "--rounds", "3", "--max-seconds-per-case", "60", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "cpu.json").read_text())["rows"]
     assert [(r["mode"], r["H"], r["B"]) for r in rows] == [("fwd", 8, 2), ("step", 8, 2)]
     for row in rows:
         assert row["torch_over_auto"] > 0 and row["torch_over_fastrnn"] > 0 and row["auto_route"]
+        assert row["rounds"] == 3
     assert "torch/auto" in (tmp_path / "cpu.md").read_text()
+
+
+@pytest.mark.parametrize("rounds", ["1", "0"])
+def test_bench_cpu_refuses_fewer_than_two_rounds_before_any_work(rounds, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cpu.main(["--rounds", rounds, "--out", str(tmp_path)])
+    assert "--rounds: expected an integer >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "cpu.json").exists()
