@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn.backends import Backend
+from fastrnn.dispatch import step_weight_bytes
 from fastrnn.torch_compat import eager_apply, version
 
 
@@ -117,17 +118,24 @@ def _check_one_dtype(*tensors: Tensor | None) -> None:
                            f"got {sorted(map(str, dtypes))}")
 
 
+def _forward_outputs(inputs: Inputs, steps: int, batch: int, save: bool) -> ForwardOutputs:
+    """Fresh outputs of a forward over `steps` steps of `batch` rows (the saved intermediates
+    only when `save`)."""
+    h0, c0 = inputs.h0, inputs.c0
+    hidden_size = c0.shape[1]
+    empty = h0.new_empty(0)
+    return ForwardOutputs(
+        h0.new_empty(steps, batch, h0.shape[1]), torch.empty_like(h0), torch.empty_like(c0),
+        h0.new_empty(steps, batch, 4 * hidden_size) if save else empty,
+        h0.new_empty(steps, batch, hidden_size) if save else empty,
+        h0.new_empty(steps, batch, hidden_size) if save and inputs.w_hr is not None else empty,
+    )
+
+
 def run_forward(backend: str, inputs: Inputs, save: bool) -> ForwardOutputs:
     xproj, h0, c0 = inputs.xproj, inputs.h0, inputs.c0
-    steps, batch, four_h = xproj.shape
-    hidden_size = four_h // 4
-    empty = xproj.new_empty(0)
-    out = ForwardOutputs(
-        xproj.new_empty(steps, batch, h0.shape[1]), torch.empty_like(h0), torch.empty_like(c0),
-        xproj.new_empty(steps, batch, four_h) if save else empty,
-        xproj.new_empty(steps, batch, hidden_size) if save else empty,
-        xproj.new_empty(steps, batch, hidden_size) if save and inputs.w_hr is not None else empty,
-    )
+    steps, batch, _ = xproj.shape
+    out = _forward_outputs(inputs, steps, batch, save)
     if steps == 0:
         out.h_n.copy_(h0)
         out.c_n.copy_(c0)
@@ -363,12 +371,9 @@ def projected_forward(backend: str, x, w_ih, bias, w_hh, w_hr=None, h0=None, c0=
     (T, B, 4H) projection is never formed, which at large T * B costs more than its GEMM
     (written once and read once through memory). The same sums in another order: the results
     agree with the unfused forward to float rounding. (y, h_n, c_n)."""
-    steps, batch = x.shape[:2]
     _check_one_dtype(x, w_ih, bias, w_hh)
     inputs = _contiguous_inputs(None, w_hh, w_hr, h0, c0, resets, lengths)
-    empty = x.new_empty(0)
-    out = ForwardOutputs(x.new_empty(steps, batch, inputs.h0.shape[1]), torch.empty_like(inputs.h0),
-                         torch.empty_like(inputs.c0), empty, empty, empty)
+    out = _forward_outputs(inputs, x.shape[0], x.shape[1], save=False)
     projection = (x.detach().contiguous(), w_ih.detach().contiguous(), None if bias is None else bias.detach().contiguous())
     _launcher(backend).forward_projected(inputs, projection, out)
     return out.y, out.h_n, out.c_n
@@ -400,8 +405,7 @@ def kernel_backend(launcher: Launcher) -> Backend:
     if launcher.forward_projected is not None:
         def fused(x, w_ih, bias, w_hh, w_hr=None, h0=None, c0=None, resets=None, lengths=None):
             """projected_forward on this backend, or None where its unfused forward is faster."""
-            weight_bytes = (w_ih.numel() + w_hh.numel()) * w_hh.element_size()
-            if not launcher.fuses_projection(x.shape[1], weight_bytes):
+            if not launcher.fuses_projection(x.shape[1], step_weight_bytes(w_ih, w_hh, None)):
                 return None
             return projected_forward(name, x, w_ih, bias, w_hh, w_hr, h0, c0, resets, lengths)
 
