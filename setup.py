@@ -14,6 +14,7 @@ from setuptools import setup
 SOURCES = [
     "csrc/binding.cpp",
     "csrc/rl_heads.cpp",
+    "csrc/rl_actor_critic.cpp",
     "csrc/cpu_dispatch.cpp",
     "csrc/isa_generic.cpp",
 ]

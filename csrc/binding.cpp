@@ -198,4 +198,5 @@ PYBIND11_MODULE(_C, m) {
      py::arg("resets"), py::arg("h_out"), py::arg("c_out"), py::arg("threads"));
 
   bind_rl(m);  // fastrnn.rl's fused step + readout (csrc/rl_heads.cpp)
+  bind_rl_actor_critic(m);  // fastrnn.rl's returns and actor-critic loss (csrc/rl_actor_critic.cpp)
 }

@@ -29,7 +29,8 @@ struct Holding {
   std::vector<py::object> tensors;
 };
 
-// fastrnn.rl's piece of the module (csrc/rl_heads.cpp).
+// fastrnn.rl's pieces of the module (csrc/rl_heads.cpp, csrc/rl_actor_critic.cpp).
 void bind_rl(py::module_& m);
+void bind_rl_actor_critic(py::module_& m);
 
 }  // namespace fastrnn_binding

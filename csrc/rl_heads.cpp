@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -24,13 +25,12 @@ namespace {
 // head_out = addend + h W (B rows, K outputs; W (R, K) row-major), then actions[b] = the first
 // index of the largest of row b's first num_actions outputs (torch.argmax's choice, NaN
 // counting as the largest).
+// packed_head: W packed by pack_panels(src_is_nk=0).
 template <typename T>
 void readout_and_choice(const KernelSet& k, long batch, long R, long K, long num_actions, const T* h,
-                        const T* head_w, const T* addend, T* out, long long* actions) {
-  std::vector<unsigned char> packed(packed_panels_numel(sizeof(T) == 4 ? kFloat32 : kFloat64, R, K) * sizeof(T));
-  k.pack_panels(head_w, R, K, 0, packed.data());
+                        const void* packed_head, const T* addend, T* out, long long* actions) {
   for (long i = 0; i < batch * K; ++i) out[i] = addend[i];
-  k.rows_times_panels(h, R, packed.data(), R, K, out, K, batch);
+  k.rows_times_panels(h, R, packed_head, R, K, out, K, batch);
   for (long r = 0; r < batch; ++r) {
     const T* v = out + r * K;
     long best = 0;
@@ -49,16 +49,22 @@ void readout_and_choice(const KernelSet& k, long batch, long R, long K, long num
 // that no buffer was moved to other memory since (resize_, set_).
 class StepHeads {
  public:
-  // rows: (inputs, head_addends, head_out, actions, resets or None) with each one's row stride
-  // in bytes; steps: rows available (t < steps).
+  // rows: (inputs, head_addends, head_out, actions, resets or None, then what a sequence
+  // backward needs of each step, or None each: gates (T, B, 4H), cells (T, B, H), hidden
+  // (T, B, R) and the resets the step applied (T, B) bool) with each one's row stride in bytes;
+  // steps: rows available (t < steps).
   StepHeads(int dtype, py::object weights, long batch, py::object head_w, long head_size, long num_actions,
             const std::vector<std::pair<py::object, long>>& rows, long steps)
       : dtype_(dtype), weights_(std::move(weights)), head_w_(std::move(head_w)), batch_(batch),
         head_size_(head_size), num_actions_(num_actions), steps_(steps) {
     cell_ = weights_.cast<const Holding<CellArgs>&>().args;  // weights_ holds the tensors it points to
-    if (rows.size() != 5) throw std::invalid_argument("StepHeads: rows must be 5 (tensor, row bytes) pairs");
+    if (rows.size() != 9) throw std::invalid_argument("StepHeads: rows must be 9 (tensor, row bytes) pairs");
     for (const auto& [tensor, row_bytes] : rows) rows_.push_back({tensor, address(tensor), row_bytes});
-    head_address_ = address(head_w_);
+    // The head is packed once: the plan raises before a step if it was written since.
+    const KernelSet& k = kernel_set(dtype_);
+    const long R = cell_.out_size;
+    packed_head_.resize(std::size_t(packed_panels_numel(dtype_, R, head_size_)) * (dtype_ == kFloat32 ? 4 : 8));
+    k.pack_panels(ptr<const void*>(address(head_w_)), R, head_size_, 0, packed_head_.data());
   }
 
   void step(long t, const py::handle& h, const py::handle& c, bool reset, const py::handle& h_out,
@@ -78,17 +84,25 @@ class StepHeads {
     a.resets = reset ? ptr<const unsigned char*>(at(rows_[4])) : nullptr;
     a.h_out = ptr<void*>(address(h_out));
     a.c_out = ptr<void*>(address(c_out));
+    a.gates_out = ptr<void*>(at(rows_[5]));
+    a.cells_out = ptr<void*>(at(rows_[6]));
     run_cell(dtype_, a, threads);
+    if (auto* hidden = ptr<unsigned char*>(at(rows_[7])))
+      std::memcpy(hidden, a.h_out, std::size_t(batch_ * a.out_size) * (dtype_ == kFloat32 ? 4 : 8));
+    if (auto* applied = ptr<unsigned char*>(at(rows_[8]))) {
+      if (reset) std::memcpy(applied, a.resets, std::size_t(batch_));
+      else std::memset(applied, 0, std::size_t(batch_));
+    }
     const KernelSet& k = kernel_set(dtype_);
     auto* actions = ptr<long long*>(at(rows_[3]));
     if (dtype_ == kFloat32)
       readout_and_choice<float>(k, batch_, a.out_size, head_size_, num_actions_, static_cast<const float*>(a.h_out),
-                                ptr<const float*>(head_address_), ptr<const float*>(at(rows_[1])),
-                                ptr<float*>(at(rows_[2])), actions);
+                                packed_head_.data(), ptr<const float*>(at(rows_[1])), ptr<float*>(at(rows_[2])),
+                                actions);
     else
       readout_and_choice<double>(k, batch_, a.out_size, head_size_, num_actions_, static_cast<const double*>(a.h_out),
-                                 ptr<const double*>(head_address_), ptr<const double*>(at(rows_[1])),
-                                 ptr<double*>(at(rows_[2])), actions);
+                                 packed_head_.data(), ptr<const double*>(at(rows_[1])), ptr<double*>(at(rows_[2])),
+                                 actions);
   }
 
  private:
@@ -97,7 +111,7 @@ class StepHeads {
   py::object weights_, head_w_;
   CellArgs cell_{};
   long batch_, head_size_, num_actions_, steps_;
-  std::uintptr_t head_address_ = 0;
+  std::vector<unsigned char> packed_head_;
   std::vector<Row> rows_;
 };
 

@@ -35,7 +35,7 @@ REPO="$PWD"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 SANITIZE="${FASTRNN_SANITIZE:-address,undefined}"
 DIR="${FASTRNN_SANITIZE_DIR:-$REPO/build/sanitize}"
-TESTS="${FASTRNN_SANITIZE_TESTS:-tests/fastrnn/test_sanitizer.py tests/fastrnn/test_cpp_*.py tests/fastrnn/test_fused_projection.py tests/fastrnn/test_rollout_*.py tests/fastrnn/test_workspace.py tests/fastrnn/test_threads_and_weight_writes.py tests/fastrnn/test_nan_propagation.py tests/fastrnn/test_resets.py tests/fastrnn/test_differential_fuzz.py}"
+TESTS="${FASTRNN_SANITIZE_TESTS:-tests/fastrnn/test_sanitizer.py tests/fastrnn/test_cpp_*.py tests/fastrnn/test_fused_projection.py tests/fastrnn/test_rollout_*.py tests/fastrnn/test_workspace.py tests/fastrnn/test_threads_and_weight_writes.py tests/fastrnn/test_nan_propagation.py tests/fastrnn/test_resets.py tests/fastrnn/test_differential_fuzz.py tests/agent/test_learner.py}"
 
 if [ ! -x "$PY" ]; then
   echo "sanitize.sh: no $PY: run bash scripts/setup.sh first (or set PYTHON)" >&2

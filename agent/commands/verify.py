@@ -2,11 +2,13 @@
 
 Per task, two Trainers with the same config and seeds (so the same initial weights, task
 episodes and sampler draws) differ only in the core. Each collects one unroll (fused rollout
-steps) and computes one A2C loss and its gradients (sequence mode, resets at episode
-boundaries). Episodes are shortened so the unroll crosses several episode boundaries. Checks,
-in order, each naming the first step or parameter that differs beyond tolerance:
+steps) and computes one A2C loss and its gradients as training does (Trainer.learn: the fast
+core from its rollout's saved activations, the reference core by autograd over a sequence-mode
+replay, resets at episode boundaries). Episodes are shortened so the unroll crosses several
+episode boundaries. Checks, in order, each naming the first step or parameter that differs
+beyond tolerance:
   1. rollout: hidden state h, cell state c and sampled action at every step, fast vs reference;
-  2. each core's learning pass reproduces its own rollout's hidden states (step vs sequence);
+  2. each core's learning pass runs on its own rollout's hidden states (saved, or replayed);
   3. the loss, fast vs reference;
   4. every parameter's gradient, fast vs reference;
   5. every parameter after the optimizer step.
@@ -14,6 +16,7 @@ in order, each naming the first step or parameter that differs beyond tolerance:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -86,18 +89,14 @@ def verify_task(task: str, device: str = "cpu", *, num_envs: int = 4, trials_per
 
     losses = {}
     for core, trainer in trainers.items():
-        loss, hidden = trainer.compute_loss()
+        losses[core], hidden = trainer.learn()  # as training runs it: the fast core's from its rollout
         bad = _first_bad_step(hidden.detach(), trainer.buffer.hidden, STATE_ATOL)
         if bad is not None:
             return fail(f"{core} core: learning-pass hidden state differs from its rollout at step {bad[0]} "
                         f"(row {bad[1]}): max diff {bad[2]:.3g} > {STATE_ATOL}")
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.total.backward()
-        losses[core] = loss
-    for part in ("total", "policy", "value", "entropy"):
-        a, b = getattr(losses["fast"], part).detach(), getattr(losses["reference"], part).detach()
-        if not torch.allclose(a, b, rtol=LOSS_RTOL, atol=LOSS_ATOL):
-            return fail(f"loss ({part}) differs: fast {float(a):.8g}, reference {float(b):.8g}")
+    for part, a, b in zip(("total", "policy", "value", "entropy"), losses["fast"], losses["reference"]):
+        if not math.isclose(a, b, rel_tol=LOSS_RTOL, abs_tol=LOSS_ATOL):
+            return fail(f"loss ({part}) differs: fast {a:.8g}, reference {b:.8g}")
     worst = 0.0
     ref_params = dict(ref.agent.named_parameters())
     for name, param in fast.agent.named_parameters():
@@ -115,7 +114,7 @@ def verify_task(task: str, device: str = "cpu", *, num_envs: int = 4, trials_per
                         f"{float((param - ref_params[name]).abs().max()):.3g}")
     details["max_grad_diff"] = worst
     details["parameters_compared"] = [name for name, _ in fast.agent.named_parameters()]
-    details["loss"] = float(losses["fast"].total.detach())
+    details["loss"] = losses["fast"][0]
     trivial = " (fast core resolved to the reference backend: nothing faster installed)" if backend == "reference" else ""
     return VerifyResult(task, True, f"{task}: OK, fast core backend {backend!r}, {num_envs} envs x {unroll} steps, "
                         f"{details['episode_boundaries']} episode ends, max grad diff {worst:.2g}{trivial}", details)

@@ -197,14 +197,17 @@ class MetaRLAgent(nn.Module):
         y, state = self.core(features.unsqueeze(0), state, resets=None if resets is None else resets.unsqueeze(0))
         return y[0], state, features
 
-    def rollout_plan(self, features: Tensor, resets: Tensor, weight: Tensor, addends: Tensor):
+    def rollout_plan(self, features: Tensor, resets: Tensor, weight: Tensor, addends: Tensor,
+                     save_for_backward: bool = False):
         """The core step, the heads and the action sample of every step of an unroll, for agents
         without a readout: fastrnn.rl.rollout_plan over the core (each step one C++ call on the
         fast core, with its checks and weights bound once per unroll).
         features (T + 1, B, input_size): the core's input rows, written before each step; resets
         (T + 1, B); weight, addends: rollout_heads'. plan.step(t, state, reset) -> new state, with
-        plan.actions[t] and plan.head_out[t] (V in column num_actions, with_value) filled."""
-        return rl.rollout_plan(self.core, features, weight, addends, self.num_actions, resets)
+        plan.actions[t] and plan.head_out[t] (V in column num_actions, with_value) filled;
+        save_for_backward: the steps keep what plan.backward needs (where they are fused)."""
+        return rl.rollout_plan(self.core, features, weight, addends, self.num_actions, resets,
+                               save_for_backward=save_for_backward)
 
     @torch.no_grad()
     def step(self, x: Tensor, state: tuple[Tensor, Tensor], resets: Tensor):

@@ -73,6 +73,7 @@ class FlatOptimizer:
         self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.flat_views = [view.view_as(p) for view, p in zip(self.flat.split(self.sizes), self.params)]
         self.flat_grad = torch.zeros_like(self.flat)
+        self.grad_views = [view.view_as(p) for view, p in zip(self.flat_grad.split(self.sizes), self.params)]
         self.step_count = torch.zeros((), dtype=torch.float32)  # torch.optim keeps steps in float32 on the CPU
         self.buffers = {name: torch.zeros_like(self.flat) for name in self.BUFFERS[kind]}
 
@@ -83,11 +84,35 @@ class FlatOptimizer:
             elif p.grad is not None:
                 p.grad.zero_()
 
+    def take_flat_gradients(self) -> dict:
+        """Make each parameter's .grad its view of the flat gradient buffer and return them,
+        {parameter: view}: gradients written there are where step() reads them, without the
+        gathering (agent/core/learner.py writes them so). A later .grad assignment (an
+        all-reduce's, autograd's after zero_grad) takes over as usual."""
+        for p, view in zip(self.params, self.grad_views):
+            p.grad = view
+        return dict(zip(self.params, self.grad_views))
+
+    def _gradients_in_place(self) -> bool:
+        return all(p.grad is view for p, view in zip(self.params, self.grad_views))
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        """torch.nn.utils.clip_grad_norm_(parameters, max_norm): every gradient scaled by
+        min(1, max_norm / (total norm + 1e-6)); on the flat buffer in three ops where the
+        gradients are in place (take_flat_gradients), else torch's own."""
+        if not self._gradients_in_place():
+            torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            return
+        scale = (max_norm / (self.flat_grad.norm() + 1e-6)).clamp_(max=1.0)
+        self.flat_grad.mul_(scale)
+
     @torch.no_grad()
     def step(self) -> None:
-        grads = [p.grad.reshape(-1) if p.grad is not None else self.flat_grad.new_zeros(n)
-                 for p, n in zip(self.params, self.sizes)]
-        torch.cat(grads, out=self.flat_grad)
+        if not self._gradients_in_place():
+            grads = [p.grad.reshape(-1) if p.grad is not None else self.flat_grad.new_zeros(n)
+                     for p, n in zip(self.params, self.sizes)]
+            torch.cat(grads, out=self.flat_grad)
         torch.cat([p.reshape(-1) for p in self.params], out=self.flat)
         h = self.hyper
         if self.kind == "rmsprop":

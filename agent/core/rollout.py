@@ -90,6 +90,9 @@ class RolloutBuffer:
         self.cells = torch.zeros(steps, batch, hidden_size, device=device) if keep_hidden else None
         self.initial_state: tuple[Tensor, Tensor] | None = None
         self.bootstrap_value: Tensor | None = None
+        # The unroll's rollout plan (agents without a readout), saving its steps' activations
+        # when collect_rollout was asked to (agent/core/learner.py); None: stepped without one.
+        self.plan = None
         # Per-step rows, views made once (the tensors above are only ever written in place).
         self.input_rows = self.all_inputs.unbind(0)
         self.start_rows = self.all_starts.unbind(0)
@@ -128,8 +131,10 @@ def final_value(agent: MetaRLAgent, result, action: Tensor, value: Tensor, state
 @torch.no_grad()
 @fastrnn.trust_version_counters()  # the agent writes weights only by optimizer steps
 def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffer,
-                    sampler: torch.Generator, timer: PhaseTimer) -> Carry:
-    """Fill buffer with buffer.steps environment steps from carry; return the new carry."""
+                    sampler: torch.Generator, timer: PhaseTimer, save_for_backward: bool = False) -> Carry:
+    """Fill buffer with buffer.steps environment steps from carry; return the new carry.
+    save_for_backward: the plan's fused steps keep their activations (buffer.plan.saved) for a
+    learning pass without a second forward (agent/core/learner.py)."""
     steps, inputs, starts = buffer.steps, buffer.input_rows, buffer.start_rows
     inputs[0].copy_(carry.next_input)
     buffer.all_starts.zero_()  # rows after the first are written only where some episode ends
@@ -159,12 +164,13 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         core_input_rows = None if agent.encoder is None else core_inputs.unbind(0)
         # The plan's actions and head outputs are fresh each unroll, so a row handed to the task
         # is never written again (tasks may keep it: two_step's first_action).
-        plan = agent.rollout_plan(core_inputs, buffer.core_resets, weight, addends)
+        plan = agent.rollout_plan(core_inputs, buffer.core_resets, weight, addends, save_for_backward)
         action_rows = plan.actions.unbind(0)
         value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
     else:
         addends = addends.unbind(0)
         actions = []
+    buffer.plan = plan
     for t in range(steps):
         if plan is not None:
             # Phase "core step" then holds the heads and the sampling too.

@@ -16,12 +16,14 @@ import torch
 
 from agent.core.a2c import a2c_loss, discounted_returns
 from agent.core.config import TrainConfig
+from agent.core.learner import learn_from_rollout, learns_from_rollout
 from agent.core.model import MetaRLAgent
 from agent.core.optimizer import FlatOptimizer
 from agent.core.rollout import Carry, RolloutBuffer, collect_rollout
 from agent.infra.distributed import SINGLE, World, average_gradients, rank_seed
 from agent.infra.timing import PhaseTimer
 from agent.simulations.registry import make_task
+from fastrnn import rl
 
 # Offsets that keep the task's and the sampler's random streams apart for the same --seed.
 TASK_SEED_OFFSET = 1_000_003
@@ -73,6 +75,9 @@ class Trainer:
                               options=config.task_options)
         self.agent = make_agent(config, type(self.task)).to(device)
         self.optimizer = make_optimizer(config, self.agent.parameters())
+        # The learning pass without autograd where the rollout's steps can save their
+        # activations (agent/core/learner.py); the autograd pass otherwise.
+        self.learns_from_rollout = learns_from_rollout(self.agent)
         self.sampler = torch.Generator(device=device)
         self.sampler.manual_seed(rank_seed(config.seed, world.rank) + SAMPLER_SEED_OFFSET)
         self.carry = Carry.initial(self.agent, self.task.reset(stagger=True))
@@ -90,7 +95,29 @@ class Trainer:
 
     def collect(self) -> None:
         self.agent.eval()
-        self.carry = collect_rollout(self.agent, self.task, self.carry, self.buffer, self.sampler, self.timer)
+        self.carry = collect_rollout(self.agent, self.task, self.carry, self.buffer, self.sampler, self.timer,
+                                     save_for_backward=self.learns_from_rollout)
+
+    def learn(self) -> tuple[list[float], torch.Tensor]:
+        """The learning pass over the collected unroll: every parameter's .grad set to the A2C
+        loss's gradient; returns (the loss's total, policy, value and entropy parts, the hidden
+        states (T, B, H) it ran on). From the rollout's saved activations where its plan kept
+        them (learner.py), else by autograd over a sequence-mode replay (compute_loss)."""
+        buf, cfg = self.buffer, self.config
+        plan = buf.plan
+        if plan is None or not plan.saves_for_backward:
+            loss, hidden = self.compute_loss()
+            with self.timer.phase("learn backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.total.backward()
+                return torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist(), hidden
+        with self.timer.phase("learn forward"):
+            rewards = buf.rewards if buf.truncation_values is None else buf.rewards + cfg.gamma * buf.truncation_values
+            returns = rl.discounted_returns(rewards, buf.dones, buf.bootstrap_value.contiguous(), cfg.gamma)
+        loss = learn_from_rollout(self.agent, plan, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
+                                  _both(buf.free, buf.valid), buf.valid, self.optimizer.take_flat_gradients(),
+                                  self.timer)
+        return list(loss), plan.saved.hidden
 
     def compute_loss(self):
         """The learning pass over the collected unroll: (loss parts, its hidden states (T, B, H))."""
@@ -122,16 +149,12 @@ class Trainer:
     def update(self) -> dict:
         """One A2C update; returns its statistics as Python numbers."""
         self.collect()
-        loss, _ = self.compute_loss()
-        with self.timer.phase("learn backward"):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
+        parts, _ = self.learn()
         with self.timer.phase("bookkeeping"):
             # A step the environment ignored (a reset step) also ends its one-step episode: not counted.
             dones = _both(self.buffer.dones, self.buffer.valid)
             finished = int(dones.sum())
             reward = float(self.buffer.rewards.sum())
-            parts = torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist()
         if self.world.distributed:  # the world's episodes and reward, the ranks' mean losses, with the gradients
             with self.timer.phase("all-reduce"):
                 finished, reward, *parts = average_gradients(self.agent.parameters(), self.world,
@@ -139,7 +162,7 @@ class Trainer:
                 finished, parts = int(round(finished)), [part / self.world.size for part in parts]
         with self.timer.phase("optimizer"):
             if self.config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.max_grad_norm)
+                self.optimizer.clip_grad_norm_(self.config.max_grad_norm)
             self.optimizer.step()
         with self.timer.phase("bookkeeping"):
             self._stop_unless_finite(world_loss=parts[0])

@@ -1,12 +1,14 @@
 """The fused step + readout + greedy choice on the cpp backend: one native call per step
-(_C.StepHeads, csrc/rl_heads.cpp) on the step's packed weights (fastrnn.cpp_backend)."""
+(_C.StepHeads, csrc/rl_heads.cpp) on the step's packed weights (fastrnn.cpp_backend); and the
+sequence backward over what those steps saved (the cpp backend's own backward kernel)."""
 
 from __future__ import annotations
 
 import torch
 
 from fastrnn import _C
-from fastrnn.cpp_backend import DTYPE_CODES, cell_weights
+from fastrnn.cpp_backend import DTYPE_CODES, LAUNCHER, cell_weights
+from fastrnn.recurrence_op import BackwardOutputs, Inputs, OutputGrads
 
 
 def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
@@ -15,17 +17,23 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
     (with reset) resets, and writes row t of head_out and actions. Called only where
     fastrnn.dispatch routes the step to cpp (its weights within STEP_PACK_LIMIT_BYTES).
 
-    buffers: (inputs, head_addends, head_out, actions, resets or None), each contiguous with
-    at least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
+    buffers: (inputs, head_addends, head_out, actions, resets or None, gates, cells, hidden,
+    applied resets, each None or saved for backward: RolloutPlan's), each contiguous with at
+    least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
     w_hh = weights[1]
     head_w = head_w.contiguous()
     rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
     bound = _C.StepHeads(DTYPE_CODES[w_hh.dtype], cell_weights(*weights), batch, head_w, head_w.shape[1],
                          num_actions, rows, steps)
 
+    # Every step's new state, allocated once: step t returns row t, which no later step of this
+    # plan writes (a caller may keep it, as a rollout keeps its last state for the next one).
+    h_outs = torch.empty(steps, 1, batch, w_hh.shape[1], dtype=w_hh.dtype).unbind(0)
+    c_outs = torch.empty(steps, 1, batch, w_hh.shape[0] // 4, dtype=w_hh.dtype).unbind(0)
+
     def step(t, h, c, reset):
         h, c = h.contiguous(), c.contiguous()
-        h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+        h_out, c_out = h_outs[t], c_outs[t]
         bound.step(t, h, c, reset, h_out, c_out, torch.get_num_threads())
         return h_out, c_out
     return step
@@ -38,6 +46,32 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    step = bind_step_heads(weights, head_w, num_actions, batch, (x, head_addend, head_out, actions, resets), steps=1)
+    buffers = (x, head_addend, head_out, actions, resets, None, None, None, None)
+    step = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
     h_out, c_out = step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
+
+
+def sequence_backward(weights, saved, initial, inputs, grad_hidden, grads):
+    """RolloutPlan.backward on the cpp backend: the gate gradients from the backward kernel over
+    the saved steps, then the weight gradients as three products over all T * B rows.
+    weights: the layer's (w_ih, w_hh, b_ih, b_hh, None); saved: SavedSteps; initial: (h0, c0),
+    (B, H) each; inputs (T, B, I); grad_hidden (T, B, H) contiguous."""
+    w_ih, w_hh, b_ih, b_hh, _ = weights
+    steps, batch, four_h = saved.gates.shape
+    h0, c0 = initial
+    grad_gates = torch.empty_like(saved.gates)
+    LAUNCHER.backward(Inputs(None, w_hh.detach().contiguous(), None, h0, c0, saved.applied, None),
+                      OutputGrads(grad_hidden, None, None), saved.gates, saved.cells,
+                      BackwardOutputs(grad_gates, torch.empty_like(h0), torch.empty_like(c0), grad_gates.new_empty(0)))
+    # h_{t-1} as step t read it: h0 first, zero where the step reset its state.
+    previous = torch.cat([h0.unsqueeze(0), saved.hidden[:-1]]).masked_fill_(saved.applied.unsqueeze(2), 0.0)
+    rows = grad_gates.view(steps * batch, four_h).t()
+    out = grads or (None,) * 4
+    grad_w_ih = torch.mm(rows, inputs.reshape(steps * batch, -1), out=out[0])
+    grad_w_hh = torch.mm(rows, previous.view(steps * batch, -1), out=out[1])
+    if b_ih is None:
+        return grad_w_ih, grad_w_hh, None, None
+    grad_b_ih = torch.sum(rows, 1, out=out[2])
+    grad_b_hh = grad_b_ih.clone() if out[3] is None else out[3].copy_(grad_b_ih)
+    return grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh

@@ -10,6 +10,12 @@ anew (t, the state) and runs the bound step, which reads and writes row t of the
 holds (fastrnn/rl/cpp.py). Same kernel, same arguments, same bits as rollout_step
 (tests/fastrnn/test_rollout_plan.py).
 
+A plan made with save_for_backward=True, where it runs the fused step, also keeps what a
+sequence backward needs of each step (the activated gates, c_t, h_t and the resets applied), and
+plan.backward(grad_hidden) then gives the LSTM weights' gradients of a loss on the steps'
+hidden states through the whole recurrence the steps ran: an actor-critic learning pass on the
+weights that collected the rollout needs no second forward over it (agent/core/learner.py).
+
 A plan runs on the weights the module had when it was made (as a packed-weight cache entry
 does under fastrnn.trust_version_counters()): a step raises if one of them, or the head
 weight, was modified in place since, which optimizer steps and load_state_dict do. Make a
@@ -21,10 +27,12 @@ resized or re-pointed, before the kernel could touch the old addresses).
 from __future__ import annotations
 
 import operator
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
+
+from fastrnn.rl.cpp import sequence_backward
 
 _version = operator.attrgetter("_version")
 _NAME = "rollout_plan"  # errors name the method that made the plan
@@ -37,10 +45,13 @@ class RolloutPlan:
 
     def __init__(self, rollout_step: Callable, sizes: tuple[int, int, int], weights: tuple,
                  inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
-                 resets: Tensor | None, actions: Tensor | None, head_out: Tensor | None, bind: Callable | None):
+                 resets: Tensor | None, actions: Tensor | None, head_out: Tensor | None, bind: Callable | None,
+                 save_for_backward: bool = False):
         """rollout_step: the module's (the composed path); sizes:
         (input size, output size R, hidden size H); weights: the layer's (w_ih, w_hh, b_ih, b_hh,
-        w_hr), None where absent; bind: the backend's binder of a fused step (None: composed)."""
+        w_hr), None where absent; bind: the backend's binder of a fused step (None: composed);
+        save_for_backward: keep what backward() needs, where the step is fused and has no
+        projection (saves_for_backward says whether it does)."""
         input_size, out_size, hidden_size = sizes
         weight = next(w for w in weights if w is not None)
         _check_buffers(input_size, out_size, weight, inputs, head_weight, head_addends, num_actions,
@@ -58,17 +69,25 @@ class RolloutPlan:
         self._versions = None if any(t.is_inference() for t in self._sources) else tuple(map(_version, self._sources))
         self._needs_grad = any(t.requires_grad for t in (*self._sources, inputs, head_addends))
         self._rollout_step = rollout_step
+        self._weights = weights
+        # What backward() needs of each step, written by the fused step (None: not saved).
+        self.saved = SavedSteps.allocate(steps, batch, hidden_size, weight) \
+            if save_for_backward and bind is not None and weights[4] is None else None
+        self._chain = _Chain()
+        saved = (None,) * 4 if self.saved is None else self.saved
         # The fused path: the backend binds the weights, the head and the buffers once, and
         # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py).
         self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch,
-                                                     (inputs, head_addends, self.head_out, self.actions, resets), steps)
+                                                     (inputs, head_addends, self.head_out, self.actions, resets,
+                                                      *saved), steps)
         if self._bound is None:  # the composed path steps on rows, views made once
             self._input_rows, self._addend_rows = inputs.unbind(0), head_addends.unbind(0)
             self._reset_rows = None if resets is None else resets.unbind(0)
 
     def step(self, t: int, state: tuple[Tensor, Tensor], reset: bool = False) -> tuple[Tensor, Tensor]:
         """Step t from state (h, c), each row's state zeroed first where resets[t] is True when
-        reset; returns the new state (fresh tensors) and fills actions[t] and head_out[t]."""
+        reset; returns the new state and fills actions[t] and head_out[t]. The fused step
+        returns row t of state buffers the plan allocated once, which only step t writes."""
         h, c = state
         if not (type(t) is int and 0 <= t < self.steps and h.shape == self._state_shapes[0]
                 and c.shape == self._state_shapes[1] and h.dtype == c.dtype == self._dtype
@@ -76,9 +95,7 @@ class RolloutPlan:
             self._step_error(t, h, c, reset)
         if self._needs_grad and torch.is_grad_enabled():
             raise RuntimeError(f"{_NAME} computes no gradient: step it under torch.no_grad()")
-        if self._versions is not None and tuple(map(_version, self._sources)) != self._versions:
-            raise RuntimeError(f"{_NAME}: the LSTM's weights or the head weight were modified since the "
-                               "plan was made; make a new plan after each weight update")
+        self._check_weights()
         if self._bound is None:
             actions, head_out, state = self._rollout_step(
                 self._input_rows[t], state, self.head_weight, self._addend_rows[t], self.num_actions,
@@ -86,7 +103,43 @@ class RolloutPlan:
             self.actions[t].copy_(actions)
             self.head_out[t].copy_(head_out)
             return state
-        return self._bound(t, h, c, reset)
+        if self.saved is None:
+            return self._bound(t, h, c, reset)
+        self._chain.enter(t, h, c)
+        state = self._bound(t, h, c, reset)
+        self._chain.leave(state)
+        return state
+
+    @property
+    def saves_for_backward(self) -> bool:
+        """Whether the steps save what backward() needs: asked for with save_for_backward=True,
+        and the step fused (a fastrnn.LSTM on the cpp backend) without a projection."""
+        return self.saved is not None
+
+    def backward(self, grad_hidden: Tensor, grads: tuple | None = None) -> tuple:
+        """The gradients of the LSTM layer's (w_ih, w_hh, b_ih, b_hh) (None for biases it lacks)
+        from grad_hidden (T, B, R), the gradient of a loss with respect to each step's output
+        hidden state (saved.hidden), back through the steps' recurrence to the state step 0
+        started from. Needs every step 0..T-1 taken once, in order, each from the state the one
+        before returned, on the weights the plan was made with; reads the inputs buffer as it is
+        now (its rows must still hold what the steps read). grads: four tensors of the
+        weights' shapes (None where absent) to write into, or None: new tensors."""
+        if self.saved is None:
+            raise RuntimeError(f"{_NAME}: backward needs a plan made with save_for_backward=True on a fused step "
+                               "(a fastrnn.LSTM that runs on the cpp backend, without proj_size)")
+        self._chain.check_complete(self.steps)
+        self._check_weights()
+        expected = (self.steps, self.batch, self._state_shapes[0][2])
+        if grad_hidden.shape != expected or grad_hidden.dtype != self._dtype or grad_hidden.device != self._device:
+            raise ValueError(f"{_NAME}: grad_hidden must be {expected} {self._dtype} on {self._device}, got "
+                             f"{tuple(grad_hidden.shape)} {grad_hidden.dtype} on {grad_hidden.device}")
+        return sequence_backward(self._weights, self.saved, self._chain.initial, self.inputs[: self.steps],
+                                 grad_hidden.contiguous(), grads)
+
+    def _check_weights(self) -> None:
+        if self._versions is not None and tuple(map(_version, self._sources)) != self._versions:
+            raise RuntimeError(f"{_NAME}: the LSTM's weights or the head weight were modified since the "
+                               "plan was made; make a new plan after each weight update")
 
     def _step_error(self, t, h, c, reset) -> None:
         if type(t) is not int or not 0 <= t < self.steps:
@@ -98,6 +151,45 @@ class RolloutPlan:
                 raise ValueError(f"{_NAME}: {label} is {tensor.dtype} on {tensor.device}; the LSTM's weights are "
                                  f"{self._dtype} on {self._device}")
         raise ValueError(f"{_NAME}: reset=True needs the plan to have been made with resets")
+
+
+class SavedSteps(NamedTuple):
+    """What the fused steps save for backward, row t by step t (the sequence forward's layout)."""
+    gates: Tensor    # (T, B, 4H) activated gates i, f, g, o
+    cells: Tensor    # (T, B, H) c_t
+    hidden: Tensor   # (T, B, H) h_t, the step's output
+    applied: Tensor  # (T, B) bool: the rows whose state the step reset to zero first
+
+    @classmethod
+    def allocate(cls, steps: int, batch: int, hidden_size: int, like: Tensor) -> "SavedSteps":
+        def empty(*shape, dtype=like.dtype):
+            return torch.empty(*shape, dtype=dtype, device=like.device)
+        return cls(empty(steps, batch, 4 * hidden_size), empty(steps, batch, hidden_size),
+                   empty(steps, batch, hidden_size), empty(steps, batch, dtype=torch.bool))
+
+
+class _Chain:
+    """Whether the steps taken so far form one recurrence: 0, 1, 2, ... each from the state
+    the one before returned (by identity: the plan's steps return fresh tensors), and the
+    state step 0 started from (copied: the caller may write its tensors afterwards)."""
+
+    def __init__(self):
+        self.next_t, self.broken, self.initial, self.last = 0, False, None, None
+
+    def enter(self, t: int, h: Tensor, c: Tensor) -> None:
+        if t == 0:
+            self.next_t, self.broken, self.initial = 0, False, (h[0].clone(), c[0].clone())
+        elif t != self.next_t or h is not self.last[0] or c is not self.last[1]:
+            self.broken = True
+
+    def leave(self, state: tuple[Tensor, Tensor]) -> None:
+        self.next_t, self.last = self.next_t + 1, state
+
+    def check_complete(self, steps: int) -> None:
+        if self.broken or self.next_t != steps:
+            raise RuntimeError(f"{_NAME}: backward needs steps 0 to {steps - 1} taken once each, in order, each from "
+                               f"the state the step before returned; "
+                               + ("they were not" if self.broken else f"{self.next_t} were taken"))
 
 
 def _check_buffers(input_size, out_size, weight, inputs, head_weight, head_addends, num_actions, resets,

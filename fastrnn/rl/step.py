@@ -52,7 +52,7 @@ def rollout_step(lstm: nn.LSTM, x: Tensor, state: tuple[Tensor, Tensor], head_we
 
 def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
                  resets: Tensor | None = None, actions: Tensor | None = None,
-                 head_out: Tensor | None = None) -> RolloutPlan:
+                 head_out: Tensor | None = None, save_for_backward: bool = False) -> RolloutPlan:
     """rollout_step over a whole rollout's buffers, checked and bound once (plan.py).
 
     inputs (T', B, I) and resets (T', B) bool, T' >= T: step t reads row t, which the caller
@@ -65,6 +65,9 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
     actions[t] and head_out[t] filled. The plan keeps the weights it was made with; a step
     raises if they or head_weight were modified in place since, or if a buffer was moved to
     other memory (resize_, set_).
+    save_for_backward: the steps also keep what plan.backward(grad_hidden) needs to give the
+    weights' gradients of a loss on the steps' hidden states (plan.saved.hidden), where the
+    step is fused (plan.saves_for_backward says whether it is).
     """
     if lstm.num_layers != 1 or lstm.bidirectional:
         raise ValueError(f"rollout_plan: one-layer unidirectional LSTMs only (num_layers={lstm.num_layers}, "
@@ -73,7 +76,7 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
     bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs, weights, mode="plan") else None
     sizes = (lstm.input_size, lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
     return RolloutPlan(functools.partial(rollout_step, lstm), sizes, weights, inputs, head_weight, head_addends,
-                       num_actions, resets, actions, head_out, bind)
+                       num_actions, resets, actions, head_out, bind, save_for_backward)
 
 
 def layer_weights(lstm: nn.LSTM) -> tuple:

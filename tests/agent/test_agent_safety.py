@@ -54,15 +54,15 @@ def test_a_non_finite_setting_is_refused_naming_its_option_before_any_work(name,
 # --- a non-finite update -------------------------------------------------------------------------
 
 def _nan_loss_at(update: int, monkeypatch) -> None:
-    """Trainer.compute_loss returns a NaN total loss at that update (1-based)."""
-    original = Trainer.compute_loss
+    """Trainer.learn returns a NaN total loss at that update (1-based)."""
+    original = Trainer.learn
 
-    def compute_loss(self):
-        loss, hidden = original(self)
+    def learn(self):
+        parts, hidden = original(self)
         if self.updates + 1 == update:
-            loss.total = loss.total * math.nan
-        return loss, hidden
-    monkeypatch.setattr(Trainer, "compute_loss", compute_loss)
+            parts = [math.nan, *parts[1:]]
+        return parts, hidden
+    monkeypatch.setattr(Trainer, "learn", learn)
 
 
 def _nan_gradient_at(update: int, monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""fastrnn is an LSTM library: outside its opt-in RL piece (fastrnn/rl/, csrc/rl_heads.cpp)
+"""fastrnn is an LSTM library: outside its opt-in RL piece (fastrnn/rl/, csrc/rl_*.cpp)
 nothing in its modules, backends or kernels speaks of actions, heads, rollouts or sampling."""
 
 import re
@@ -11,7 +11,7 @@ RL_WORDS = re.compile(r"\b(actions?|rollouts?|gumbel|argmax|heads?)\b", re.IGNOR
 def _library_files():
     for folder, pattern in (("fastrnn", "*.py"), ("kernels", "*.py"), ("csrc", "*.[ch]*")):
         for path in sorted((ROOT / folder).rglob(pattern)):
-            if "rl" in path.relative_to(ROOT / folder).parts[:-1] or path.name == "rl_heads.cpp":
+            if "rl" in path.relative_to(ROOT / folder).parts[:-1] or path.name.startswith("rl_"):
                 continue
             yield path
 
