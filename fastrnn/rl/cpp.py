@@ -17,9 +17,10 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
     (with reset) resets, and writes row t of head_out and actions. Called only where
     fastrnn.dispatch routes the step to cpp (its weights within STEP_PACK_LIMIT_BYTES).
 
-    buffers: (inputs, head_addends, head_out, actions, resets or None, gates, cells, hidden,
-    applied resets, each None or saved for backward: RolloutPlan's), each contiguous with at
-    least `steps` rows of one step each. _C.StepHeads holds them and does the row arithmetic."""
+    buffers: (inputs, head_addends, head_out, actions, resets or None, then gates, cells, hidden,
+    applied resets and inputs read, each None or saved for backward: RolloutPlan's), each
+    contiguous with at least `steps` rows of one step each. _C.StepHeads holds them and does
+    the row arithmetic."""
     w_hh = weights[1]
     head_w = head_w.contiguous()
     rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
@@ -46,17 +47,17 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    buffers = (x, head_addend, head_out, actions, resets, None, None, None, None)
+    buffers = (x, head_addend, head_out, actions, resets, None, None, None, None, None)
     step = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
     h_out, c_out = step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
 
 
-def sequence_backward(weights, saved, initial, inputs, grad_hidden, grads):
+def sequence_backward(weights, saved, initial, grad_hidden, grads):
     """RolloutPlan.backward on the cpp backend: the gate gradients from the backward kernel over
     the saved steps, then the weight gradients as three products over all T * B rows.
     weights: the layer's (w_ih, w_hh, b_ih, b_hh, None); saved: SavedSteps; initial: (h0, c0),
-    (B, H) each; inputs (T, B, I); grad_hidden (T, B, H) contiguous."""
+    (B, H) each; grad_hidden (T, B, H) contiguous; grads: RolloutPlan.backward's, checked."""
     w_ih, w_hh, b_ih, b_hh, _ = weights
     steps, batch, four_h = saved.gates.shape
     h0, c0 = initial
@@ -68,7 +69,7 @@ def sequence_backward(weights, saved, initial, inputs, grad_hidden, grads):
     previous = torch.cat([h0.unsqueeze(0), saved.hidden[:-1]]).masked_fill_(saved.applied.unsqueeze(2), 0.0)
     rows = grad_gates.view(steps * batch, four_h).t()
     out = grads or (None,) * 4
-    grad_w_ih = torch.mm(rows, inputs.reshape(steps * batch, -1), out=out[0])
+    grad_w_ih = torch.mm(rows, saved.inputs.view(steps * batch, -1), out=out[0])
     grad_w_hh = torch.mm(rows, previous.view(steps * batch, -1), out=out[1])
     if b_ih is None:
         return grad_w_ih, grad_w_hh, None, None

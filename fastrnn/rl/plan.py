@@ -71,10 +71,10 @@ class RolloutPlan:
         self._rollout_step = rollout_step
         self._weights = weights
         # What backward() needs of each step, written by the fused step (None: not saved).
-        self.saved = SavedSteps.allocate(steps, batch, hidden_size, weight) \
+        self.saved = SavedSteps.allocate(steps, batch, input_size, hidden_size, weight) \
             if save_for_backward and bind is not None and weights[4] is None else None
         self._chain = _Chain()
-        saved = (None,) * 4 if self.saved is None else self.saved
+        saved = (None,) * 5 if self.saved is None else self.saved
         # The fused path: the backend binds the weights, the head and the buffers once, and
         # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py).
         self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch,
@@ -121,9 +121,9 @@ class RolloutPlan:
         from grad_hidden (T, B, R), the gradient of a loss with respect to each step's output
         hidden state (saved.hidden), back through the steps' recurrence to the state step 0
         started from. Needs every step 0..T-1 taken once, in order, each from the state the one
-        before returned, on the weights the plan was made with; reads the inputs buffer as it is
-        now (its rows must still hold what the steps read). grads: four tensors of the
-        weights' shapes (None where absent) to write into, or None: new tensors."""
+        before returned, on the weights the plan was made with (the steps saved the input rows
+        they read: the caller may rewrite its buffers). grads: four tensors of the weights'
+        shapes and dtype (None where absent, or to get new tensors) to write into, or None."""
         if self.saved is None:
             raise RuntimeError(f"{_NAME}: backward needs a plan made with save_for_backward=True on a fused step "
                                "(a fastrnn.LSTM that runs on the cpp backend, without proj_size)")
@@ -133,8 +133,9 @@ class RolloutPlan:
         if grad_hidden.shape != expected or grad_hidden.dtype != self._dtype or grad_hidden.device != self._device:
             raise ValueError(f"{_NAME}: grad_hidden must be {expected} {self._dtype} on {self._device}, got "
                              f"{tuple(grad_hidden.shape)} {grad_hidden.dtype} on {grad_hidden.device}")
-        return sequence_backward(self._weights, self.saved, self._chain.initial, self.inputs[: self.steps],
-                                 grad_hidden.contiguous(), grads)
+        if grads is not None:
+            _check_grads(grads, self._weights[:4])
+        return sequence_backward(self._weights, self.saved, self._chain.initial, grad_hidden.contiguous(), grads)
 
     def _check_weights(self) -> None:
         if self._versions is not None and tuple(map(_version, self._sources)) != self._versions:
@@ -159,13 +160,15 @@ class SavedSteps(NamedTuple):
     cells: Tensor    # (T, B, H) c_t
     hidden: Tensor   # (T, B, H) h_t, the step's output
     applied: Tensor  # (T, B) bool: the rows whose state the step reset to zero first
+    inputs: Tensor   # (T, B, I) the input row the step read (the caller may rewrite its own)
 
     @classmethod
-    def allocate(cls, steps: int, batch: int, hidden_size: int, like: Tensor) -> "SavedSteps":
+    def allocate(cls, steps: int, batch: int, input_size: int, hidden_size: int, like: Tensor) -> "SavedSteps":
         def empty(*shape, dtype=like.dtype):
             return torch.empty(*shape, dtype=dtype, device=like.device)
         return cls(empty(steps, batch, 4 * hidden_size), empty(steps, batch, hidden_size),
-                   empty(steps, batch, hidden_size), empty(steps, batch, dtype=torch.bool))
+                   empty(steps, batch, hidden_size), empty(steps, batch, dtype=torch.bool),
+                   empty(steps, batch, input_size))
 
 
 class _Chain:
@@ -190,6 +193,20 @@ class _Chain:
             raise RuntimeError(f"{_NAME}: backward needs steps 0 to {steps - 1} taken once each, in order, each from "
                                f"the state the step before returned; "
                                + ("they were not" if self.broken else f"{self.next_t} were taken"))
+
+
+def _check_grads(grads, weights) -> None:
+    """backward's grads: four tensors (or Nones) of the weights' shapes, dtype and device, contiguous."""
+    if not isinstance(grads, (tuple, list)) or len(grads) != 4:
+        raise ValueError(f"{_NAME}: grads must be four tensors or Nones (w_ih, w_hh, b_ih, b_hh), got {grads!r}")
+    for name, grad, weight in zip(("w_ih", "w_hh", "b_ih", "b_hh"), grads, weights):
+        if grad is None:
+            continue
+        if weight is None or grad.shape != weight.shape or grad.dtype != weight.dtype or grad.device != weight.device \
+                or not grad.is_contiguous():
+            expected = "None (the LSTM has no bias)" if weight is None else \
+                f"a contiguous {tuple(weight.shape)} {weight.dtype} tensor on {weight.device}"
+            raise ValueError(f"{_NAME}: grads' {name} must be {expected}, got {tuple(grad.shape)} {grad.dtype}")
 
 
 def _check_buffers(input_size, out_size, weight, inputs, head_weight, head_addends, num_actions, resets,

@@ -90,6 +90,31 @@ def test_backward_writes_into_given_gradient_tensors():
         assert got is target and torch.equal(target, want)
 
 
+def test_backward_uses_the_inputs_the_steps_read_not_the_buffer_now():
+    """The steps save the input rows they read: rewriting the caller's buffer afterwards (a
+    rollout reuses it for the next unroll) changes nothing."""
+    lstm = fastrnn.LSTM(INPUTS, 8)
+    plan, _, _ = _rollout(lstm, 3, torch.float32)
+    grad_hidden = torch.randn(STEPS, 3, 8)
+    before = plan.backward(grad_hidden)
+    assert torch.equal(plan.saved.inputs, plan.inputs[:STEPS])
+    plan.inputs.normal_()
+    after = plan.backward(grad_hidden)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_backward_refuses_gradient_targets_of_the_wrong_shape():
+    lstm = fastrnn.LSTM(INPUTS, 8, bias=False)
+    plan, _, _ = _rollout(lstm, 3, torch.float32)
+    grad_hidden = torch.randn(STEPS, 3, 8)
+    with pytest.raises(ValueError, match=r"grads' w_hh must be a contiguous \(32, 8\) torch.float32"):
+        plan.backward(grad_hidden, grads=(None, torch.empty(8, 32), None, None))
+    with pytest.raises(ValueError, match=r"grads' b_ih must be None \(the LSTM has no bias\)"):
+        plan.backward(grad_hidden, grads=(None, None, torch.empty(32), None))
+    with pytest.raises(ValueError, match="grads must be four tensors or Nones"):
+        plan.backward(grad_hidden, grads=(None, None))
+
+
 def test_plans_that_cannot_save_say_so_and_backward_names_why():
     """A composed step (torch.nn.LSTM) and a projection keep nothing: saves_for_backward is False
     and backward raises naming what it needs."""
