@@ -9,7 +9,8 @@ one GEMM addend per step (MetaRLAgent.rollout_heads), which the core's fused rol
 takes with the step itself (one call for the core, the heads and the sample). That step runs
 through a rollout plan made once per unroll (fastrnn.rl.rollout_plan): its checks, packed
 weights and buffer addresses are bound once, so a step costs the kernel and little Python,
-and it writes each step's action and head outputs into rows of its own buffers. The actions
+and it writes each step's action and head outputs into rows of its own buffers (and, asked to,
+the activations the learning pass differentiates: learner.py). The actions
 reach the rollout buffer in one copy per unroll, and the episode-start rows and masks are
 written only on steps where some row starts an episode (the task reports that as a Python
 bool it needs anyway).

@@ -1,6 +1,7 @@
 """The A2C trainer: owns the task, the agent, the optimizer and every generator, and performs
-one update at a time: collect an unroll (fused rollout steps), replay it in sequence mode
-with resets at episode boundaries, step the optimizer. Its state_dict is everything needed
+one update at a time: collect an unroll (fused rollout steps), compute every gradient from it
+(from the steps' saved activations on the fast core, learner.py; else by autograd over a
+sequence-mode replay with resets at episode boundaries), step the optimizer. Its state_dict is everything needed
 to continue bit-for-bit (crash-resume).
 
 Under torchrun (distributed.py) each rank's Trainer steps its own environments and the
