@@ -3,13 +3,16 @@ torch.nn.LSTM stepped in Python), measured in one run.
 
 What is timed is the whole training loop: Trainer.update() = an unroll of fused rollout steps
 (core step, heads and action sampling, environment step, bookkeeping), the learning pass
-(sequence forward, backward) and the optimizer step, for `--updates` updates; the cores take
+and the optimizer step, for `--updates` updates; the cores take
 turns (interleaved, order rotated every repeat) so machine noise hits them alike, and the
 median over repeats is reported as environment steps per second. A second pass per core,
 with phase timers on, gives the profile: where the time goes, as a share of the loop and as
 microseconds per environment step (summed over the batch rows stepped together). Where the
 core takes the fused rollout step (every task without a readout), "core step" holds the heads
-and the action sampling, and "heads + sampling" reads zero.
+and the action sampling, and "heads + sampling" reads zero. The learning pass is "learn forward"
+(the returns, the heads and the loss) and "learn backward" (the gradients): a sequence replay
+under autograd, or on the fast core the pass from the rollout's saved activations
+(agent/core/learner.py), which has no recurrence in its forward.
 
 Last, data-parallel scaling (`--ranks`, default 1 and 2): the same task trained by
 `torchrun --standalone --nproc_per_node N -m agent train` with the fast core, the gradients summed

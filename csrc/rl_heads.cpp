@@ -63,7 +63,7 @@ class StepHeads {
     // The head is packed once: the plan raises before a step if it was written since.
     const KernelSet& k = kernel_set(dtype_);
     const long R = cell_.out_size;
-    packed_head_.resize(std::size_t(packed_panels_numel(dtype_, R, head_size_)) * (dtype_ == kFloat32 ? 4 : 8));
+    packed_head_.resize(std::size_t(packed_panels_numel(dtype_, R, head_size_)) * element_bytes_);
     k.pack_panels(ptr<const void*>(address(head_w_)), R, head_size_, 0, packed_head_.data());
   }
 
@@ -88,13 +88,13 @@ class StepHeads {
     a.cells_out = ptr<void*>(at(rows_[6]));
     run_cell(dtype_, a, threads);
     if (auto* hidden = ptr<unsigned char*>(at(rows_[7])))
-      std::memcpy(hidden, a.h_out, std::size_t(batch_ * a.out_size) * (dtype_ == kFloat32 ? 4 : 8));
+      std::memcpy(hidden, a.h_out, std::size_t(batch_ * a.out_size) * element_bytes_);
     if (auto* applied = ptr<unsigned char*>(at(rows_[8]))) {
       if (reset) std::memcpy(applied, a.resets, std::size_t(batch_));
       else std::memset(applied, 0, std::size_t(batch_));
     }
     if (auto* input = ptr<unsigned char*>(at(rows_[9])))  // the caller may rewrite its row later
-      std::memcpy(input, a.x, std::size_t(batch_ * a.input_size) * (dtype_ == kFloat32 ? 4 : 8));
+      std::memcpy(input, a.x, std::size_t(batch_ * a.input_size) * element_bytes_);
     const KernelSet& k = kernel_set(dtype_);
     auto* actions = ptr<long long*>(at(rows_[3]));
     if (dtype_ == kFloat32)
@@ -113,6 +113,7 @@ class StepHeads {
   py::object weights_, head_w_;
   CellArgs cell_{};
   long batch_, head_size_, num_actions_, steps_;
+  std::size_t element_bytes_ = dtype_ == kFloat32 ? 4 : 8;
   std::vector<unsigned char> packed_head_;
   std::vector<Row> rows_;
 };

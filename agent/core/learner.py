@@ -47,34 +47,20 @@ def learn_from_rollout(agent: MetaRLAgent, plan, actions: Tensor, returns: Tenso
     loss (agent.core.a2c.a2c_loss's, as Python floats). plan: the unroll's, saving for backward;
     actions, returns, masks (T, B) as a2c_loss takes them. Phases "learn forward" (the heads and
     the loss) and "learn backward" (the gradients)."""
-    with timer.phase("learn forward"):
-        loss, grad_out = _loss(agent, plan, actions, returns, value_coef, entropy_coef, policy_mask, value_mask)
-    with timer.phase("learn backward"):
-        _gradients(agent, plan, grad_out, grads)
-    return loss
-
-
-def _loss(agent, plan, actions, returns, value_coef, entropy_coef, policy_mask, value_mask):
-    """(the loss, its gradient with respect to the heads' outputs (T, B, A + 1)) on the saved hidden states."""
     hidden = plan.saved.hidden
     steps, batch, size = hidden.shape
     rows = hidden.view(steps * batch, size)
     weight, bias = agent.heads.weight.detach(), agent.heads.bias.detach()
-    head_out = torch.addmm(bias, rows, weight.t()).view(steps, batch, -1)
-    return rl.actor_critic_loss(head_out, actions, returns, agent.num_actions, value_coef, entropy_coef,
-                                policy_mask, value_mask)
-
-
-def _gradients(agent, plan, grad_out, grads) -> None:
-    """Every parameter's gradient from the heads' output gradient, written into grads."""
-    hidden = plan.saved.hidden
-    steps, batch, size = hidden.shape
-    rows = hidden.view(steps * batch, size)
-    weight = agent.heads.weight.detach()
-    grad_rows = grad_out.view(steps * batch, -1)
-    torch.mm(grad_rows.t(), rows, out=grads[agent.heads.weight])
-    torch.sum(grad_rows, 0, out=grads[agent.heads.bias])
-    grad_hidden = torch.mm(grad_rows, weight).view(steps, batch, size)
-    core = agent.core
-    biases = (grads[core.bias_ih_l0], grads[core.bias_hh_l0]) if core.bias else (None, None)
-    plan.backward(grad_hidden, grads=(grads[core.weight_ih_l0], grads[core.weight_hh_l0], *biases))
+    with timer.phase("learn forward"):
+        head_out = torch.addmm(bias, rows, weight.t()).view(steps, batch, -1)
+        loss, grad_out = rl.actor_critic_loss(head_out, actions, returns, agent.num_actions, value_coef,
+                                              entropy_coef, policy_mask, value_mask)
+    with timer.phase("learn backward"):
+        grad_rows = grad_out.view(steps * batch, -1)
+        torch.mm(grad_rows.t(), rows, out=grads[agent.heads.weight])
+        torch.sum(grad_rows, 0, out=grads[agent.heads.bias])
+        grad_hidden = torch.mm(grad_rows, weight).view(steps, batch, size)
+        core = agent.core
+        biases = (grads[core.bias_ih_l0], grads[core.bias_hh_l0]) if core.bias else (None, None)
+        plan.backward(grad_hidden, grads=(grads[core.weight_ih_l0], grads[core.weight_hh_l0], *biases))
+    return loss

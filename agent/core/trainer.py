@@ -113,8 +113,7 @@ class Trainer:
                 loss.total.backward()
                 return torch.stack([loss.total, loss.policy, loss.value, loss.entropy]).detach().tolist(), hidden
         with self.timer.phase("learn forward"):
-            rewards = buf.rewards if buf.truncation_values is None else buf.rewards + cfg.gamma * buf.truncation_values
-            returns = rl.discounted_returns(rewards, buf.dones, buf.bootstrap_value.contiguous(), cfg.gamma)
+            returns = self.returns(native=True)
         loss = learn_from_rollout(self.agent, plan, buf.actions, returns, cfg.value_coef, self.entropy_coef(),
                                   _both(buf.free, buf.valid), buf.valid, self.optimizer.take_flat_gradients(),
                                   self.timer)
@@ -132,11 +131,14 @@ class Trainer:
                             policy_mask=policy_mask, value_mask=buf.valid)
         return loss, hidden
 
-    def returns(self):
+    def returns(self, native: bool = False):
         """The n-step returns of the collected unroll, (T, B); where step t truncated its episode,
-        r_t + gamma * V(final observation) (the rollout's truncation_values), not r_t alone."""
+        r_t + gamma * V(final observation) (the rollout's truncation_values), not r_t alone.
+        native: fastrnn.rl's one native loop (CPU) in place of a2c.py's dozen torch ops."""
         buf, gamma = self.buffer, self.config.gamma
         rewards = buf.rewards if buf.truncation_values is None else buf.rewards + gamma * buf.truncation_values
+        if native:
+            return rl.discounted_returns(rewards, buf.dones, buf.bootstrap_value.contiguous(), gamma)
         return discounted_returns(rewards, buf.dones, buf.bootstrap_value, gamma)
 
     def entropy_coef(self) -> float:
