@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from agent.simulations.base import BatchedTask
+from agent.simulations.blocks import block_schedule, trial_grid
 from agent.simulations.registry import register
 from agent.simulations.rpe import onset_rpe
 
@@ -65,20 +66,20 @@ class Reversal(BatchedTask):
         self._fixation_obs = self._eye[torch.zeros(B, dtype=torch.long, device=dev)]
         self._no_reward = torch.zeros(B, device=dev)
         self._rows = torch.arange(B, device=dev)
+        self._trial_grid = trial_grid(B, self.max_trials, dev)
 
     def _new_episodes(self, rows: Tensor) -> None:
-        B, dev = self.num_envs, self.device
-        t = torch.arange(self.max_trials, device=dev)
+        B = self.num_envs
         low, high = BLOCK_TRIALS
-        lengths = torch.randint(low, high + 1, (B, self.max_trials // low + 1), generator=self.generator, device=dev)
-        ends = lengths.cumsum(1)  # trial at which each block's successor starts
-        reversals = (t.unsqueeze(-1) >= ends.unsqueeze(1)).sum(-1)  # (B, T): reversals so far
-        first_big = (self.rand(B) < 0.5).long().unsqueeze(1)
-        big_cue = first_big ^ (reversals % 2)
-        starts = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=dev), ends], dim=1)
-        block_start = starts.gather(1, reversals)
-        self.big_cue = torch.where(rows.unsqueeze(1), big_cue, self.big_cue)
-        self.block_start = torch.where(rows.unsqueeze(1), block_start, self.block_start)
+        # Every row's draws (a seed plays the same episodes); the tables for the new rows only.
+        lengths = torch.randint(low, high + 1, (B, self.max_trials // low + 1), generator=self.generator,
+                                device=self.device)
+        first_big = (self.rand(B) < 0.5).long()
+        new = rows.nonzero().view(-1)
+        reversals, block_start = block_schedule(lengths.index_select(0, new), self._trial_grid[: new.numel()])
+        big_cue = reversals.bitwise_and_(1).bitwise_xor_(first_big.index_select(0, new).unsqueeze(1))
+        self.big_cue.index_copy_(0, new, big_cue)
+        self.block_start.index_copy_(0, new, block_start)
         self.episode_trials = torch.where(rows, self.draw_episode_lengths(TRIALS_PER_EPISODE, TRIALS_PER_EPISODE),
                                           self.episode_trials)
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from agent.simulations.base import BatchedTask, TaskOption
+from agent.simulations.blocks import block_schedule, trial_grid
 from agent.simulations.registry import register
 from agent.simulations.rpe import outcome_rpe
 
@@ -34,6 +35,7 @@ SAFE_REWARD, RISKY_REWARD = 1.0, 4.0
 RISKY_PROBS = (0.125, 0.5)
 BLOCK_TRIALS = (20, 40)
 FORCED_PER_LEVER = 2
+FORCED = 2 * FORCED_PER_LEVER  # forced trials at each block's start
 TRIALS_PER_EPISODE = 100
 # name -> (risky lever chosen?, rewarded?, offset added to the RPE input); control: none.
 MANIPULATIONS = {
@@ -101,36 +103,46 @@ class RiskySafe(BatchedTask):
         self._rows = torch.arange(B, device=dev)
         self._offers = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], device=dev)  # lever 0, lever 1, both
         self._forced_order = torch.tensor([0] * FORCED_PER_LEVER + [1] * FORCED_PER_LEVER, device=dev)
+        self._risky_probs = torch.tensor(RISKY_PROBS, device=dev)
+        self._trial_grid = trial_grid(B, self.max_trials, dev)
+        # the i-th new row's first entry in the flat table of the new rows' shuffles (_new_episodes)
+        blocks = self.max_trials // BLOCK_TRIALS[0] + 1
+        self._row_blocks = self._rows.unsqueeze(1) * ((blocks + 1) * FORCED)
 
     def _new_episodes(self, rows: Tensor) -> None:
-        B, dev = self.num_envs, self.device
-        t = torch.arange(self.max_trials, device=dev)
+        B = self.num_envs
         low, high = BLOCK_TRIALS
         blocks = self.max_trials // low + 1
-        lengths = torch.randint(low, high + 1, (B, blocks), generator=self.generator, device=dev)
-        ends = lengths.cumsum(1)
-        block = (t.unsqueeze(-1) >= ends.unsqueeze(1)).sum(-1)  # (B, T) block index
-        starts = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=dev), ends], dim=1)
-        into_block = t - starts.gather(1, block)
-        first_rich = (self.rand(B) < 0.5).long().unsqueeze(1)  # p alternates between blocks
-        p_risky = torch.tensor(RISKY_PROBS, device=dev)[(first_rich + block) % 2]
-        # forced levers: a shuffled (0, 0, 1, 1) per block, on the block's first trials
-        order = self._forced_order[self.rand(B, blocks + 1, len(self._forced_order)).argsort(-1)]
-        forced = order.gather(1, block.unsqueeze(-1).expand(-1, -1, order.shape[-1]))  # (B, T, 4)
-        in_forced = into_block < len(self._forced_order)
-        forced = torch.where(in_forced, forced.gather(2, into_block.clamp(max=3).unsqueeze(-1)).squeeze(-1), -1)
-        self.p_risky = torch.where(rows.unsqueeze(1), p_risky, self.p_risky)
-        self.forced_lever = torch.where(rows.unsqueeze(1), forced, self.forced_lever)
-        self.risky_action = torch.where(rows, (self.rand(B) < 0.5).long(), self.risky_action)
+        # Every row's draws, in the order they have always been made (a seed plays the same
+        # episodes); the tables are then built for the new rows only (usually one of 32).
+        lengths = torch.randint(low, high + 1, (B, blocks), generator=self.generator, device=self.device)
+        first_rich = self.rand(B) < 0.5  # p alternates between blocks
+        shuffle_keys = self.rand(B, blocks + 1, FORCED)  # a shuffled (0, 0, 1, 1) per block
+        risky_action = (self.rand(B) < 0.5).long()
+        new = rows.nonzero().view(-1)
+        grid = self._trial_grid[: new.numel()]
+        block, block_start = block_schedule(lengths.index_select(0, new), grid)  # (new rows, T) each
+        into_block = grid - block_start
+        parity = (block + first_rich.index_select(0, new).unsqueeze(1)).bitwise_and_(1)
+        self.p_risky.index_copy_(0, new, self._risky_probs.index_select(0, parity.view(-1)).view_as(parity))
+        # forced levers on the block's first FORCED trials: the new rows' shuffles as one flat
+        # table, read at (row, block, trial into the block)
+        order = self._forced_order.index_select(0, shuffle_keys.index_select(0, new).argsort(-1).view(-1))
+        at = (block * FORCED).add_(self._row_blocks[: new.numel()]).add_(into_block.clamp(max=FORCED - 1))
+        forced = order.index_select(0, at.view(-1)).view_as(at).masked_fill_(into_block >= FORCED, -1)
+        self.forced_lever.index_copy_(0, new, forced)
+        self.risky_action.index_copy_(0, new, risky_action.index_select(0, new))
         self.episode_trials = torch.where(rows, self.draw_episode_lengths(TRIALS_PER_EPISODE, TRIALS_PER_EPISODE),
                                           self.episode_trials)
 
     def _current(self, table: Tensor) -> Tensor:
-        return table[self._rows, self.trial.clamp(max=self.max_trials - 1)]
+        """Each row's entry for its current trial (always within the table: a row's trial is
+        below its episode's length, at most max_trials, whenever a step reads it)."""
+        return table[self._rows, self.trial]
 
     def observe(self) -> Tensor:
-        forced = self._current(self.forced_lever)
-        return self._offers[torch.where(forced < 0, 2, forced)]
+        # the forced lever, -1 on free trials, indexes the offers: row -1 (the last) offers both
+        return self._offers[self._current(self.forced_lever)]
 
     def _advance(self, actions: Tensor):
         forced_lever = self._current(self.forced_lever)
@@ -138,8 +150,7 @@ class RiskySafe(BatchedTask):
         self.forced = forced_lever >= 0
         self.executed = torch.where(self.forced, forced_lever, actions)
         chose_risky = self.executed == self.risky_action
-        win = self.rand(self.num_envs) < p
-        reward = torch.where(chose_risky, RISKY_REWARD * win, SAFE_REWARD)
+        reward = torch.where(chose_risky, RISKY_REWARD * (self.rand(self.num_envs) < p), SAFE_REWARD)
         if self.options["manipulation"] != "control":
             self.rpe_offset = manipulation_offset(self.options["manipulation"], chose_risky, reward > 0)
         record = None
