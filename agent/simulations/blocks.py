@@ -1,7 +1,8 @@
 """Episodes cut into blocks of random lengths: which block each trial falls in, and where it began.
 
 Reversal (Simulation 3) and risky_safe (Simulation 6) draw each row's block lengths when an
-episode starts and tabulate, per trial, the block it is in. Every row's episode ends on its
+episode starts and tabulate, per trial, the block it is in (volatility, Simulation 2, counts
+its swaps the same way, with one searchsorted). Every row's episode ends on its
 own step, so a batch of 32 rows starts an episode on about one step in five, and what that
 costs is paid on all of them: one searchsorted over the cumulative lengths, not a
 (rows, trials, blocks) comparison and its sum (reversal's episode start went from 310 to

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from agent.simulations.base import BatchedTask
+from agent.simulations.blocks import trial_grid
 from agent.simulations.registry import register
 
 STABLE_P, VOLATILE_P = 0.75, 0.8
@@ -54,29 +55,35 @@ class Volatility(BatchedTask):
         self.p_0 = torch.zeros(num_envs, self.max_trials, device=self.device)
         self.volatile = torch.zeros(num_envs, self.max_trials, dtype=torch.bool, device=self.device)
         self._rows = torch.arange(num_envs, device=self.device)
+        self._trial_grid = trial_grid(num_envs, self.max_trials, self.device)
 
     def _randint(self, low: int, high: int, *shape: int) -> Tensor:
         return torch.randint(low, high + 1, shape, generator=self.generator, device=self.device)
 
     def _new_episodes(self, rows: Tensor) -> None:
-        B, dev = self.num_envs, self.device
-        t = torch.arange(self.max_trials, device=dev)
+        B = self.num_envs
+        # Every row's draws, in the order they have always been made (a seed plays the same
+        # episodes); the tables are then built for the new rows only (usually one of 32).
         stable_len = self._randint(*self.stable_lengths, B)
         volatile_len = self._randint(*self.volatile_lengths, B)
         stable_first = self.rand(B) < 0.5
-        volatile_start = torch.where(stable_first, stable_len, 0).unsqueeze(1)
-        in_volatile = (t >= volatile_start) & (t < volatile_start + volatile_len.unsqueeze(1))
         # swaps: block ends counted from the volatile phase's start (enough blocks to cover it)
         blocks = self._randint(*SWAP_EVERY, B, self.volatile_lengths[1] // SWAP_EVERY[0] + 1)
+        arm_0_better_first = self.rand(B) < 0.5  # in the volatile phase, before its first swap
+        arm_0_better_stable = self.rand(B) < 0.5
+        new = rows.nonzero().view(-1)
+        t = self._trial_grid[: new.numel()]
+        volatile_len, stable_len = volatile_len.index_select(0, new), stable_len.index_select(0, new)
+        volatile_start = torch.where(stable_first.index_select(0, new), stable_len, 0).unsqueeze(1)
+        in_volatile = (t >= volatile_start) & (t < volatile_start + volatile_len.unsqueeze(1))
         into_phase = (t - volatile_start).clamp(min=0)
-        swaps = (into_phase.unsqueeze(-1) >= blocks.cumsum(1).unsqueeze(1)).sum(-1)
-        arm_0_better_volatile = (self.rand(B) < 0.5).unsqueeze(1) ^ (swaps % 2 == 1)
-        arm_0_better_stable = (self.rand(B) < 0.5).unsqueeze(1)
+        swaps = torch.searchsorted(blocks.index_select(0, new).cumsum(1), into_phase, right=True)
+        arm_0_better_volatile = arm_0_better_first.index_select(0, new).unsqueeze(1) ^ (swaps % 2 == 1)
         p_0 = torch.where(in_volatile, torch.where(arm_0_better_volatile, VOLATILE_P, 1 - VOLATILE_P),
-                          torch.where(arm_0_better_stable, STABLE_P, 1 - STABLE_P))
-        self.p_0 = torch.where(rows.unsqueeze(1), p_0, self.p_0)
-        self.volatile = torch.where(rows.unsqueeze(1), in_volatile, self.volatile)
-        self.episode_trials = torch.where(rows, stable_len + volatile_len, self.episode_trials)
+                          torch.where(arm_0_better_stable.index_select(0, new).unsqueeze(1), STABLE_P, 1 - STABLE_P))
+        self.p_0.index_copy_(0, new, p_0)
+        self.volatile.index_copy_(0, new, in_volatile)
+        self.episode_trials.index_copy_(0, new, stable_len + volatile_len)
 
     def _advance(self, actions: Tensor):
         p_0 = self.p_0[self._rows, self.trial]
