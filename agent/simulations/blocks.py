@@ -5,8 +5,9 @@ episode starts and tabulate, per trial, the block it is in (volatility, Simulati
 its swaps the same way, with one searchsorted). Every row's episode ends on its
 own step, so a batch of 32 rows starts an episode on about one step in five, and what that
 costs is paid on all of them: one searchsorted over the cumulative lengths, not a
-(rows, trials, blocks) comparison and its sum (reversal's episode start went from 310 to
-about 100 us at B=32, T=100, 2026-12-07; the tables are the same to the bit).
+(rows, trials, blocks) comparison and its sum (an episode start of reversal, risky_safe or
+volatility costs half or less of what it did: docs/performance-log.md, 2026-12-07 (sixth);
+the tables are the same to the bit).
 """
 
 from __future__ import annotations
