@@ -72,10 +72,9 @@ struct CellArgs {
   const unsigned char* resets;      // (B,) bools: these rows start from zero state, or null
   void* h_out;                      // (B, R)
   void* c_out;                      // (B, H)
-  // What a sequence backward needs of this step (a caller that saves a sequence of steps can
-  // then differentiate it without running the forward again), or null:
+  // What a sequence backward needs of this step beyond h_out and c_out (a caller that saves a
+  // sequence of steps can then differentiate it without running the forward again), or null:
   void* gates_out;                  // (B, 4H) activated gates, as ForwardArgs::gates' row t
-  void* cells_out;                  // (B, H) c_t, as ForwardArgs::cells' row t
 };
 
 struct KernelSet {

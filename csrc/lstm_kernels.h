@@ -518,7 +518,6 @@ struct LstmKernels {
     T* c_out = static_cast<T*>(a.c_out) + b0 * H;
     T* h_out = static_cast<T*>(a.h_out) + b0 * R;
     T* gates_out = a.gates_out ? static_cast<T*>(a.gates_out) + b0 * 4 * H : nullptr;
-    T* cells_out = a.cells_out ? static_cast<T*>(a.cells_out) + b0 * H : nullptr;
     const T* wih = static_cast<const T*>(a.w_ih_gates);
     const T* whh = static_cast<const T*>(a.w_hh_gates);
     T* hid = P ? new T[rows * H] : nullptr;
@@ -542,18 +541,16 @@ struct LstmKernels {
       const int lanes = int(lmin(VL, H - unit0));
       for_row_tiles(rows, [&]<int MR>(long r0) {
         vec acc[MaxRows][NVMAX];
-        T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows], *c_saved[MaxRows];
+        T *c_rows[MaxRows], *h_rows[MaxRows], *g_rows[MaxRows];
         for (int r = 0; r < MR; ++r) {
           for (int g = 0; g < 4; ++g) acc[r][g] = bias ? S::load_any(bias + g * H + unit0, lanes) : S::zero();
           c_rows[r] = c_out + (r0 + r) * H + unit0;
           h_rows[r] = P ? hid + (r0 + r) * H + unit0 : h_out + (r0 + r) * R + unit0;
           g_rows[r] = gates_out ? gates_out + (r0 + r) * 4 * H + unit0 : nullptr;
-          c_saved[r] = cells_out ? cells_out + (r0 + r) * H + unit0 : nullptr;
         }
         gemm_tile<MR, 4>(x + r0 * I, I, wih + u * I * 4 * VL, I, acc);
         gemm_tile<MR, 4>(h + r0 * R, R, whh + u * R * 4 * VL, R, acc);
-        cell_epilogue<MR>(acc, lanes, active, c_rows, h_rows, gates_out ? g_rows : nullptr,
-                          cells_out ? c_saved : nullptr, H);
+        cell_epilogue<MR>(acc, lanes, active, c_rows, h_rows, gates_out ? g_rows : nullptr, nullptr, H);
       });
     }
     if (P) {

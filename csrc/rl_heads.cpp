@@ -50,15 +50,16 @@ void readout_and_choice(const KernelSet& k, long batch, long R, long K, long num
 class StepHeads {
  public:
   // rows: (inputs, head_addends, head_out, actions, resets or None, then what a sequence
-  // backward needs of each step, or None each: gates (T, B, 4H), cells (T, B, H), hidden
-  // (T, B, R), the resets the step applied (T, B) bool and the input it read (T, B, I)) with
-  // each one's row stride in bytes; steps: rows available (t < steps).
+  // backward needs of each step besides its new state (the caller passes rows of its saved
+  // states as h_out and c_out), or None each: gates (T, B, 4H), the resets the step applied
+  // (T, B) bool and the input it read (T, B, I)) with each one's row stride in bytes; steps:
+  // rows available (t < steps).
   StepHeads(int dtype, py::object weights, long batch, py::object head_w, long head_size, long num_actions,
             const std::vector<std::pair<py::object, long>>& rows, long steps)
       : dtype_(dtype), weights_(std::move(weights)), head_w_(std::move(head_w)), batch_(batch),
         head_size_(head_size), num_actions_(num_actions), steps_(steps) {
     cell_ = weights_.cast<const Holding<CellArgs>&>().args;  // weights_ holds the tensors it points to
-    if (rows.size() != 10) throw std::invalid_argument("StepHeads: rows must be 10 (tensor, row bytes) pairs");
+    if (rows.size() != 8) throw std::invalid_argument("StepHeads: rows must be 8 (tensor, row bytes) pairs");
     for (const auto& [tensor, row_bytes] : rows) rows_.push_back({tensor, address(tensor), row_bytes});
     // The head is packed once: the plan raises before a step if it was written since.
     const KernelSet& k = kernel_set(dtype_);
@@ -85,15 +86,12 @@ class StepHeads {
     a.h_out = ptr<void*>(address(h_out));
     a.c_out = ptr<void*>(address(c_out));
     a.gates_out = ptr<void*>(at(rows_[5]));
-    a.cells_out = ptr<void*>(at(rows_[6]));
     run_cell(dtype_, a, threads);
-    if (auto* hidden = ptr<unsigned char*>(at(rows_[7])))
-      std::memcpy(hidden, a.h_out, std::size_t(batch_ * a.out_size) * element_bytes_);
-    if (auto* applied = ptr<unsigned char*>(at(rows_[8]))) {
+    if (auto* applied = ptr<unsigned char*>(at(rows_[6]))) {
       if (reset) std::memcpy(applied, a.resets, std::size_t(batch_));
       else std::memset(applied, 0, std::size_t(batch_));
     }
-    if (auto* input = ptr<unsigned char*>(at(rows_[9])))  // the caller may rewrite its row later
+    if (auto* input = ptr<unsigned char*>(at(rows_[7])))  // the caller may rewrite its row later
       std::memcpy(input, a.x, std::size_t(batch_ * a.input_size) * element_bytes_);
     const KernelSet& k = kernel_set(dtype_);
     auto* actions = ptr<long long*>(at(rows_[3]));

@@ -74,6 +74,7 @@ class FlatOptimizer:
         self.flat_views = [view.view_as(p) for view, p in zip(self.flat.split(self.sizes), self.params)]
         self.flat_grad = torch.zeros_like(self.flat)
         self.grad_views = [view.view_as(p) for view, p in zip(self.flat_grad.split(self.sizes), self.params)]
+        self._grad_view_of = dict(zip(self.params, self.grad_views))  # take_flat_gradients' answer
         self.step_count = torch.zeros((), dtype=torch.float32)  # torch.optim keeps steps in float32 on the CPU
         self.buffers = {name: torch.zeros_like(self.flat) for name in self.BUFFERS[kind]}
 
@@ -91,7 +92,7 @@ class FlatOptimizer:
         all-reduce's, autograd's after zero_grad) takes over as usual."""
         for p, view in zip(self.params, self.grad_views):
             p.grad = view
-        return dict(zip(self.params, self.grad_views))
+        return self._grad_view_of
 
     def _gradients_in_place(self) -> bool:
         return all(p.grad is view for p, view in zip(self.params, self.grad_views))

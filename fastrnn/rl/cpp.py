@@ -11,26 +11,30 @@ from fastrnn.cpp_backend import DTYPE_CODES, LAUNCHER, cell_weights
 from fastrnn.recurrence_op import BackwardOutputs, Inputs, OutputGrads
 
 
-def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps):
+def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=None):
     """The fused step with its weights packed, its head and its buffers bound once: returns
     step(t, h, c, reset) -> (h_next, c_next), which reads row t of the inputs, head addends and
     (with reset) resets, and writes row t of head_out and actions. Called only where
     fastrnn.dispatch routes the step to cpp (its weights within STEP_PACK_LIMIT_BYTES).
 
-    buffers: (inputs, head_addends, head_out, actions, resets or None, then gates, cells, hidden,
-    applied resets and inputs read, each None or saved for backward: RolloutPlan's), each
-    contiguous with at least `steps` rows of one step each. _C.StepHeads holds them and does
-    the row arithmetic."""
+    buffers: (inputs, head_addends, head_out, actions, resets or None, then gates, applied
+    resets and inputs read, each None or saved for backward: RolloutPlan's), each contiguous
+    with at least `steps` rows of one step each. _C.StepHeads holds them and does the row
+    arithmetic. states: (hidden (steps, B, R), cells (steps, B, H)), contiguous, where step t
+    writes its new state (a plan saving for backward keeps them there), or None."""
     w_hh = weights[1]
     head_w = head_w.contiguous()
     rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
     bound = _C.StepHeads(DTYPE_CODES[w_hh.dtype], cell_weights(*weights), batch, head_w, head_w.shape[1],
                          num_actions, rows, steps)
 
-    # Every step's new state, allocated once: step t returns row t, which no later step of this
-    # plan writes (a caller may keep it, as a rollout keeps its last state for the next one).
-    h_outs = torch.empty(steps, 1, batch, w_hh.shape[1], dtype=w_hh.dtype).unbind(0)
-    c_outs = torch.empty(steps, 1, batch, w_hh.shape[0] // 4, dtype=w_hh.dtype).unbind(0)
+    # Every step's new state, rows allocated once (or the caller's): step t returns row t, which
+    # no later step of this plan writes (a caller may keep it, as a rollout keeps its last state
+    # for the next one).
+    if states is None:
+        states = (torch.empty(steps, batch, w_hh.shape[1], dtype=w_hh.dtype),
+                  torch.empty(steps, batch, w_hh.shape[0] // 4, dtype=w_hh.dtype))
+    h_outs, c_outs = (rows_of.unsqueeze(1).unbind(0) for rows_of in states)
 
     def step(t, h, c, reset):
         h, c = h.contiguous(), c.contiguous()
@@ -47,7 +51,7 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    buffers = (x, head_addend, head_out, actions, resets, None, None, None, None, None)
+    buffers = (x, head_addend, head_out, actions, resets, None, None, None)
     step = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
     h_out, c_out = step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions

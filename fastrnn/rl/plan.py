@@ -73,13 +73,15 @@ class RolloutPlan:
         # What backward() needs of each step, written by the fused step (None: not saved).
         self.saved = SavedSteps.allocate(steps, batch, input_size, hidden_size, weight) \
             if save_for_backward and bind is not None and weights[4] is None else None
-        self._chain = _Chain()
-        saved = (None,) * 5 if self.saved is None else self.saved
+        self._chain = _Chain(self.saved)
+        saved = self.saved or SavedSteps(*(None,) * 5)
         # The fused path: the backend binds the weights, the head and the buffers once, and
-        # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py).
-        self._bound = None if bind is None else bind(weights, head_weight, num_actions, batch,
-                                                     (inputs, head_addends, self.head_out, self.actions, resets,
-                                                      *saved), steps)
+        # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py). A saving
+        # plan's steps write their new states straight into saved.hidden and saved.cells.
+        self._bound = None if bind is None else bind(
+            weights, head_weight, num_actions, batch,
+            (inputs, head_addends, self.head_out, self.actions, resets, saved.gates, saved.applied, saved.inputs),
+            steps, None if self.saved is None else (saved.hidden, saved.cells))
         if self._bound is None:  # the composed path steps on rows, views made once
             self._input_rows, self._addend_rows = inputs.unbind(0), head_addends.unbind(0)
             self._reset_rows = None if resets is None else resets.unbind(0)
@@ -157,8 +159,8 @@ class RolloutPlan:
 class SavedSteps(NamedTuple):
     """What the fused steps save for backward, row t by step t (the sequence forward's layout)."""
     gates: Tensor    # (T, B, 4H) activated gates i, f, g, o
-    cells: Tensor    # (T, B, H) c_t
-    hidden: Tensor   # (T, B, H) h_t, the step's output
+    cells: Tensor    # (T, B, H) c_t: step t returns row t as its new c
+    hidden: Tensor   # (T, B, H) h_t, the step's output: step t returns row t as its new h
     applied: Tensor  # (T, B) bool: the rows whose state the step reset to zero first
     inputs: Tensor   # (T, B, I) the input row the step read (the caller may rewrite its own)
 
@@ -173,25 +175,34 @@ class SavedSteps(NamedTuple):
 
 class _Chain:
     """Whether the steps taken so far form one recurrence: 0, 1, 2, ... each from the state
-    the one before returned (by identity: the plan's steps return fresh tensors), and the
-    state step 0 started from (copied: the caller may write its tensors afterwards)."""
+    the one before returned (by identity: the plan's steps return rows of saved.hidden and
+    saved.cells), none of those rows written since (their version counter: a state modified in
+    place would no longer be what the steps read and saved), and the state step 0 started from
+    (copied: the caller may write its tensors afterwards)."""
 
-    def __init__(self):
-        self.next_t, self.broken, self.initial, self.last = 0, False, None, None
+    def __init__(self, saved):
+        self.saved = saved
+        self.next_t, self.broken, self.initial, self.last, self.versions = 0, False, None, None, None
 
     def enter(self, t: int, h: Tensor, c: Tensor) -> None:
         if t == 0:
             self.next_t, self.broken, self.initial = 0, False, (h[0].clone(), c[0].clone())
-        elif t != self.next_t or h is not self.last[0] or c is not self.last[1]:
+        elif t != self.next_t or h is not self.last[0] or c is not self.last[1] or self._written():
             self.broken = True
 
     def leave(self, state: tuple[Tensor, Tensor]) -> None:
         self.next_t, self.last = self.next_t + 1, state
+        self.versions = self.saved.hidden._version, self.saved.cells._version
+
+    def _written(self) -> bool:
+        return (self.saved.hidden._version, self.saved.cells._version) != self.versions
 
     def check_complete(self, steps: int) -> None:
+        if self.next_t == steps and not self.broken and self._written():
+            self.broken = True
         if self.broken or self.next_t != steps:
             raise RuntimeError(f"{_NAME}: backward needs steps 0 to {steps - 1} taken once each, in order, each from "
-                               f"the state the step before returned; "
+                               f"the state the step before returned, unmodified; "
                                + ("they were not" if self.broken else f"{self.next_t} were taken"))
 
 

@@ -146,6 +146,29 @@ def test_backward_refuses_an_incomplete_or_broken_chain_of_steps():
         broken.backward(torch.zeros(STEPS, 2, 8))
 
 
+def test_backward_refuses_states_written_in_place_after_their_step():
+    """The steps return rows of the saved states: a state written in place between steps (the
+    next step then read other values than the saved ones) or after the last step (its saved row
+    changed) would give silently wrong gradients, so backward raises; steps left alone pass."""
+    lstm = fastrnn.LSTM(INPUTS, 8)
+    inputs, weight, addends = torch.randn(STEPS + 1, 2, INPUTS), torch.randn(8, ACTIONS), torch.randn(STEPS, 2, ACTIONS)
+    state = (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8))
+    plans = []
+    with torch.no_grad():
+        for written_after in (2, STEPS - 1, None):  # a middle step's h, the last step's c, none
+            plan = rl.rollout_plan(lstm, inputs, weight, addends, ACTIONS, save_for_backward=True)
+            s = state
+            for t in range(STEPS):
+                s = plan.step(t, s)
+                if t == written_after:
+                    (s[0] if t < STEPS - 1 else s[1]).mul_(0.5)
+            plans.append(plan)
+    for plan in plans[:2]:
+        with pytest.raises(RuntimeError, match="unmodified; they were not"):
+            plan.backward(torch.zeros(STEPS, 2, 8))
+    plans[2].backward(torch.zeros(STEPS, 2, 8))
+
+
 def test_backward_refuses_weights_changed_since_and_a_misshapen_gradient():
     """The saved activations belong to the weights the plan was made with; grad_hidden must be
     (T, B, R) of the weights' dtype."""
