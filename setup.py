@@ -15,6 +15,7 @@ SOURCES = [
     "csrc/binding.cpp",
     "csrc/rl_heads.cpp",
     "csrc/rl_actor_critic.cpp",
+    "csrc/rl_inputs.cpp",
     "csrc/cpu_dispatch.cpp",
     "csrc/isa_generic.cpp",
 ]

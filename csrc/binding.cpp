@@ -199,4 +199,5 @@ PYBIND11_MODULE(_C, m) {
 
   bind_rl(m);  // fastrnn.rl's fused step + readout (csrc/rl_heads.cpp)
   bind_rl_actor_critic(m);  // fastrnn.rl's returns and actor-critic loss (csrc/rl_actor_critic.cpp)
+  bind_rl_inputs(m);  // fastrnn.rl's meta-RL input row (csrc/rl_inputs.cpp)
 }

@@ -29,8 +29,9 @@ struct Holding {
   std::vector<py::object> tensors;
 };
 
-// fastrnn.rl's pieces of the module (csrc/rl_heads.cpp, csrc/rl_actor_critic.cpp).
+// fastrnn.rl's pieces of the module (csrc/rl_heads.cpp, csrc/rl_actor_critic.cpp, csrc/rl_inputs.cpp).
 void bind_rl(py::module_& m);
 void bind_rl_actor_critic(py::module_& m);
+void bind_rl_inputs(py::module_& m);
 
 }  // namespace fastrnn_binding

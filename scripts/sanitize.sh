@@ -3,7 +3,7 @@
 #
 #   bash scripts/sanitize.sh [PYTEST_ARGS ...]     extra arguments go to pytest (-x, -k EXPR, ...)
 #
-# About 3 CPU-minutes on 2 cores: 2 to build (its 5 translation units run in parallel; a reused
+# About 3 CPU-minutes on 2 cores: 2 to build (its translation units run in parallel; a reused
 # build saves them), 1.5 to test (6 min of wall time measured here with the 2 cores shared).
 #
 # 1. Copies the checkout's working tree (setup.py, csrc/, fastrnn/, kernels/, tests/, agent/,

@@ -119,17 +119,22 @@ class MetaRLAgent(nn.Module):
         episode; ablated columns zero."""
         if result.executed is not None:
             action = result.executed
-        signals = []
+        signals = ()
         if self.reward_input in ("reward", "both"):
-            signals.append(result.reward)
+            signals += (result.reward,)
         if self.reward_input in ("rpe", "both"):
             rpe = result.reward - self.expected_reward_scale * value
-            signals.append(rpe if result.rpe_offset is None else rpe + result.rpe_offset)
+            signals += (rpe if result.rpe_offset is None else rpe + result.rpe_offset,)
         if self.reward_input == "td":  # the slot stays zero for the first pass (_fill_td)
-            signals.append(torch.zeros_like(result.reward))
-        x = self.make_input(result.obs, action, *signals, out=out)
-        if result.any_done:  # a new episode's first step: all zeros after the observation (as first_input)
-            x[:, self.obs_size :].masked_fill_(result.done.unsqueeze(1), 0.0)
+            signals += (torch.zeros_like(result.reward),)
+        if out is not None and out.is_cpu and result.obs.is_contiguous():
+            # One native call for the row and its episode-start zeros, the same bits as below.
+            x = rl.write_next_input(out, result.obs, action, signals, self.num_actions,
+                                    result.done if result.any_done else None)
+        else:
+            x = self.make_input(result.obs, action, *signals, out=out)
+            if result.any_done:  # a new episode's first step: all zeros after the observation (as first_input)
+                x[:, self.obs_size :].masked_fill_(result.done.unsqueeze(1), 0.0)
         if self.zeroed_columns is not None:
             for start, stop in self.zeroed_columns:
                 x[:, start:stop] = 0.0

