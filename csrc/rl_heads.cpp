@@ -52,14 +52,14 @@ class StepHeads {
   // rows: (inputs, head_addends, head_out, actions, resets or None, then what a sequence
   // backward needs of each step besides its new state (the caller passes rows of its saved
   // states as h_out and c_out), or None each: gates (T, B, 4H), the resets the step applied
-  // (T, B) bool and the input it read (T, B, I)) with each one's row stride in bytes; steps:
-  // rows available (t < steps).
+  // (T, B) bool, the input it read (T, B, I) and the state h it read (T, B, R), zero where it
+  // reset it) with each one's row stride in bytes; steps: rows available (t < steps).
   StepHeads(int dtype, py::object weights, long batch, py::object head_w, long head_size, long num_actions,
             const std::vector<std::pair<py::object, long>>& rows, long steps)
       : dtype_(dtype), weights_(std::move(weights)), head_w_(std::move(head_w)), batch_(batch),
         head_size_(head_size), num_actions_(num_actions), steps_(steps) {
     cell_ = weights_.cast<const Holding<CellArgs>&>().args;  // weights_ holds the tensors it points to
-    if (rows.size() != 8) throw std::invalid_argument("StepHeads: rows must be 8 (tensor, row bytes) pairs");
+    if (rows.size() != 9) throw std::invalid_argument("StepHeads: rows must be 9 (tensor, row bytes) pairs");
     for (const auto& [tensor, row_bytes] : rows) rows_.push_back({tensor, address(tensor), row_bytes});
     // The head is packed once: the plan raises before a step if it was written since.
     const KernelSet& k = kernel_set(dtype_);
@@ -93,6 +93,13 @@ class StepHeads {
     }
     if (auto* input = ptr<unsigned char*>(at(rows_[7])))  // the caller may rewrite its row later
       std::memcpy(input, a.x, std::size_t(batch_ * a.input_size) * element_bytes_);
+    if (auto* previous = ptr<unsigned char*>(at(rows_[8]))) {  // h_{t-1} as the step read it
+      const std::size_t row_bytes = std::size_t(a.out_size) * element_bytes_;
+      std::memcpy(previous, a.h, std::size_t(batch_) * row_bytes);
+      if (reset)
+        for (long b = 0; b < batch_; ++b)
+          if (a.resets[b]) std::memset(previous + std::size_t(b) * row_bytes, 0, row_bytes);
+    }
     const KernelSet& k = kernel_set(dtype_);
     auto* actions = ptr<long long*>(at(rows_[3]));
     if (dtype_ == kFloat32)

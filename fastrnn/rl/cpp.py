@@ -18,7 +18,7 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=
     fastrnn.dispatch routes the step to cpp (its weights within STEP_PACK_LIMIT_BYTES).
 
     buffers: (inputs, head_addends, head_out, actions, resets or None, then gates, applied
-    resets and inputs read, each None or saved for backward: RolloutPlan's), each contiguous
+    resets, inputs read and states h read, each None or saved for backward: RolloutPlan's), each contiguous
     with at least `steps` rows of one step each. _C.StepHeads holds them and does the row
     arithmetic. states: (hidden (steps, B, R), cells (steps, B, H)), contiguous, where step t
     writes its new state (a plan saving for backward keeps them there), or None."""
@@ -51,7 +51,7 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     resets = None if resets is None else resets.contiguous()
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
-    buffers = (x, head_addend, head_out, actions, resets, None, None, None)
+    buffers = (x, head_addend, head_out, actions, resets, None, None, None, None)
     step = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
     h_out, c_out = step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
@@ -69,8 +69,7 @@ def sequence_backward(weights, saved, initial, grad_hidden, grads):
     LAUNCHER.backward(Inputs(None, w_hh.detach().contiguous(), None, h0, c0, saved.applied, None),
                       OutputGrads(grad_hidden, None, None), saved.gates, saved.cells,
                       BackwardOutputs(grad_gates, torch.empty_like(h0), torch.empty_like(c0), grad_gates.new_empty(0)))
-    # h_{t-1} as step t read it: h0 first, zero where the step reset its state.
-    previous = torch.cat([h0.unsqueeze(0), saved.hidden[:-1]]).masked_fill_(saved.applied.unsqueeze(2), 0.0)
+    previous = saved.previous  # h_{t-1} as step t read it: h0 first, zero where the step reset its state
     gate_rows = grad_gates.view(steps * batch, four_h)
     rows = gate_rows.t()
     out = grads or (None,) * 4

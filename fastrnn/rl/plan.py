@@ -74,13 +74,14 @@ class RolloutPlan:
         self.saved = SavedSteps.allocate(steps, batch, input_size, hidden_size, weight) \
             if save_for_backward and bind is not None and weights[4] is None else None
         self._chain = _Chain(self.saved)
-        saved = self.saved or SavedSteps(*(None,) * 5)
+        saved = self.saved or SavedSteps(*(None,) * 6)
         # The fused path: the backend binds the weights, the head and the buffers once, and
         # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py). A saving
         # plan's steps write their new states straight into saved.hidden and saved.cells.
         self._bound = None if bind is None else bind(
             weights, head_weight, num_actions, batch,
-            (inputs, head_addends, self.head_out, self.actions, resets, saved.gates, saved.applied, saved.inputs),
+            (inputs, head_addends, self.head_out, self.actions, resets, saved.gates, saved.applied, saved.inputs,
+             saved.previous),
             steps, None if self.saved is None else (saved.hidden, saved.cells))
         if self._bound is None:  # the composed path steps on rows, views made once
             self._input_rows, self._addend_rows = inputs.unbind(0), head_addends.unbind(0)
@@ -163,6 +164,8 @@ class SavedSteps(NamedTuple):
     hidden: Tensor   # (T, B, H) h_t, the step's output: step t returns row t as its new h
     applied: Tensor  # (T, B) bool: the rows whose state the step reset to zero first
     inputs: Tensor   # (T, B, I) the input row the step read (the caller may rewrite its own)
+    previous: Tensor  # (T, B, H) h_{t-1} as step t read it, zero where it reset the state (W_hh's gradient
+                      # multiplies it; kept by the step, where backward would rebuild it in two ops)
 
     @classmethod
     def allocate(cls, steps: int, batch: int, input_size: int, hidden_size: int, like: Tensor) -> "SavedSteps":
@@ -170,7 +173,7 @@ class SavedSteps(NamedTuple):
             return torch.empty(*shape, dtype=dtype, device=like.device)
         return cls(empty(steps, batch, 4 * hidden_size), empty(steps, batch, hidden_size),
                    empty(steps, batch, hidden_size), empty(steps, batch, dtype=torch.bool),
-                   empty(steps, batch, input_size))
+                   empty(steps, batch, input_size), empty(steps, batch, hidden_size))
 
 
 class _Chain:

@@ -68,13 +68,17 @@ def test_plan_backward_equals_autograd_through_the_sequence(dtype, tolerance, ba
 
 def test_saved_steps_are_the_states_the_steps_returned_and_the_resets_they_applied():
     """saved.hidden[t] and saved.cells[t] are step t's returned state, bit for bit; saved.applied[t]
-    is resets[t] on the steps that applied them and all False on the others."""
+    is resets[t] on the steps that applied them and all False on the others; saved.previous[t] is
+    the h step t read (the initial one, then step t - 1's), zero in the rows it reset."""
     lstm = fastrnn.LSTM(INPUTS, 16)
-    plan, _, states = _rollout(lstm, 6, torch.float32, reset_every=3)
+    plan, initial, states = _rollout(lstm, 6, torch.float32, reset_every=3)
+    read = [initial[0][0]] + [h[0] for h, _ in states[:-1]]
     for t, (h, c) in enumerate(states):
         assert torch.equal(plan.saved.hidden[t], h[0]) and torch.equal(plan.saved.cells[t], c[0])
         expected = plan.resets[t] if t % 3 == 0 else torch.zeros_like(plan.resets[t])
         assert torch.equal(plan.saved.applied[t], expected)
+        assert torch.equal(plan.saved.previous[t], read[t].masked_fill(expected.unsqueeze(1), 0.0))
+    assert plan.saved.applied.any() and not plan.saved.applied.all()  # both kinds of row were seen
 
 
 def test_backward_writes_into_given_gradient_tensors():
