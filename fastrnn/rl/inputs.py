@@ -30,16 +30,16 @@ def write_next_input(out: Tensor, obs: Tensor, actions: Tensor, signals: tuple[T
     # Called once per environment step: the arguments as expected are one chain of cheap
     # attribute tests (about 1.5 us, where a check per tensor took 4); anything else goes to
     # _refuse, which names what is wrong.
-    if not (type(num_actions) is int and num_actions >= 1 and type(signals) is tuple and len(signals) <= 2
-            and type(out) is Tensor and type(obs) is Tensor and type(actions) is Tensor
+    if not (type(num_actions) is int and num_actions >= 1 and isinstance(signals, tuple) and len(signals) <= 2
+            and isinstance(out, Tensor) and isinstance(obs, Tensor) and isinstance(actions, Tensor)
             and out.is_cpu and out.dtype in _DTYPES and out.is_contiguous() and out.dim() == 2
             and obs.is_cpu and obs.dtype == out.dtype and obs.is_contiguous() and obs.dim() == 2
             and obs.shape[0] == out.shape[0] and out.shape[1] == obs.shape[1] + num_actions + len(signals)
             and actions.is_cpu and actions.dtype == torch.int64 and actions.is_contiguous()
             and actions.shape == out.shape[:1]
-            and all(type(x) is Tensor and x.is_cpu and x.dtype == out.dtype and x.is_contiguous()
+            and all(isinstance(x, Tensor) and x.is_cpu and x.dtype == out.dtype and x.is_contiguous()
                     and x.shape == out.shape[:1] for x in signals)
-            and (reset is None or (type(reset) is Tensor and reset.is_cpu and reset.dtype == torch.bool
+            and (reset is None or (isinstance(reset, Tensor) and reset.is_cpu and reset.dtype == torch.bool
                                    and reset.is_contiguous() and reset.shape == out.shape[:1]))):
         _refuse(out, obs, actions, signals, num_actions, reset)
     first, second = (signals + (None, None))[:2]
@@ -70,7 +70,7 @@ def _refuse(out, obs, actions, signals, num_actions, reset) -> None:
         _check(f"signals[{i}]", signal, (batch,), (dtype,))
     if reset is not None:
         _check("reset", reset, (batch,), (torch.bool,))
-    raise ValueError(f"{_NAME}: arguments not as expected")  # not reached: a check above fails first
+    raise AssertionError(f"{_NAME}: the fast check and the named checks disagree")  # each fast test has one above
 
 
 def _check(name: str, tensor: Tensor, shape: tuple | None, dtypes: tuple) -> None:

@@ -48,6 +48,19 @@ def test_writes_a_row_of_a_larger_buffer_and_nothing_else():
     assert (buffer[0] == 5).all() and (buffer[2] == 5).all()
 
 
+def test_tensor_subclasses_and_named_tuples_are_taken_like_their_bases():
+    """A tensor subclass (a Parameter, a user's subclass) and a namedtuple of signals are accepted
+    and written as plain tensors and tuples would be."""
+    class Sub(torch.Tensor):
+        pass
+
+    Signals = __import__("collections").namedtuple("Signals", "reward")
+    obs, actions, reward = torch.ones(3, 2), torch.tensor([1, 0, 1]), torch.tensor([0.5, -1.0, 2.0])
+    out = torch.zeros(3, 5).as_subclass(Sub)
+    rl.write_next_input(out, obs.as_subclass(Sub), actions, Signals(reward), 2)
+    assert torch.equal(out.as_subclass(torch.Tensor), torch_row(obs, actions, (reward,), 2, None))
+
+
 def test_an_action_out_of_range_is_refused_where_it_would_be_read():
     """An action outside [0, A) raises naming it and its row; in a reset row it is not read."""
     out = torch.zeros(2, 4)
