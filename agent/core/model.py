@@ -127,10 +127,12 @@ class MetaRLAgent(nn.Module):
             signals += (rpe if result.rpe_offset is None else rpe + result.rpe_offset,)
         if self.reward_input == "td":  # the slot stays zero for the first pass (_fill_td)
             signals += (torch.zeros_like(result.reward),)
-        if out is not None and out.is_cpu and result.obs.is_contiguous():
-            # One native call for the row and its episode-start zeros, the same bits as below.
-            x = rl.write_next_input(out, result.obs, action, signals, self.num_actions,
-                                    result.done if result.any_done else None)
+        if out is not None and out.is_cpu:
+            # One native call for the row and its episode-start zeros, the same bits as below. It
+            # reads dense rows; a task may hand strided ones (contiguous() is free on dense ones).
+            x = rl.write_next_input(out, result.obs.contiguous(), action.contiguous(),
+                                    tuple(signal.contiguous() for signal in signals), self.num_actions,
+                                    result.done.contiguous() if result.any_done else None)
         else:
             x = self.make_input(result.obs, action, *signals, out=out)
             if result.any_done:  # a new episode's first step: all zeros after the observation (as first_input)

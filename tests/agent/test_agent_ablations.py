@@ -106,6 +106,29 @@ def test_state_reset_resets_at_trials_returns_cut_at_episodes():
     assert torch.allclose(fresh, buf.hidden[t], atol=1e-6)
 
 
+@pytest.mark.parametrize("reward_input", ["reward", "rpe", "both"])
+def test_next_input_takes_strided_task_outputs_and_writes_the_torch_row(reward_input):
+    """The rollout's input row (one native call, fastrnn.rl.write_next_input) equals the torch
+    ops' row (make_input, then zeros after the observation where an episode starts), also when a
+    task hands strided rewards and actions (or observations), as the torch ops always took them."""
+    from agent.simulations.base import StepResult
+
+    agent = MetaRLAgent(3, 2, 8, reward_input=reward_input)
+    reward = torch.arange(12.0).view(4, 3)[:, 1]
+    action = torch.tensor([[0, 1], [1, 0], [0, 0], [1, 1]])[:, 0]
+    assert not (reward.is_contiguous() or action.is_contiguous())
+    done = torch.tensor([False, True, False, False])
+    value = torch.tensor([0.5, -1.0, 2.0, 0.25])
+    for obs in (torch.eye(3)[[0, 1, 2, 0]], torch.eye(3)[[0, 1, 2, 0]].t().contiguous().t()):
+        out = torch.full((4, agent.raw_size), 7.0)
+        agent.next_input(StepResult(obs, reward, done, done, None, True), action, value, out=out)
+        rpe = reward - agent.expected_reward_scale * value
+        signals = {"reward": (reward,), "rpe": (rpe,), "both": (reward, rpe)}[reward_input]
+        want = agent.make_input(obs, action, *signals)
+        want[:, agent.obs_size:].masked_fill_(done.unsqueeze(1), 0.0)
+        assert torch.equal(out, want)
+
+
 def test_state_reset_reaches_evals_frozen_episodes():
     """eval resets the core where agent.core_resets says: at every trial end under state_reset."""
     trainer = Trainer(config(ablate=["state_reset"]), trials_per_episode=3)
