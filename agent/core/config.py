@@ -39,7 +39,7 @@ class TrainConfig:
     core: str = _doc("LSTM core: fast (fastrnn backend auto), reference (fastrnn reference backend), "
                      "torch (torch.nn.LSTM stepped in Python, for benchmarks)", "fast")
     episodes: int = _doc("training episodes (all envs together); training stops at the first update "
-                         "that completes this many; tasks set their own (two_step 30k, foraging 30k, "
+                         "that completes this many; tasks set their own (two_step 30k, foraging 90k, "
                          "bandits 100k)", 10_000)
     num_envs: int = _doc("episodes run side by side, one batch row each (ours: sized for the CPU)", 32)
     unroll: int = _doc("environment steps per update; the gradient is truncated there and the value "
