@@ -249,7 +249,7 @@ def test_a_variant_runs_with_its_own_settings_beside_its_simulation(tmp_path):
     plain, variant = (job.train_config() for job in jobs)
     assert plain.task_options["readout"] == "linear" and plain.hidden_size == 128
     assert variant.task_options["readout"] == "objects" and variant.hidden_size == 48
-    assert variant.task_options["first_loss"] == "none" and variant.episodes == 100_000
+    assert variant.task_options["first_loss"] == "none" and variant.episodes == 200_000
     import dataclasses
 
     from agent.cli import _given_task_options, build_parser
