@@ -176,8 +176,9 @@ class Harlow(BatchedTask):
     # Settings after a reimplementation of the paper's Harlow agent (value 0.4, gamma 0.91, entropy
     # annealed from 0.05); hidden 128 and RMSProp 2e-3 over 128 environments are ours. The entropy
     # stops halfway to that reimplementation's 0.001, at 0.0255 (ours): annealed all the way,
-    # 2 of 5 seeds failed on an AMD EPYC (one at win-stay); halfway, 5 of 5 passed there
-    # (docs/harlow-plain-agent.md, "The entropy annealed halfway").
+    # 2 of 5 seeds failed on an AMD EPYC (one at win-stay); halfway, 5 of 5 passed there, on
+    # held-out digits and on procedural objects (docs/harlow-plain-agent.md, "The entropy annealed
+    # halfway").
     # Gradient clipping at norm 1: without it a seed of the object readout collapsed to chance for
     # about 3k episodes (value loss 2.8 after a long stretch of near-deterministic policy).
     train_defaults = {"episodes": 300_000, "max_grad_norm": 1.0, "hidden_size": 128, "num_envs": 128, "lr": 2e-3,
