@@ -109,7 +109,7 @@ class Foraging(BatchedTask):
     # (ours) 90k episodes (~6.8M steps, about a minute on one core of an AMD EPYC). At 30k the
     # reward kernel was still growing and lag 1 > lag 2 failed on one seed in three; from 36k on
     # it held on every seed we evaluated, its margin widening to 90k, where 5 of 5 seeds meet
-    # Simulation 1's criterion (results/reproduce/README.md, "Training length"). The unroll stays
+    # Simulation 1's criterion (results/reproduce/README.md, "What changed"). The unroll stays
     # at 20: the A2C value bootstraps past the cut. Training blocks: geometric-5 (module docstring).
     train_defaults = {"episodes": 90_000, "task_options": {"blocks": TRAIN_BLOCKS}}
 
