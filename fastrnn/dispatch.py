@@ -92,13 +92,8 @@ STEP_PACK_MIN_ROWS = 32
 #   them. B=1 calls with grad therefore run cpp; B >= 16 at H >= 256 stays with oneDNN
 #   (cpp 0.90x-0.99x at H=256, B=16), and H=128, B=256 joins it (cpp 1.08x, 0.98x, 0.95x,
 #   0.91x in four grids that day: parity, where oneDNN is torch by definition).
-#   avx2, again (2026-12-07, 2-core AMD EPYC, bench/results/cpu.md): auto >= 0.95x torch on all
-#   48 cells with these corners; lowest step H=512 B=1 0.95x (lstm_cell, torch's own kernel),
-#   step H=128 B=16 0.96x (lstm_cell), fwd+bwd H=256 B=16 0.98x (cpp), so the avx2 corners stand.
-#   avx512, again (2026-12-07, 2-core AMD EPYC with AVX-512, bench/results/cpu.md): auto >= 0.95x
-#   on 46 of 48 cells; the two below are lstm_cell steps, torch's own kernel (H=512 B=1 0.93x,
-#   H=256 B=64 0.94x), which three reruns of those cells read at 0.88-0.98x and 0.97-0.99x:
-#   parity within this machine's noise. The avx512 corners stand on both vendors.
+#   Rechecked by `bench cpu` on AMD EPYCs with avx2 and with avx512 (2026-12-07): the corners stand
+#   (docs/performance-log.md, the sixth and seventh sections of that day).
 ONEDNN_FASTER: dict[tuple[str, bool], tuple[tuple[int, int], ...]] = {
     ("avx512", False): ((128, 16), (256, 1)),
     ("avx512", True): ((128, 256), (256, 16)),
