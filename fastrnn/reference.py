@@ -52,15 +52,21 @@ def lstm_recurrence(
             # where, not h * (1 - reset): the state becomes zero even if it was NaN or inf.
             reset = reset.unsqueeze(1)
             h, c = torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)
-        gates = xproj[t] + h @ w_hh.t()
+        h_in, c_in = h, c
+        if lengths is not None:
+            # A finished row's step is computed and then discarded. It starts from a zero state,
+            # so that its zero gradient times a non-finite state (0 * inf in f * c's backward)
+            # cannot put NaN into the row's real gradients: torch computes no such step.
+            valid = (lengths > t).unsqueeze(1)
+            h_in, c_in = torch.where(valid, h, 0.0), torch.where(valid, c, 0.0)
+        gates = xproj[t] + h_in @ w_hh.t()
         i, f, g, o = gates.chunk(4, dim=1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c_new = f * c + i * g
+        c_new = f * c_in + i * g
         h_new = o * torch.tanh(c_new)
         if w_hr is not None:
             h_new = h_new @ w_hr.t()
         if lengths is not None:
-            valid = (lengths > t).unsqueeze(1)
             h = torch.where(valid, h_new, h)
             c = torch.where(valid, c_new, c)
             outputs.append(torch.where(valid, h_new, torch.zeros_like(h_new)))

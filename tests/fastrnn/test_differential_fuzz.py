@@ -215,6 +215,31 @@ def test_class4_inf_cell_state_with_saturated_forget_gate_is_nan(torch_class, ne
         _assert_all_close(module(x, (h, c))[1], expected_module(x, (h, c))[1])
 
 
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_class4_packed_row_that_ended_with_an_inf_cell_state_keeps_its_gradients_finite(backend):
+    """Class 4 with a PackedSequence (fuzz seed 34, case 24959): a row ends after one step
+    with an infinite cell state. torch computes no step for it afterwards, so its c0 and h0
+    get finite gradients (tanh'(inf) = 0); the reference backend computed the padded step and
+    discarded it, and in that step's backward 0 * inf (f * c) made the row's gradients NaN."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    expected_module, module = _pair(nn.LSTM, 2, 3)
+    module.backend = backend
+    x = _randn(2, 2, 2)  # (T, B, I): row 0 has one step, row 1 two
+    h, c = _randn(1, 2, 3), _randn(1, 2, 3)
+    c[0, 0, 1] = float("inf")
+
+    def outputs_of(lstm, inputs):
+        x, h, c = inputs
+        y, (h_n, _) = lstm(pack_padded_sequence(x, torch.tensor([1, 2]), enforce_sorted=False), (h, c))
+        return y.data, h_n  # c_n holds the inf itself
+
+    expected = _grads(expected_module, [t.clone().requires_grad_() for t in (x, h, c)], outputs_of)
+    actual = _grads(module, [t.clone().requires_grad_() for t in (x, h, c)], outputs_of)
+    assert torch.isfinite(expected[2][0, 0]).all()  # the premise: torch's c0 gradient of row 0
+    _assert_all_close(actual, expected)
+
+
 def test_class5_lstmcell_with_zero_input_size_under_autograd():
     """Class 5: LSTMCell(0, 4) under autograd returns torch's output and gradients (the gates
     come from the state alone) instead of raising."""
