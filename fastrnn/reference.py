@@ -54,11 +54,14 @@ def lstm_recurrence(
             h, c = torch.where(reset, 0.0, h), torch.where(reset, 0.0, c)
         h_in, c_in = h, c
         if lengths is not None:
-            # A finished row's step is computed and then discarded. It starts from a zero state,
-            # so that its zero gradient times a non-finite state (0 * inf in f * c's backward)
-            # cannot put NaN into the row's real gradients: torch computes no such step.
             valid = (lengths > t).unsqueeze(1)
-            h_in, c_in = torch.where(valid, h, 0.0), torch.where(valid, c, 0.0)
+            if not bool(valid.all()):
+                # A finished row's step is computed and then discarded. It starts from a zero
+                # state, so that its zero gradient times a non-finite state (0 * inf in f * c's
+                # backward) cannot put NaN into the row's real gradients: torch computes no such
+                # step. Only then: while every row is valid the step reads h0 and c0 themselves,
+                # and autograd refuses inference-mode states as torch's LSTM does.
+                h_in, c_in = torch.where(valid, h, 0.0), torch.where(valid, c, 0.0)
         gates = xproj[t] + h_in @ w_hh.t()
         i, f, g, o = gates.chunk(4, dim=1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)

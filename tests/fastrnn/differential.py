@@ -59,6 +59,11 @@ THRESHOLD_VALUES = {
     "step_pack_limit": (fastrnn.dispatch, "STEP_PACK_LIMIT_BYTES", {"default": None, "zero": 0}),
     "workspace_min": (fastrnn.layers, "WORKSPACE_MIN_BYTES", {"default": None, "zero": 0}),
     "narrow_input": (fastrnn.layers, "NARROW_INPUT", {"default": None, "none": -1, "all": 1 << 30}),
+    # The oneDNN route runs torch's own LSTM, but fastrnn's glue around it (states, layouts,
+    # packing, batch_first) only at H >= 128, sizes the generated cases never reach: "everywhere"
+    # sends every auto float32 sequence call there.
+    "onednn": (fastrnn.dispatch, "ONEDNN_FASTER", {"default": None, "everywhere": {
+        (isa, grad): ((0, 0),) for isa in ("avx512", "avx2", "generic") for grad in (False, True)}}),
 }
 
 
@@ -104,6 +109,7 @@ class Case:
     workspace_min: str = "default"
     narrow_input: str = "default"
     data_seed: int = 0
+    onednn: str = "default"              # drawn after data_seed: earlier seeds' other fields stay
 
     def __repr__(self) -> str:
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
@@ -187,6 +193,7 @@ def generate_case(seed: int, index: int) -> Case:
         workspace_min=rng.choice(["default", "zero"]),
         narrow_input=rng.choice(["default", "default", "none", "all"]),
         data_seed=rng.randrange(1 << 30),
+        onednn=rng.choice(["default", "default", "default", "everywhere"]),
     )
     return make_consistent(case)
 
@@ -245,6 +252,8 @@ def make_consistent(case: Case) -> Case:
         c = _consistent_invalid(c)
     if not c.packed:
         c = replace(c, enforce_sorted=True)
+    if c.backend != "auto":  # only auto takes the oneDNN route
+        c = replace(c, onednn="default")
     if c.backend == "reference":  # knobs of the cpp backend only
         c = replace(c, isa="", step_pack_limit="default", weight_write="none" if c.weight_write == "isa_switch"
                     else c.weight_write)

@@ -71,11 +71,12 @@ def test_the_fuzzer_reaches_every_route_knob():
     cases = [generate_case(FAST_SEED, i) for i in range(FAST_CASES)]
     seen = {(name, getattr(c, name)) for c in cases for name in (
         "x_layout", "h_layout", "resets_layout", "grad_mode", "pattern", "backend", "nonfinite", "invalid",
-        "step_pack_limit", "workspace_min", "narrow_input", "dtype", "isa")}
+        "step_pack_limit", "workspace_min", "narrow_input", "dtype", "isa", "onednn")}
     wanted = {("x_layout", v) for v in differential.LAYOUTS} | {("grad_mode", v) for v in differential.GRAD_MODES}
     wanted |= {("pattern", v) for v in ("single", "chained", "unrolled")}
     wanted |= {("backend", v) for v in ("auto", "cpp", "reference")}
     wanted |= {("narrow_input", v) for v in ("default", "none", "all")}
+    wanted |= {("onednn", v) for v in ("default", "everywhere")}
     assert wanted <= seen, wanted - seen
     assert any(c.packed and not c.enforce_sorted for c in cases) and any(c.packed and c.enforce_sorted for c in cases)
     assert any(c.module == "cell" and c.input_size == 0 for c in cases)
@@ -238,6 +239,23 @@ def test_class4_packed_row_that_ended_with_an_inf_cell_state_keeps_its_gradients
     actual = _grads(module, [t.clone().requires_grad_() for t in (x, h, c)], outputs_of)
     assert torch.isfinite(expected[2][0, 0]).all()  # the premise: torch's c0 gradient of row 0
     _assert_all_close(actual, expected)
+
+
+@pytest.mark.parametrize("backend", ["auto", "cpp", "reference"])
+def test_packed_input_with_inference_mode_states_under_autograd_raises_as_torch_does(backend):
+    """Guards the fix above (fuzz seed 50, case 807, before it landed): masking a finished row's
+    state makes a new tensor, which autograd would have accepted where torch refuses to save
+    inference-mode h0 and c0. The reference masks only once some row has finished."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    expected_module, module = _pair(nn.LSTM, 2, 3)
+    module.backend = backend
+    x = pack_padded_sequence(_randn(3, 2, 2), torch.tensor([3, 1]))
+    with torch.inference_mode():
+        state = (_randn(1, 2, 3), _randn(1, 2, 3))
+    for lstm in (expected_module, module):
+        with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward"):
+            lstm(x, state)
 
 
 def test_class5_lstmcell_with_zero_input_size_under_autograd():
