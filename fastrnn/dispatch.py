@@ -159,7 +159,8 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("torch", "the call is being exported, or its state's dtype differs from the weights'",
+    Route("torch", "the call is being exported, runs under forward-mode AD or torch.func.vmap (which fastrnn's "
+                   "kernels do not implement), or its state's dtype differs from the weights'",
           lambda call: call.torch_only is not None),
     Route("cudnn", "auto, CUDA, an LSTM sequence, no resets, no autocast, and cudnn_is_faster(dtype, H, R, B)",
           lambda call: (call.backend == "auto" and call.device.type == "cuda" and call.mode == "sequence"

@@ -21,7 +21,8 @@ from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
 from fastrnn.backends import check_backend_name, get_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
-from fastrnn.torch_compat import current_flat_weights, is_jit_tracing, lstm_cell, parameters
+from fastrnn.torch_compat import (current_flat_weights, forward_ad_active, is_jit_tracing, lstm_cell, parameters,
+                                  vmap_active)
 
 
 def _needs_grad(tensors) -> bool:
@@ -37,19 +38,37 @@ def _state_dtype_differs(hx, weight: Tensor) -> bool:
             and (hx[0].dtype != weight.dtype or hx[1].dtype != weight.dtype))
 
 
-def _exporting() -> bool:
-    """torch.jit.trace or torch.onnx.export (either exporter) is recording this call.
+# Why only torch's own forward can take a call (dispatch's "torch" route), and what resets,
+# which torch's forward lacks, are told then.
+_TORCH_ONLY = {
+    "export": "torch.jit.trace and torch.onnx.export record torch's standard LSTM, which has no resets; "
+              "export with torch.export (fastrnn's op), or split the episodes",
+    "forward AD": "forward-mode AD (torch.func.jvp or jacfwd, torch.autograd.forward_ad) runs torch's "
+                  "standard LSTM, which has no resets; split the episodes, or use reverse mode",
+    "vmap": "torch.func.vmap runs torch's standard LSTM, which has no resets",
+}
 
-    Checked on every call, so in this order: the TorchScript tracer (jit.trace and the
-    TorchScript ONNX exporter) is one flag read; the dynamo ONNX exporter runs non-strict
-    torch.export (compiling, but not Dynamo), and only then is its flag looked up (which
-    costs microseconds of imports).
+
+def _torch_only_reason() -> str | None:
+    """A key of _TORCH_ONLY when only torch's own forward can take this call, else None:
+    torch.jit.trace or torch.onnx.export (either exporter) records it, or it runs under a
+    transform fastrnn's autograd Functions do not implement (forward-mode AD, vmap), where
+    torch's forward computes what torch computes or raises what torch raises.
+
+    Checked on every call, so in this order: an eager call reads four flags (compiling, the
+    TorchScript tracer of jit.trace and the TorchScript ONNX exporter, forward AD's level,
+    functorch's); the dynamo ONNX exporter runs non-strict torch.export (compiling, but not
+    Dynamo), and only then is its flag looked up (which costs microseconds of imports).
     """
-    if not torch.compiler.is_compiling():  # eager calls and jit.trace: two flag reads in all
-        return is_jit_tracing()
-    if torch.compiler.is_dynamo_compiling():
-        return False  # torch.compile traces fastrnn's own op
-    return is_jit_tracing() or torch.onnx.is_in_onnx_export()
+    if torch.compiler.is_compiling():
+        if torch.compiler.is_dynamo_compiling():
+            return None  # torch.compile traces fastrnn's own op
+        return "export" if is_jit_tracing() or torch.onnx.is_in_onnx_export() else None
+    if is_jit_tracing():
+        return "export"
+    if forward_ad_active():
+        return "forward AD"
+    return "vmap" if vmap_active() else None
 
 
 @functools.cache
@@ -161,9 +180,10 @@ class LSTM(_BackendChoice, nn.LSTM):
     # of forward positionally, defaults included.
     def forward(self, input, hx=None, resets: Tensor | None = None):
         probe = input.data if isinstance(input, PackedSequence) else input
-        if _exporting():
-            self._route_torch_only(probe, "export")
-            return self._standard_forward(input, hx, resets)
+        reason = _torch_only_reason()
+        if reason is not None:
+            self._route_torch_only(probe, reason)
+            return self._standard_forward(input, hx, resets, reason)
         target = autocast_dtype(probe.device.type, probe.dtype, is_cell=False)
         if target is not None:
             return self._autocast_forward(target, input, hx, resets)
@@ -182,13 +202,12 @@ class LSTM(_BackendChoice, nn.LSTM):
                                f"got {hx[0].dtype} and {hx[1].dtype}")
         return super().forward(input, hx)
 
-    def _standard_forward(self, input, hx, resets):
-        """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export):
-        their graphs then hold the standard LSTM op, which runs and exports anywhere."""
+    def _standard_forward(self, input, hx, resets, reason: str):
+        """torch.nn.LSTM's own forward, for exporters (torch.jit.trace, torch.onnx.export:
+        their graphs then hold the standard LSTM op, which runs and exports anywhere) and for
+        the transforms fastrnn's kernels do not implement (_torch_only_reason)."""
         if resets is not None:
-            raise RuntimeError(
-                "resets: torch.jit.trace and torch.onnx.export record torch's standard LSTM, which "
-                "has no resets; export with torch.export (fastrnn's op), or split the episodes")
+            raise RuntimeError(f"resets: {_TORCH_ONLY[reason]}")
         return super().forward(input, hx)
 
     def _autocast_forward(self, target: torch.dtype, input, hx, resets):
@@ -392,8 +411,9 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
         return super().extra_repr() + self._backend_repr()
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        if _exporting():
-            self._route_torch_only(input, "export")
+        reason = _torch_only_reason()
+        if reason is not None:
+            self._route_torch_only(input, reason)
             return super().forward(input, hx)  # the standard lstm_cell op (see LSTM._standard_forward)
         # One flag read for the common case (torch's rnn.py reads it too); the device's own
         # flag only when some autocast is on.

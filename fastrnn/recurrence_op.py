@@ -302,6 +302,12 @@ def differentiable_backward(grads, inputs, needs, resets, lengths):
     with torch.enable_grad():
         aliases = [None if t is None else t.view_as(t) for t in inputs]
         wanted = [a for a, need in zip(aliases, needs) if need]
+        if not all(a.requires_grad for a in wanted):
+            # torch.func.jacrev runs this backward inside vmap with grad enabled, where the saved
+            # inputs are plain tensors of the transform's level (nothing above depends on them),
+            # which autograd.grad refuses and the native kernels cannot read (batched tensors
+            # have no memory of their own): torch.func's own vjp of the recurrence gives them.
+            return _transformed_backward(grads, inputs, needs, resets, lengths)
         outputs = lstm_recurrence(*aliases, resets, lengths)
     pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None]
     found = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
@@ -311,6 +317,24 @@ def differentiable_backward(grads, inputs, needs, resets, lengths):
         grad = next(found, None) if need else None
         result.append(torch.zeros_like(tensor) if need and grad is None else grad)
     return result
+
+
+def _transformed_backward(grads, inputs, needs, resets, lengths):
+    """differentiable_backward under torch.func transforms: the needed inputs' gradients by
+    torch.func.vjp of the reference recurrence (None for the others)."""
+    from fastrnn.reference import lstm_recurrence
+
+    needed = [i for i, need in enumerate(needs) if need]
+
+    def recurrence_of(*wanted):
+        operands = list(inputs)
+        for i, tensor in zip(needed, wanted):
+            operands[i] = tensor
+        return lstm_recurrence(*operands, resets, lengths)
+
+    outputs, pullback = torch.func.vjp(recurrence_of, *(inputs[i] for i in needed))
+    found = iter(pullback(tuple(torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads))))
+    return [next(found) if need else None for need in needs]
 
 
 recurrence_op.register_autograd(_backward, setup_context=_setup_context)

@@ -27,6 +27,21 @@ is_jit_tracing: Callable[[], bool] = torch._C._is_tracing
 functorch_transforms_active: Callable[[], bool] = torch._C._are_functorch_transforms_active
 
 
+def forward_ad_active() -> bool:
+    """Whether forward-mode AD is on (torch.func.jvp and jacfwd, torch.autograd.forward_ad's
+    dual_level): fastrnn's autograd Functions define no jvp, so such calls run torch's own
+    forward, which does. One module global read per call."""
+    return torch.autograd.forward_ad._current_level >= 0
+
+
+def vmap_active() -> bool:
+    """Whether a torch.func.vmap is among the transforms around this call: fastrnn's kernels
+    read tensors' memory, which vmap's batched tensors do not have."""
+    return functorch_transforms_active() and any(
+        interpreter.key() == torch._C._functorch.TransformType.Vmap
+        for interpreter in torch._C._functorch.get_interpreter_stack() or ())
+
+
 def c_apply(function_class: type) -> Callable:
     """What autograd.Function.apply ends in (the C++ apply), bound to function_class, with
     apply's remaining Python step (unwrapping dead functorch wrappers) in front of it.

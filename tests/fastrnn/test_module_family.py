@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.utils.parametrize as parametrize
-from torch.func import functional_call, grad, jacrev
+import torch.autograd.forward_ad as forward_ad
+from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vmap
 from torch.nn.utils import parametrizations
 
 import fastrnn
@@ -44,6 +45,67 @@ def test_torch_func_grad_and_jacrev_match_nn_lstm(backend):
         torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=1e-5)
     jac = jacrev(lambda x: ours(x)[0].sum(0))(x)
     torch.testing.assert_close(jac, jacrev(lambda x: theirs(x)[0].sum(0))(x), atol=1e-5, rtol=1e-5)
+
+
+def _cell_and_lstm_pairs():
+    """(ours, theirs, input, state) for an LSTMCell and a two-layer LSTM, float64."""
+    torch.manual_seed(0)
+    cell = _pair(fastrnn.LSTMCell, nn.LSTMCell, 3, 4, dtype=torch.float64)
+    lstm = _pair(fastrnn.LSTM, nn.LSTM, 3, 4, num_layers=2, dtype=torch.float64)
+    return [(*cell, torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)),
+            (*lstm, torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64))]
+
+
+def test_forward_mode_ad_runs_torch_forward_and_equals_torch():
+    """torch.func.jvp, jacfwd and forward_ad's dual tensors, which fastrnn's autograd Functions
+    do not implement (they raised NotImplementedError), run torch's own forward
+    (last_backend "torch") and give torch's tangents; the Jacobian of the step with respect to
+    the state is what fixed-point analyses of trained RNNs compute."""
+    for ours, theirs, x, h in _cell_and_lstm_pairs():
+        c = torch.randn_like(h)
+        tangent = torch.randn_like(x)
+        got = jvp(lambda x: ours(x, (h, c))[0], (x,), (tangent,))[1]
+        assert ours.last_backend == "torch"
+        torch.testing.assert_close(got, jvp(lambda x: theirs(x, (h, c))[0], (x,), (tangent,))[1])
+        torch.testing.assert_close(jacfwd(lambda h: ours(x, (h, c))[1])(h), jacfwd(lambda h: theirs(x, (h, c))[1])(h))
+        with forward_ad.dual_level():
+            dual = forward_ad.make_dual(x, tangent)
+            got = forward_ad.unpack_dual(ours(dual, (h, c))[0]).tangent
+            want = forward_ad.unpack_dual(theirs(dual, (h, c))[0]).tangent
+        torch.testing.assert_close(got, want)
+
+
+def test_forward_mode_ad_with_resets_says_torch_forward_has_none():
+    """resets are fastrnn's own: under forward-mode AD they raise naming them, before any work."""
+    ours = fastrnn.LSTM(3, 4)
+    x, resets = torch.randn(4, 2, 3), torch.zeros(4, 2, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match="^resets: forward-mode AD"):
+        jvp(lambda x: ours(x, resets=resets)[0], (x,), (torch.randn_like(x),))
+
+
+def test_jacrev_runs_the_fast_backend_and_equals_torch_also_twice():
+    """jacrev differentiates inside vmap with grad enabled: the cell's first-order backward took
+    the double-backward path and refused ("One of the differentiated Tensors does not require
+    grad"). The forward still runs cpp; jacrev of jacrev (a reverse-mode Hessian) matches too."""
+    for ours, theirs, x, h in _cell_and_lstm_pairs():
+        c = torch.randn_like(h)
+        torch.testing.assert_close(jacrev(lambda h: ours(x, (h, c))[0])(h), jacrev(lambda h: theirs(x, (h, c))[0])(h))
+        assert ours.last_backend == "cpp"
+        second = jacrev(jacrev(lambda c: ours(x, (h, c))[0].sum()))(c)
+        torch.testing.assert_close(second, jacrev(jacrev(lambda c: theirs(x, (h, c))[0].sum()))(c))
+
+
+def test_vmap_raises_what_torch_raises():
+    """torch has no batching rule for its LSTM ops; fastrnn's kernels read memory a batched
+    tensor lacks ("Cannot access data pointer"): both now raise torch's own error, and would
+    both work the day torch adds the rule."""
+    for ours, theirs, x, h in _cell_and_lstm_pairs():
+        xs = torch.stack([x, x + 1])
+        with pytest.raises(RuntimeError) as want:
+            vmap(lambda x: theirs(x)[0])(xs)
+        with pytest.raises(RuntimeError) as got:
+            vmap(lambda x: ours(x)[0])(xs)
+        assert str(got.value) == str(want.value)
 
 
 class _Halve(nn.Module):

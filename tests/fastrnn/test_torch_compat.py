@@ -41,6 +41,24 @@ def test_functorch_flag_is_true_only_inside_a_transform():
     assert seen == [False, True, True]
 
 
+def test_forward_ad_and_vmap_flags_are_true_only_inside_them():
+    """forward_ad_active reads forward_ad's level (jvp and dual_level set it); vmap_active finds
+    a Vmap among functorch's interpreters, and not a Grad."""
+    seen = []
+
+    def probe(x):
+        seen.append((torch_compat.forward_ad_active(), torch_compat.vmap_active()))
+        return x.sum()
+    probe(torch.ones(2))
+    torch.func.jvp(probe, (torch.ones(2),), (torch.ones(2),))
+    with torch.autograd.forward_ad.dual_level():
+        probe(torch.ones(2))
+    torch.func.grad(probe)(torch.ones(2))
+    torch.func.vmap(probe)(torch.ones(3, 2))
+    torch.func.vmap(torch.func.grad(probe))(torch.ones(3, 2))
+    assert seen == [(False, False), (True, False), (True, False), (False, False), (False, True), (False, True)]
+
+
 class _Double(torch.autograd.Function):
     @staticmethod
     def forward(x):
