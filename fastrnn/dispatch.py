@@ -60,6 +60,12 @@ class Call(NamedTuple):
 
 # ---------------------------------------------------------------------------------- the data
 
+# The dtypes the cpp kernels take. auto runs calls in others (bfloat16, float16) on torch's own
+# CPU kernels, where only the reference loop would take them: measured one thread, no-grad and
+# forward+backward, torch/reference 0.08x-0.38x for bfloat16 LSTM sequences (T=50, B=16,
+# H=48 and 256), 0.52x-0.83x for bfloat16 cells, 0.47x-1.29x for float16 (2026-12-08, AMD EPYC).
+CPU_KERNEL_DTYPES = frozenset({torch.float32, torch.float64})
+
 # The packed CPU step checks its weights' bytes on every call (weight_cache.py). Above this
 # many bytes of weights the source, its snapshot and the packed copy no longer share a core's
 # L2 and the check costs more than the step saves (measured: 2x slower than lstm_cell at
@@ -166,18 +172,24 @@ ROUTES: tuple[Route, ...] = (
           lambda call: (call.backend == "auto" and call.device.type == "cuda" and call.mode == "sequence"
                         and not call.resets and not call.autocast and cudnn_is_faster(call.dtype, call.hidden_size, call.out_size,
                                                                  call.batch, call.device))),
-    Route("onednn", "auto, CPU float32, an LSTM sequence, no resets, no autocast, no projection, "
-                    "(H, B) in ONEDNN_FASTER",
-          lambda call: (call.backend == "auto" and call.device.type == "cpu" and call.dtype == torch.float32
-                        and call.mode == "sequence" and not call.resets and not call.autocast
-                        and call.out_size == call.hidden_size and onednn_is_faster(call))),
+    Route("onednn", "auto, CPU, an LSTM sequence, no resets, no autocast: float32 without projection with "
+                    "(H, B) in ONEDNN_FASTER, or a 16-bit dtype (CPU_KERNEL_DTYPES lack it)",
+          lambda call: (call.backend == "auto" and call.device.type == "cpu" and call.mode == "sequence"
+                        and not call.resets and not call.autocast
+                        and (call.dtype not in CPU_KERNEL_DTYPES
+                             or (call.dtype == torch.float32 and call.out_size == call.hidden_size
+                                 and onednn_is_faster(call))))),
     Route("lstm_cell", "auto or cpp, a no-grad CPU step, weights over STEP_PACK_LIMIT_BYTES, or (unbound "
-                       "steps) over STEP_CHECK_BYTES with fewer than STEP_PACK_MIN_ROWS rows",
-          lambda call: (call.mode in ("step", "plan") and call.device.type == "cpu" and call.backend in ("auto", "cpp")
-                        and (call.step_weight_bytes > STEP_PACK_LIMIT_BYTES
-                             or (call.mode == "step" and call.step_weight_bytes > STEP_CHECK_BYTES
-                                 and call.batch < STEP_PACK_MIN_ROWS))
-                        and _backend_name(call) == "cpp")),
+                       "steps) over STEP_CHECK_BYTES with fewer than STEP_PACK_MIN_ROWS rows; or auto, a CPU "
+                       "step or LSTMCell call in a 16-bit dtype",
+          lambda call: call.device.type == "cpu" and (
+              (call.mode in ("step", "plan") and call.backend in ("auto", "cpp")
+               and (call.step_weight_bytes > STEP_PACK_LIMIT_BYTES
+                    or (call.mode == "step" and call.step_weight_bytes > STEP_CHECK_BYTES
+                        and call.batch < STEP_PACK_MIN_ROWS))
+               and _backend_name(call) == "cpp")
+              or (call.backend == "auto" and call.mode in ("step", "cell") and not call.autocast
+                  and call.dtype not in CPU_KERNEL_DTYPES))),
     Route("<backend>", "otherwise: the named backend, or auto's first of AUTO_ORDER that takes the input",
           lambda call: True),
 )

@@ -156,3 +156,30 @@ def test_a_state_of_another_dtype_with_resets_is_refused_naming_both():
     state = (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="resets: hx must have the weights' dtype torch.float64, got torch.float32"):
         model(torch.randn(5, 2, 3, dtype=torch.float64), state, resets=torch.zeros(5, 2, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_cpu_calls_run_torchs_kernels_with_torchs_bits(dtype):
+    """The cpp kernels take float32 and float64 only; a 16-bit CPU call on auto once ran the
+    reference loop, 3-12x slower than torch for bfloat16 sequences. Now an LSTM sequence runs
+    nn.LSTM's forward ("onednn"), a T=1 no-grad step and LSTMCell calls ATen's lstm_cell, with
+    torch's results bit for bit; resets, which only fastrnn has, keep the reference loop."""
+    theirs, ours = _pair(fastrnn.LSTM, 6, 8, num_layers=2, proj_size=3, dtype=dtype)
+    x = torch.randn(5, 2, 6, dtype=dtype, requires_grad=True)
+    (y, _), (want, _) = ours(x), theirs(x)
+    assert ours.last_backend == "onednn"
+    assert torch.equal(y, want)
+    assert torch.equal(torch.autograd.grad(y.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0])
+    cell_theirs, cell_ours = _pair(fastrnn.LSTMCell, 6, 8, dtype=dtype)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            assert all(map(torch.equal, cell_ours(x[0]), cell_theirs(x[0])))
+            assert cell_ours.last_backend == "lstm_cell"
+    one_layer_theirs, one_layer = _pair(fastrnn.LSTM, 6, 8, dtype=dtype)
+    with torch.no_grad():
+        got, want = one_layer(x[:1]), one_layer_theirs(x[:1])
+    assert one_layer.last_backend == "lstm_cell"
+    torch.testing.assert_close(got, want)  # ATen's cell against nn.LSTM's sequence kernel
+    with torch.no_grad():
+        one_layer(x, resets=torch.zeros(5, 2, dtype=torch.bool))
+    assert one_layer.last_backend == "reference"

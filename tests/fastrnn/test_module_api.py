@@ -20,9 +20,12 @@ def test_cpp_extension_is_built_and_auto_picks_it_on_cpu():
     assert lstm.last_backend == "cpp"
 
 
-def test_auto_falls_back_to_reference_for_dtypes_the_kernels_do_not_take():
+def test_auto_takes_torchs_kernels_or_the_reference_for_dtypes_the_kernels_do_not_take():
     lstm = fastrnn.LSTM(3, 4).to(torch.bfloat16)
-    lstm(torch.randn(2, 1, 3, dtype=torch.bfloat16))
+    x = torch.randn(2, 1, 3, dtype=torch.bfloat16)
+    lstm(x)
+    assert lstm.last_backend == "onednn"
+    lstm(x, resets=torch.zeros(2, 1, dtype=torch.bool))  # torch's kernels have no resets
     assert lstm.last_backend == "reference"
 
 
