@@ -21,10 +21,19 @@ from torch import Tensor
 from fastrnn.backends import resolve_backend
 
 
+def autocast_on(device_type: str) -> bool:
+    """torch.is_autocast_enabled(device_type), False for a device type autocast has no notion of
+    (meta, used for shape inference), where torch's query raises."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
+
+
 def autocast_dtype(device_type: str, dtype: torch.dtype, is_cell: bool) -> torch.dtype | None:
     """The dtype torch's module would compute in under the active autocast, or None when
     autocast is off here or leaves this call alone (float64 operands are never cast)."""
-    if not torch.is_autocast_enabled(device_type) or dtype == torch.float64 or not dtype.is_floating_point:
+    if not autocast_on(device_type) or dtype == torch.float64 or not dtype.is_floating_point:
         return None
     if is_cell and device_type == "cpu":
         return None  # lstm_cell is not on CPU autocast's lower-precision list

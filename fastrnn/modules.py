@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from fastrnn import dispatch
-from fastrnn.autocast import autocast_dtype, compute_dtype, rounded
+from fastrnn.autocast import autocast_dtype, autocast_on, compute_dtype, rounded
 from fastrnn.backends import check_backend_name, get_backend
 from fastrnn.layers import input_projection, run_layers
 from fastrnn.packing import pack_padded_output, unpack_to_padded
@@ -417,7 +417,7 @@ class LSTMCell(_BackendChoice, nn.LSTMCell):
             return super().forward(input, hx)  # the standard lstm_cell op (see LSTM._standard_forward)
         # One flag read for the common case (torch's rnn.py reads it too); the device's own
         # flag only when some autocast is on.
-        if torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(input.device.type):
+        if torch._C._is_any_autocast_enabled() and autocast_on(input.device.type):
             return self._autocast_forward(input, hx)
         weights = self._weights()
         if _state_dtype_differs(hx, weights[0]):

@@ -108,6 +108,26 @@ def test_vmap_raises_what_torch_raises():
         assert str(got.value) == str(want.value)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "LSTMCell"])
+def test_meta_device_modules_infer_shapes_as_torch_does(kind):
+    """Meta tensors (shape inference, init_empty_weights-style construction): the LSTM raised
+    "unknown device type for autocast" where torch's returns; now both give the same shapes,
+    forward and backward, under CPU autocast too."""
+    shape = (5, 3, 4) if kind == "LSTM" else (3, 4)
+    kwargs = dict(num_layers=2, proj_size=2, bidirectional=True) if kind == "LSTM" else {}
+    ours, theirs = (getattr(module, kind)(4, 6, device="meta", **kwargs) for module in (fastrnn, nn))
+
+    def shapes(outputs):
+        return [t.shape for t in ((outputs[0], *outputs[1]) if kind == "LSTM" else outputs)]
+    x = torch.randn(*shape, device="meta", requires_grad=True)
+    got = ours(x)
+    assert shapes(got) == shapes(theirs(x)) and got[0].is_meta
+    got[0].sum().backward()
+    assert x.grad.shape == x.shape
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert shapes(ours(x)) == shapes(theirs(x))
+
+
 class _Halve(nn.Module):
     def forward(self, w):
         return w * 0.5
