@@ -76,6 +76,23 @@ def test_bad_arguments_fail_with_a_message_naming_the_argument(argv, message, ca
     assert not (tmp_path / "X").exists()  # nothing was written
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--task", "two_step", "--episodes", "8"], ["eval", "R", "--episodes", "5"],
+    ["demo"], ["reproduce", "--sim", "4", "--seeds", "1"],
+    ["baseline", "--task", "two_step", "--strategy", "model_free", "--episodes", "5"],
+])
+def test_an_out_that_cannot_be_created_is_refused_naming_it(argv, capsys, tmp_path, monkeypatch):
+    """--out under a file: every command raised NotADirectoryError from its first write, with a
+    traceback and after its set-up; now argparse refuses it, naming the path in the way."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("in the way")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", "a_file/run"])
+    assert exit_info.value.code == 2
+    assert "argument --out: cannot create a_file/run: " in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "in the way"
+
+
 def test_cuda_request_without_cuda_is_refused_before_any_work(capsys, tmp_path):
     import torch
 
