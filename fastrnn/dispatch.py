@@ -112,17 +112,31 @@ def _in_corners(corners: tuple[tuple[int, int], ...], hidden_size: int, batch: i
     return any(hidden_size >= h and batch >= b for h, b in corners)
 
 
-@constant_under_compile  # a native call Dynamo cannot trace: a constant of the graph
+@constant_under_compile  # a native call and an import Dynamo cannot trace: a constant of the graph
 def _cpu_isa() -> str | None:
-    """The instruction set fastrnn._C runs now (set_isa may change it), or None before the
-    cpp backend is loaded (importing fastrnn never builds or loads it)."""
+    """The instruction set fastrnn._C runs now (set_isa may change it), or None where the cpp
+    backend cannot load. Importing fastrnn never loads it; the first CPU call routed here does,
+    as the call would to run on it: read as None, the corners were empty for that first call's
+    sizes, and the route memo kept cpp for them for the whole process (a model's one shape then
+    never took oneDNN where bench cpu measured it faster)."""
     native = sys.modules.get("fastrnn._C")
-    return None if native is None else native.isa()
+    if native is None:
+        try:
+            backends.get_backend("cpp")
+        except RuntimeError:
+            return None
+        native = sys.modules["fastrnn._C"]
+    return native.isa()
 
 
 def onednn_is_faster(call: Call) -> bool:
-    corners = ONEDNN_FASTER.get((_cpu_isa(), call.grad), ())
-    return _in_corners(corners, call.hidden_size, call.batch)
+    """Whether torch's oneDNN LSTM beats what auto would run instead: the measured corners of
+    the cpp kernels' instruction set, or anywhere if the cpp backend cannot load (auto would
+    then run the reference loop)."""
+    isa = _cpu_isa()
+    if isa is None:
+        return True
+    return _in_corners(ONEDNN_FASTER.get((isa, call.grad), ()), call.hidden_size, call.batch)
 
 
 # CUDA: measured on an H200 (bench gpu, 2026-11-28, T=100, forward and forward+backward).

@@ -183,3 +183,27 @@ def test_16_bit_cpu_calls_run_torchs_kernels_with_torchs_bits(dtype):
     with torch.no_grad():
         one_layer(x, resets=torch.zeros(5, 2, dtype=torch.bool))
     assert one_layer.last_backend == "reference"
+
+
+def test_the_first_call_of_a_fresh_process_takes_the_measured_route():
+    """The first CPU call of a process came before fastrnn._C was loaded: the instruction set
+    read as None, the oneDNN corners as empty, and the route memo kept cpp for that call's sizes
+    for the whole process, so a model of one shape never took oneDNN where bench cpu measured it
+    faster (bench cpu itself loads _C first). The call now loads it before reading the corners."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch, fastrnn, fastrnn.dispatch as d
+assert "fastrnn._C" not in sys.modules
+lstm, x = fastrnn.LSTM(512, 512), torch.randn(2, 256, 512)
+with torch.no_grad():
+    lstm(x)
+first = lstm.last_backend
+faster = d._in_corners(d.ONEDNN_FASTER.get((fastrnn._C.isa(), False), ()), 512, 256)
+print(first, "onednn" if faster else "cpp")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, expected = out.stdout.split()
+    assert first == expected
