@@ -233,6 +233,9 @@ class LSTM(_BackendChoice, nn.LSTM):
         """Normalize the call (time-major, batched, with a state; torch's checks and errors),
         ask fastrnn.dispatch which implementation runs it, run it, and give the result the
         caller's layout."""
+        if isinstance(input, PackedSequence) and resets is None and not under_autocast \
+                and self._packed_runs_torch(input, hx, flat_weights):
+            return super().forward(input, hx)
         call = self._normalize(input, hx, resets, flat_weights, under_autocast)
         grad = _needs_grad((call.x, call.h0, call.c0, *flat_weights))
         step = call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not grad
@@ -250,6 +253,16 @@ class LSTM(_BackendChoice, nn.LSTM):
                 self.num_layers, self.bidirectional, self.dropout, self.training, call.resets, call.lengths,
             )
         return self._restore_layout(call, y, h_n, c_n)
+
+    def _packed_runs_torch(self, input: PackedSequence, hx, flat_weights: list[Tensor]) -> bool:
+        """Whether a PackedSequence call takes a route that runs torch's own forward, decided
+        before _normalize unpacks it to a padded tensor, which that forward does not use (the
+        unpacking took 3-8% of a oneDNN call at H=128-512). A packed call is never a step."""
+        data = input.data
+        states = () if not isinstance(hx, (tuple, list)) else tuple(t for t in hx if isinstance(t, Tensor))
+        grad = _needs_grad((data, *states, *flat_weights))
+        return self._route(data.device, data.dtype, "sequence", grad, self.hidden_size, self.proj_size or self.hidden_size,
+                           int(input.batch_sizes[0]), 0, False, False) in dispatch.TORCH_FORWARD
 
     def _step_weight_bytes(self, flat_weights: list[Tensor]) -> int:
         """The largest layer's step weights (W_ih, W_hh, W_hr), in bytes."""

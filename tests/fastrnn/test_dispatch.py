@@ -207,3 +207,26 @@ print(first, "onednn" if faster else "cpp")
     assert out.returncode == 0, out.stderr
     first, expected = out.stdout.split()
     assert first == expected
+
+
+def test_a_packed_call_that_runs_torchs_forward_is_not_unpacked_first(onednn_everywhere, monkeypatch):
+    """The route of a PackedSequence call is decided before fastrnn unpacks it to a padded
+    tensor, which torch's forward does not use (it cost 3-8% of a oneDNN call): the results are
+    torch's, bit for bit, and unpack_to_padded is never called. A call that runs fastrnn's own
+    kernels still unpacks."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    import fastrnn.modules
+
+    theirs, ours = _pair(fastrnn.LSTM, 6, 8)
+    packed = pack_padded_sequence(torch.randn(5, 3, 6), torch.tensor([5, 2, 4]), enforce_sorted=False)
+    unpack = fastrnn.modules.unpack_to_padded
+    calls = []
+    monkeypatch.setattr(fastrnn.modules, "unpack_to_padded", lambda *a: calls.append(1) or unpack(*a))
+    y, (h, c) = ours(packed)
+    want, (want_h, want_c) = theirs(packed)
+    assert ours.last_backend == "onednn" and not calls
+    assert torch.equal(y.data, want.data) and torch.equal(h, want_h) and torch.equal(c, want_c)
+    ours.backend = "cpp"
+    ours(packed)
+    assert ours.last_backend == "cpp" and calls
