@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.core.config import ABLATIONS, REWARD_INPUTS, TrainConfig, resolve_config
 from agent.infra.allocator import retain_freed_memory
 from agent.infra.flags import flag_name
+from agent.infra.output_paths import output_dir
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with an error that says which was expected."""
@@ -33,25 +34,6 @@ def _int_at_least(minimum: int):
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
-
-
-def _output_dir(text: str) -> Path:
-    """An argparse type for --out: a directory that exists or can be made, checked before any
-    work (once, the first write raised NotADirectoryError or PermissionError mid-command). An
-    existing non-directory is left to each command, whose message says what the directory is for."""
-    path = Path(text)
-    ancestor = path.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if ancestor == path.absolute():
-        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"no permission to write in {text}")
-        return path
-    if not ancestor.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create {text}: {ancestor} is not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot create {text}: no permission to write in {ancestor}")
-    return path
 
 
 def _task_name(text: str) -> str:
@@ -143,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train an agent on a task (resumes an interrupted run in --out)")
     _add_config_options(train)
-    train.add_argument("--out", required=True, type=_output_dir, help="run directory (RUN_DIR)")
+    train.add_argument("--out", required=True, type=output_dir, help="run directory (RUN_DIR)")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write the training metrics as TensorBoard events in RUN_DIR/tensorboard")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -155,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed (default: 2018)")
     ev.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ev.add_argument("--core", choices=["fast", "reference", "torch"], default="fast")
-    ev.add_argument("--out", required=True, type=_output_dir, help="evaluation directory (EVAL_DIR)")
+    ev.add_argument("--out", required=True, type=output_dir, help="evaluation directory (EVAL_DIR)")
     _add_task_options(ev, at_eval=True)
 
     ver = sub.add_parser("verify", help="fast core vs reference core: one rollout and one update per task")
@@ -167,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train a task (two_step by default) on the CPU with the fast core and its "
                           "default settings, evaluate it, write its figures (the README's main command)")
-    demo.add_argument("--out", required=True, type=_output_dir, help="directory for run/ and eval/")
+    demo.add_argument("--out", required=True, type=output_dir, help="directory for run/ and eval/")
     demo.add_argument("--task", default="two_step", choices=DEMO_EPISODES, help="two_step (default, about a minute) or "
                       "harlow (the paper's Fig. 6; see README for its time)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0)
@@ -187,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "instead of each task's default (tests, smoke runs; the report says so)")
     rep.add_argument("--eval-episodes", type=_positive_int, default=None, help="test episodes per seed instead of "
                      "each simulation's default")
-    rep.add_argument("--out", required=True, type=_output_dir, help="directory for runs/, figures/, REPORT.md, summary.json")
+    rep.add_argument("--out", required=True, type=output_dir, help="directory for runs/, figures/, REPORT.md, summary.json")
 
     from agent.baselines.registry import strategies_for, tasks_with_strategies
 
@@ -201,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bandit_independent:", "bandit_*:"))
     base.add_argument("--episodes", type=_positive_int, default=300, help="test episodes (default: 300)")
     base.add_argument("--seed", type=_nonnegative_int, default=2018, help="test seed, as eval's (default: 2018)")
-    base.add_argument("--out", required=True, type=_output_dir, help="directory for trials.csv, metrics.json, figures")
+    base.add_argument("--out", required=True, type=output_dir, help="directory for trials.csv, metrics.json, figures")
     _add_task_options(base, at_eval=True)
     return parser
 

@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -38,6 +37,7 @@ from agent.core.config import resolve_config
 from agent.core.cores import CORE_NAMES
 from agent.core.trainer import Trainer
 from agent.infra.allocator import retain_freed_memory
+from agent.infra.output_paths import output_file
 from agent.infra.timing import PhaseTimer
 from agent.simulations.registry import task_names
 from bench import RESULTS
@@ -61,7 +61,7 @@ def _parse(argv):
     parser.add_argument("--ranks", default="1,2",
                         help="comma-separated torchrun rank counts to measure on the CPU (default: 1,2; none: skip)")
     parser.add_argument("--rank-updates", type=int, default=200, help="updates per rank of each --ranks run")
-    parser.add_argument("--out", type=Path, default=RESULTS / "agent.json")
+    parser.add_argument("--out", type=output_file, default=RESULTS / "agent.json")
     args = parser.parse_args(argv)
     try:
         args.ranks = [] if args.ranks.strip().lower() == "none" else rank_scaling.parse_rank_counts(args.ranks)

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-from pathlib import Path
 
 import torch
 
 import fastrnn
+from agent.infra.output_paths import output_dir
 from bench import RESULTS
 from bench.machine import describe, measured_gemm_gflops
 from bench.timing import interleaved_samples, medians, paired_ratio
@@ -185,7 +184,7 @@ def _parse(argv):
                         help="interleaved rounds per cell, each ratio the median of the per-round ratios")
     parser.add_argument("--max-seconds-per-case", type=float, default=75.0,
                         help="rounds stop once a cell has taken this long (at least two are made)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for cpu.json and cpu.md")
+    parser.add_argument("--out", type=output_dir, default=RESULTS, help="folder for cpu.json and cpu.md")
     args = parser.parse_args(argv)
     for name in ("hidden", "batch"):
         if any(v < 1 for v in getattr(args, name)):

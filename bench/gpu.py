@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from agent.infra.output_paths import output_dir
 from bench import RESULTS
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,7 +35,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS,
+    parser.add_argument("--out", type=output_dir, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS,
                         help="folder for gpu.json and gpu.md")
     parser.add_argument("--hidden", type=int, nargs="+", default=[48, 128, 256, 512, 1024])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16, 256, 4096])

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from agent.cli import STOP_AFTER_UPDATES_VARIABLE
+from agent.infra.output_paths import output_file
 from agent.infra.shm_allreduce import ALL_REDUCE_VARIABLE, ALL_REDUCES
 from agent.simulations.registry import task_names
 from bench import RESULTS
@@ -50,7 +51,7 @@ def _parse(argv):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--all-reduce", choices=ALL_REDUCES, default="shm",
                         help="how the ranks sum their gradients (default: shm, shared memory)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "ranks.json")
+    parser.add_argument("--out", type=output_file, default=RESULTS / "ranks.json")
     args = parser.parse_args(argv)
     try:
         args.ranks = parse_rank_counts(args.ranks)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
 import fastrnn
 from fastrnn import rl
+from agent.infra.output_paths import output_file
 from bench import RESULTS
 from bench.machine import describe
 from bench.timing import interleaved_medians
@@ -36,7 +36,7 @@ def _parse(argv):
     parser.add_argument("--actions", type=int, default=2, help="actions (default: 2); the heads add a value column")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=RESULTS / "rollout.json")
+    parser.add_argument("--out", type=output_file, default=RESULTS / "rollout.json")
     args = parser.parse_args(argv)
     for name in ("batch", "hidden"):  # as bench cpu checks its grid
         if min(getattr(args, name)) < 1:

@@ -16,7 +16,6 @@ import math
 import os
 import platform
 import statistics
-from pathlib import Path
 
 import torch
 
@@ -24,6 +23,7 @@ from agent.core.config import resolve_config
 from agent.core.cores import CORE_NAMES
 from agent.core.trainer import Trainer
 from agent.infra.allocator import retain_freed_memory
+from agent.infra.output_paths import output_dir
 from agent.simulations.registry import task_names
 from bench import RESULTS
 from bench.agent import interleaved_rates, run_updates
@@ -41,7 +41,7 @@ def _parse(argv):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block-seconds", type=float, default=0.3, help="length of one timed block")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for scaling.json and scaling.md")
+    parser.add_argument("--out", type=output_dir, default=RESULTS, help="folder for scaling.json and scaling.md")
     args = parser.parse_args(argv)
     args.cores = [c.strip() for c in args.cores.split(",") if c.strip()]
     for core in args.cores:

@@ -153,3 +153,19 @@ def test_step_call_runs_each_way_and_refuses_an_unknown_one():
         step_call(8, 2, way)()
     with pytest.raises(ValueError, match="way: expected"):
         step_call(8, 2, "fast")
+
+
+@pytest.mark.parametrize("suite", ["agent", "cpu", "gpu", "ranks", "rollout", "scaling"])
+def test_every_bench_suite_refuses_an_out_it_could_not_write_before_any_work(suite, capsys, tmp_path):
+    """--out under a file: each suite ran its whole measurement (minutes) and then raised
+    NotADirectoryError (or FileExistsError) at its first write, losing the run. The path is now
+    checked when the arguments are parsed."""
+    import importlib
+
+    (tmp_path / "a_file").write_text("in the way")
+    module = importlib.import_module(f"bench.{suite}")
+    parse = getattr(module, "_parse", None) or module.parse_args  # bench gpu's is public
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--out", str(tmp_path / "a_file" / "results")])
+    assert exit_info.value.code == 2
+    assert f"argument --out: cannot create {tmp_path / 'a_file' / 'results'}: " in capsys.readouterr().err
