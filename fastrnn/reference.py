@@ -55,12 +55,13 @@ def lstm_recurrence(
         h_in, c_in = h, c
         if lengths is not None:
             valid = (lengths > t).unsqueeze(1)
-            if not bool(valid.all()):
+            if t > 0:
                 # A finished row's step is computed and then discarded. It starts from a zero
                 # state, so that its zero gradient times a non-finite state (0 * inf in f * c's
                 # backward) cannot put NaN into the row's real gradients: torch computes no such
-                # step. Only then: while every row is valid the step reads h0 and c0 themselves,
-                # and autograd refuses inference-mode states as torch's LSTM does.
+                # step. Not at t = 0, where a packed sequence's rows are all valid: that step
+                # reads h0 and c0 themselves, so autograd refuses inference-mode states as
+                # torch's LSTM does (and no step depends on the data, as compiling needs).
                 h_in, c_in = torch.where(valid, h, 0.0), torch.where(valid, c, 0.0)
         gates = xproj[t] + h_in @ w_hh.t()
         i, f, g, o = gates.chunk(4, dim=1)
