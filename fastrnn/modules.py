@@ -239,10 +239,8 @@ class LSTM(_BackendChoice, nn.LSTM):
         call = self._normalize(input, hx, resets, flat_weights, under_autocast)
         grad = _needs_grad((call.x, call.h0, call.c0, *flat_weights))
         step = call.x.shape[0] == 1 and call.lengths is None and not self.bidirectional and not grad
-        implementation = self._route(
-            call.x.device, call.x.dtype, "step" if step else "sequence", grad, self.hidden_size,
-            self.proj_size or self.hidden_size, call.x.shape[1],
-            self._step_weight_bytes(flat_weights) if step else 0, call.resets is not None, under_autocast)
+        implementation = self._layer_route(call.x, grad, call.x.shape[1], call.resets is not None, under_autocast,
+                                           self._step_weight_bytes(flat_weights) if step else None)
         if implementation in dispatch.TORCH_FORWARD:  # cudnn, onednn: measured faster, no resets
             return super().forward(input, hx)
         if step:
@@ -258,11 +256,18 @@ class LSTM(_BackendChoice, nn.LSTM):
         """Whether a PackedSequence call takes a route that runs torch's own forward, decided
         before _normalize unpacks it to a padded tensor, which that forward does not use (the
         unpacking took 3-8% of a oneDNN call at H=128-512). A packed call is never a step."""
-        data = input.data
         states = () if not isinstance(hx, (tuple, list)) else tuple(t for t in hx if isinstance(t, Tensor))
-        grad = _needs_grad((data, *states, *flat_weights))
-        return self._route(data.device, data.dtype, "sequence", grad, self.hidden_size, self.proj_size or self.hidden_size,
-                           int(input.batch_sizes[0]), 0, False, False) in dispatch.TORCH_FORWARD
+        grad = _needs_grad((input.data, *states, *flat_weights))
+        return self._layer_route(input.data, grad, int(input.batch_sizes[0])) in dispatch.TORCH_FORWARD
+
+    def _layer_route(self, probe: Tensor, grad: bool, batch: int, resets: bool = False, under_autocast: bool = False,
+                     step_weight_bytes: int | None = None) -> str:
+        """The route of a call on tensors like probe: a no-grad step when step_weight_bytes (its
+        largest layer's) is given, else a sequence."""
+        step = step_weight_bytes is not None
+        return self._route(probe.device, probe.dtype, "step" if step else "sequence", grad, self.hidden_size,
+                           self.proj_size or self.hidden_size, batch, step_weight_bytes if step else 0, resets,
+                           under_autocast)
 
     def _step_weight_bytes(self, flat_weights: list[Tensor]) -> int:
         """The largest layer's step weights (W_ih, W_hh, W_hr), in bytes."""
