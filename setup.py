@@ -49,7 +49,8 @@ extension = Pybind11Extension(
     "fastrnn._C",
     SOURCES,
     include_dirs=["csrc"],
-    depends=["csrc/binding_util.h", "csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h", "csrc/cpu_dispatch.h"],
+    depends=["csrc/binding_util.h", "csrc/rl_inputs.h", "csrc/simd.h", "csrc/lstm_kernels.h", "csrc/lstm_api.h",
+             "csrc/cpu_dispatch.h"],
     cxx_std=20,
     # fp-contract lets a*b+c become one FMA in the micro-kernels (ISO C++ mode disables it).
     # -fopenmp links libgomp.so.1, which resolves to the copy torch has already loaded (see

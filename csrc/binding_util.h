@@ -12,10 +12,18 @@ namespace fastrnn_binding {
 
 namespace py = pybind11;
 
-// A tensor's address (None: 0, the kernels' "absent").
+// A tensor's address (None: 0, the kernels' "absent"): its data_ptr() called through the C API
+// with the method's name interned once. pybind11's attr("data_ptr")() builds the name string and a
+// bound method per call, about three times the cost, and one fused step reads a dozen addresses.
 inline std::uintptr_t address(const py::handle& tensor) {
   if (tensor.is_none()) return 0;
-  return tensor.attr("data_ptr")().cast<std::uintptr_t>();
+  static PyObject* const name = PyUnicode_InternFromString("data_ptr");  // first called under the GIL
+  PyObject* result = PyObject_CallMethodNoArgs(tensor.ptr(), name);
+  if (!result) throw py::error_already_set();
+  const unsigned long long value = PyLong_AsUnsignedLongLong(result);
+  Py_DECREF(result);
+  if (value == static_cast<unsigned long long>(-1) && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<std::uintptr_t>(value);
 }
 
 template <typename P>

@@ -89,6 +89,12 @@ class MetaRLAgent(nn.Module):
                              persistent=False)
 
     @property
+    def plain_reward_input(self) -> bool:
+        """Whether next_input writes [observation, executed action, reward] and nothing else
+        (fastrnn.rl.write_next_input's row, which RolloutPlan.run writes itself)."""
+        return self.reward_input == "reward" and self.zeroed_columns is None
+
+    @property
     def backend(self) -> str | None:
         """The backend the core ran last (after at least one call)."""
         return getattr(self.core, "last_backend", None)

@@ -1,6 +1,13 @@
 """Collecting an unroll: one fused no-grad core step per environment step, into preallocated
 buffers that the learning pass then replays in sequence mode.
 
+Where the agent's next input is [observation, action, reward] and a step keeps nothing but its
+reward and episode ends (every task but Harlow, with its encoder and readout, and risky_safe,
+with its forced trials), the whole unroll is one call, the plan's run(): one native loop that
+calls the task's step back and writes the next input row, the episode starts and the rewards
+itself, the bits of the Python loop below without its per-step Python (_run_plan). The Python
+loop serves every other agent.
+
 At these sizes (tens of rows, 48 units) every torch op costs microseconds of dispatch no
 matter how small, and so does every tensor index in Python, so the loop is written to issue
 few of them: the buffer's per-step rows are views made once, the next step's input is
@@ -157,7 +164,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     noise.exponential_(generator=sampler).log_().neg_()
     weight, addends = agent.rollout_heads(noise, with_value)
     value = None
-    plan = None
+    plan = core_input_rows = None
     if agent.readout is None:  # the heads alone act: core step, heads and sample in one call per step
         # The core's input rows: the buffer's own, or each step's encoded row (an encoder's agent).
         core_inputs = buffer.all_inputs if agent.encoder is None else \
@@ -166,13 +173,17 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         # The plan's actions and head outputs are fresh each unroll, so a row handed to the task
         # is never written again (tasks may keep it: two_step's first_action).
         plan = agent.rollout_plan(core_inputs, buffer.core_resets, weight, addends, save_for_backward)
-        action_rows = plan.actions.unbind(0)
-        value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
     else:
         addends = addends.unbind(0)
         actions = []
     buffer.plan = plan
-    for t in range(steps):
+    in_one_call = plan is not None and _steps_in_one_call(agent, task, buffer, core_input_rows, keep, trial_resets)
+    if in_one_call:
+        state, any_start = _run_plan(plan, task, buffer, state, any_start, agent.obs_size, timer)
+    elif plan is not None:
+        action_rows = plan.actions.unbind(0)
+        value_rows = plan.head_out[..., buffer.num_actions].unbind(0) if with_value else None
+    for t in range(0 if in_one_call else steps):  # steps from Python, unless run() took them
         if plan is not None:
             # Phase "core step" then holds the heads and the sampling too.
             with timer.phase("core step"):
@@ -223,6 +234,38 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         else:
             buffer.actions.copy_(plan.actions)
     with timer.phase("core step"):
-        _, bootstrap, _, _ = agent.step(inputs[steps], state, resets[steps] if any_start else None)
+        if plan is not None and core_input_rows is None:  # the plan's weights, the module's bits
+            hidden, _ = plan.next_state(state, any_start)
+            _, bootstrap = agent.split_heads(hidden[0], None)
+        else:
+            _, bootstrap, _, _ = agent.step(inputs[buffer.steps], state, resets[buffer.steps] if any_start else None)
     buffer.bootstrap_value = bootstrap  # the value after the unroll
-    return Carry(inputs[steps].clone(), resets[steps].clone(), state)
+    return Carry(inputs[buffer.steps].clone(), resets[buffer.steps].clone(), state)
+
+
+def _steps_in_one_call(agent: MetaRLAgent, task, buffer: RolloutBuffer, core_input_rows, keep: bool,
+                       trial_resets: bool) -> bool:
+    """Whether the unroll is the plan's run() (one native loop on the fast core): the agent's
+    next input is [observation, action, reward] as write_next_input writes it, the core reads the
+    buffer's rows as they are (no encoder), and each step needs nothing but the reward and the
+    episode ends kept (no forced, ignored or truncated steps, no shuffled rewards, no kept
+    states, no trial resets)."""
+    return (agent.plain_reward_input and core_input_rows is None and not agent.shuffle_rewards and not keep
+            and not trial_resets and buffer.free is None and buffer.valid is None
+            and buffer.truncation_values is None and buffer.all_inputs.is_cpu)
+
+
+def _run_plan(plan, task, buffer: RolloutBuffer, state, any_start: bool, obs_size: int, timer: PhaseTimer):
+    """Every step of the unroll by plan.run: the plan writes each next input row, the episode
+    starts (the buffer's all_starts, its resets) and the rewards; the task's step is the Python
+    it calls back. Returns (the state after the unroll, whether some row starts an episode at
+    the step after it)."""
+    def env_step(t: int, action: Tensor):
+        with timer.phase("env step"):
+            result = task.step(action)
+        if result.executed is not None:  # only tasks with forced steps (has_forced_steps) set it
+            raise ValueError(f"task {task.name!r} reported executed actions without has_forced_steps")
+        return result.obs, (result.reward,), result.done if result.any_done else None
+
+    with timer.phase("core step"):  # the native loop, less the phase it calls back
+        return plan.run(state, env_step, obs_size, num_signals=1, reset=any_start, rewards_out=buffer.rewards)

@@ -95,7 +95,8 @@ class Trainer:
         self.log_window = {"reward": 0.0, "steps": 0, "seconds": 0.0}  # metrics since the last log line
 
     def collect(self) -> None:
-        self.agent.eval()
+        if self.agent.training:  # only the autograd learning pass sets train(); eval() walks every module
+            self.agent.eval()
         self.carry = collect_rollout(self.agent, self.task, self.carry, self.buffer, self.sampler, self.timer,
                                      save_for_backward=self.learns_from_rollout)
 

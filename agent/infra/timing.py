@@ -1,5 +1,9 @@
 """Phase timers for the profile breakdown (bench/agent.py). Disabled, a phase costs one
-attribute lookup and a shared no-op context manager."""
+attribute lookup and a shared no-op context manager.
+
+Phases may nest: a phase's total excludes the phases timed inside it, so the totals of all
+phases add up to the time spent in any of them (the rollout's native loop times its
+environment steps inside its core steps: rollout.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ class PhaseTimer:
         self.totals: dict[str, float] = defaultdict(float)
         # On CUDA, kernels run asynchronously: pass torch.cuda.synchronize to time them.
         self._sync = sync
+        # Per open phase, the seconds its nested phases took (subtracted from its own total).
+        self._nested: list[float] = []
 
     def phase(self, name: str):
         return self._timed(name) if self.enabled else _NOOP
@@ -25,12 +31,16 @@ class PhaseTimer:
         if self._sync:
             self._sync()
         start = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
             if self._sync:
                 self._sync()
-            self.totals[name] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.totals[name] += elapsed - self._nested.pop()
+            if self._nested:
+                self._nested[-1] += elapsed
 
     def reset(self) -> None:
         self.totals.clear()

@@ -1,6 +1,7 @@
-"""The fused step + readout + greedy choice on the cpp backend: one native call per step
-(_C.StepHeads, csrc/rl_heads.cpp) on the step's packed weights (fastrnn.cpp_backend); and the
-sequence backward over what those steps saved (the cpp backend's own backward kernel)."""
+"""The fused step + readout + greedy choice on the cpp backend: one native call per step, or one
+per rollout with the environment called back between the steps (_C.StepHeads,
+csrc/rl_heads.cpp), on the step's packed weights (fastrnn.cpp_backend); and the sequence
+backward over what those steps saved (the cpp backend's own backward kernel)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from fastrnn.cpp_backend import DTYPE_CODES, LAUNCHER, cell_weights
 from fastrnn.recurrence_op import BackwardOutputs, Inputs, OutputGrads
 
 
-def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=None):
-    """The fused step with its weights packed, its head and its buffers bound once: returns
-    step(t, h, c, reset) -> (h_next, c_next), which reads row t of the inputs, head addends and
-    (with reset) resets, and writes row t of head_out and actions. Called only where
-    fastrnn.dispatch routes the step to cpp (its weights within STEP_PACK_LIMIT_BYTES).
+def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=None) -> "BoundStepHeads":
+    """The fused step with its weights packed, its head and its buffers bound once: its step(t,
+    h, c, reset) -> (h_next, c_next) reads row t of the inputs, head addends and (with reset)
+    resets, and writes row t of head_out and actions; its run() takes every step in one native
+    loop. Called only where fastrnn.dispatch routes the step to cpp (its weights within
+    STEP_PACK_LIMIT_BYTES).
 
     buffers: (inputs, head_addends, head_out, actions, resets or None, then gates, applied
     resets, inputs read and states h read, each None or saved for backward: RolloutPlan's), each contiguous
@@ -27,21 +29,44 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=
     rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
     bound = _C.StepHeads(DTYPE_CODES[w_hh.dtype], cell_weights(*weights), batch, head_w, head_w.shape[1],
                          num_actions, rows, steps)
-
     # Every step's new state, rows allocated once (or the caller's): step t returns row t, which
     # no later step of this plan writes (a caller may keep it, as a rollout keeps its last state
     # for the next one).
     if states is None:
         states = (torch.empty(steps, batch, w_hh.shape[1], dtype=w_hh.dtype),
                   torch.empty(steps, batch, w_hh.shape[0] // 4, dtype=w_hh.dtype))
-    h_outs, c_outs = (rows_of.unsqueeze(1).unbind(0) for rows_of in states)
+    return BoundStepHeads(bound, states)
 
-    def step(t, h, c, reset):
+
+class BoundStepHeads:
+    """_C.StepHeads with the rows its steps write their new states into."""
+
+    def __init__(self, bound, states):
+        self._bound, self._states = bound, states
+        self._rows = None  # step()'s (1, B, .) views of every state row, made at its first call
+
+    def step(self, t, h, c, reset):
+        if self._rows is None:  # a T-row unbind costs microseconds a row: only where steps need them
+            self._rows = tuple(rows_of.unsqueeze(1).unbind(0) for rows_of in self._states)
         h, c = h.contiguous(), c.contiguous()
-        h_out, c_out = h_outs[t], c_outs[t]
-        bound.step(t, h, c, reset, h_out, c_out, torch.get_num_threads())
+        h_out, c_out = self._rows[0][t], self._rows[1][t]
+        self._bound.step(t, h, c, reset, h_out, c_out, torch.get_num_threads())
         return h_out, c_out
-    return step
+
+    def next_state(self, t, h, c, reset):
+        """The LSTM step alone on input row t (RolloutPlan.next_state): new (h, c) tensors."""
+        h, c = h.contiguous(), c.contiguous()
+        h_out, c_out = torch.empty_like(h), torch.empty_like(c)
+        self._bound.cell(t, h, c, reset, h_out, c_out, torch.get_num_threads())
+        return h_out, c_out
+
+    def run(self, h, c, reset, obs_size, num_signals, env, action_rows, signal_rows):
+        """Every step, each followed by env (RolloutPlan.run), in one native call: (the state
+        after the last step, whether the reset row after it holds a True)."""
+        h, c = h.contiguous(), c.contiguous()
+        reset = self._bound.run(h, c, reset, *self._states, obs_size, num_signals, env, action_rows, signal_rows,
+                                torch.get_num_threads())
+        return tuple(rows_of[-1:] for rows_of in self._states), reset
 
 
 def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
@@ -52,8 +77,8 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
     buffers = (x, head_addend, head_out, actions, resets, None, None, None, None)
-    step = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
-    h_out, c_out = step(0, h, c, resets is not None)
+    bound = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
+    h_out, c_out = bound.step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
 
 

@@ -19,6 +19,7 @@ from fastrnn import _C
 from fastrnn.cpp_backend import DTYPE_CODES
 
 _NAME = "write_next_input"
+_DTYPES = (torch.float32, torch.float64)
 
 
 def write_next_input(out: Tensor, obs: Tensor, actions: Tensor, signals: tuple[Tensor, ...], num_actions: int,
@@ -27,6 +28,17 @@ def write_next_input(out: Tensor, obs: Tensor, actions: Tensor, signals: tuple[T
     and zeros after the observation where reset (B,) bool is True (a new episode's first step:
     no previous action or signal). obs (B, O) (O may be 0), actions (B,) int64 in [0, A)
     (unread where reset), signals: a tuple of up to two (B,) tensors, out's dtype. Returns out."""
+    check_row_parts(out, obs, actions, signals, num_actions, reset)
+    first, second = (signals + (None, None))[:2]
+    _C.write_next_input(DTYPE_CODES[out.dtype], out.shape[0], obs.shape[1], num_actions, len(signals), obs, actions,
+                        first, second, reset, out)
+    return out
+
+
+def check_row_parts(out: Tensor, obs: Tensor, actions: Tensor, signals: tuple[Tensor, ...], num_actions: int,
+                    reset: Tensor | None, name: str = _NAME) -> None:
+    """Raise ValueError, its message starting with name, unless write_next_input can take these
+    arguments (also what RolloutPlan.run checks of each environment step's results)."""
     # Called once per environment step: the arguments as expected are one chain of cheap
     # attribute tests (about 1.5 us, where a check per tensor took 4); anything else goes to
     # _refuse, which names what is wrong.
@@ -41,39 +53,32 @@ def write_next_input(out: Tensor, obs: Tensor, actions: Tensor, signals: tuple[T
                     and x.shape == out.shape[:1] for x in signals)
             and (reset is None or (isinstance(reset, Tensor) and reset.is_cpu and reset.dtype == torch.bool
                                    and reset.is_contiguous() and reset.shape == out.shape[:1]))):
-        _refuse(out, obs, actions, signals, num_actions, reset)
-    first, second = (signals + (None, None))[:2]
-    _C.write_next_input(DTYPE_CODES[out.dtype], out.shape[0], obs.shape[1], num_actions, len(signals), obs, actions,
-                        first, second, reset, out)
-    return out
+        _refuse(out, obs, actions, signals, num_actions, reset, name)
 
 
-_DTYPES = (torch.float32, torch.float64)
-
-
-def _refuse(out, obs, actions, signals, num_actions, reset) -> None:
+def _refuse(out, obs, actions, signals, num_actions, reset, name) -> None:
     """Raise the ValueError naming the first argument of write_next_input that is not as expected."""
     if type(num_actions) is not int or num_actions < 1:
-        raise ValueError(f"{_NAME}: num_actions must be an int >= 1, got {num_actions!r}")
+        raise ValueError(f"{name}: num_actions must be an int >= 1, got {num_actions!r}")
     if not isinstance(signals, tuple) or len(signals) > 2:
-        raise ValueError(f"{_NAME}: signals must be a tuple of at most two (B,) tensors, got {signals!r}")
-    _check("out", out, None, _DTYPES)
+        raise ValueError(f"{name}: signals must be a tuple of at most two (B,) tensors, got {signals!r}")
+    _check(name, "out", out, None, _DTYPES)
     if out.dim() != 2:
-        raise ValueError(f"{_NAME}: out must be 2-D (B, O + A + S), got {tuple(out.shape)}")
+        raise ValueError(f"{name}: out must be 2-D (B, O + A + S), got {tuple(out.shape)}")
     batch, dtype = out.shape[0], out.dtype
-    _check("obs", obs, None, (dtype,))
+    _check(name, "obs", obs, None, (dtype,))
     if obs.dim() != 2 or obs.shape[0] != batch or out.shape[1] != obs.shape[1] + num_actions + len(signals):
-        raise ValueError(f"{_NAME}: out must be (B, O + A + S) = ({batch}, {obs.shape[-1]} + {num_actions} + "
+        raise ValueError(f"{name}: out must be (B, O + A + S) = ({batch}, {obs.shape[-1]} + {num_actions} + "
                          f"{len(signals)}) for obs {tuple(obs.shape)}, got {tuple(out.shape)}")
-    _check("actions", actions, (batch,), (torch.int64,))
+    _check(name, "actions", actions, (batch,), (torch.int64,))
     for i, signal in enumerate(signals):
-        _check(f"signals[{i}]", signal, (batch,), (dtype,))
+        _check(name, f"signals[{i}]", signal, (batch,), (dtype,))
     if reset is not None:
-        _check("reset", reset, (batch,), (torch.bool,))
-    raise AssertionError(f"{_NAME}: the fast check and the named checks disagree")  # each fast test has one above
+        _check(name, "reset", reset, (batch,), (torch.bool,))
+    raise AssertionError(f"{name}: the fast check and the named checks disagree")  # each fast test has one above
 
 
-def _check(name: str, tensor: Tensor, shape: tuple | None, dtypes: tuple) -> None:
+def _check(name: str, label: str, tensor: Tensor, shape: tuple | None, dtypes: tuple) -> None:
     """Raise ValueError unless tensor is a contiguous CPU tensor of one of dtypes (and shape)."""
     if not (isinstance(tensor, Tensor) and tensor.device.type == "cpu" and tensor.dtype in dtypes
             and tensor.is_contiguous() and (shape is None or tensor.shape == shape)):
@@ -81,5 +86,5 @@ def _check(name: str, tensor: Tensor, shape: tuple | None, dtypes: tuple) -> Non
                                                                            ", strided") \
             if isinstance(tensor, Tensor) else type(tensor).__name__
         want = f"{shape} " if shape is not None else ""
-        raise ValueError(f"{_NAME}: {name} must be a contiguous CPU {want}tensor of "
+        raise ValueError(f"{name}: {label} must be a contiguous CPU {want}tensor of "
                          f"{' or '.join(map(str, dtypes))}, got {got}")

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from fastrnn.rl.cpp import sequence_backward
+from fastrnn.rl.inputs import check_row_parts, write_next_input
 
 _version = operator.attrgetter("_version")
 _NAME = "rollout_plan"  # errors name the method that made the plan
@@ -43,11 +44,12 @@ class RolloutPlan:
     actions[t] and head_out[t]: rollout_step(inputs[t], state, head_weight, head_addends[t],
     num_actions, resets[t] or None) with its results in those rows. Made by fastrnn.rl.rollout_plan."""
 
-    def __init__(self, rollout_step: Callable, sizes: tuple[int, int, int], weights: tuple,
+    def __init__(self, rollout_step: Callable, lstm_step: Callable, sizes: tuple[int, int, int], weights: tuple,
                  inputs: Tensor, head_weight: Tensor, head_addends: Tensor, num_actions: int,
                  resets: Tensor | None, actions: Tensor | None, head_out: Tensor | None, bind: Callable | None,
                  save_for_backward: bool = False):
-        """rollout_step: the module's (the composed path); sizes:
+        """rollout_step: the module's (the composed path); lstm_step: the LSTM's own no-grad
+        step, (x, h, c, weights, resets) -> (h, c) (next_state's composed path); sizes:
         (input size, output size R, hidden size H); weights: the layer's (w_ih, w_hh, b_ih, b_hh,
         w_hr), None where absent; bind: the backend's binder of a fused step (None: composed);
         save_for_backward: keep what backward() needs, where the step is fused and has no
@@ -69,11 +71,13 @@ class RolloutPlan:
         self._versions = None if any(t.is_inference() for t in self._sources) else tuple(map(_version, self._sources))
         self._needs_grad = any(t.requires_grad for t in (*self._sources, inputs, head_addends))
         self._rollout_step = rollout_step
+        self._lstm_step = lstm_step
         self._weights = weights
         # What backward() needs of each step, written by the fused step (None: not saved).
         self.saved = SavedSteps.allocate(steps, batch, input_size, hidden_size, weight) \
             if save_for_backward and bind is not None and weights[4] is None else None
         self._chain = _Chain(self.saved)
+        self._action_rows = None  # run()'s rows of actions, made at its first call
         saved = self.saved or SavedSteps(*(None,) * 6)
         # The fused path: the backend binds the weights, the head and the buffers once, and
         # does the row arithmetic over the buffers it holds (fastrnn/rl/cpp.py). A saving
@@ -107,11 +111,105 @@ class RolloutPlan:
             self.head_out[t].copy_(head_out)
             return state
         if self.saved is None:
-            return self._bound(t, h, c, reset)
+            return self._bound.step(t, h, c, reset)
         self._chain.enter(t, h, c)
-        state = self._bound(t, h, c, reset)
+        state = self._bound.step(t, h, c, reset)
         self._chain.leave(state)
         return state
+
+    def next_state(self, state: tuple[Tensor, Tensor], reset: bool = False) -> tuple[Tensor, Tensor]:
+        """The LSTM's step on inputs[T], the row after the plan's last step, from state (h, c),
+        zeroed first where resets[T] is True when reset: the state an actor-critic reads its
+        bootstrap value from, on the weights the plan was made with. No head, no action, nothing
+        saved. Returns new (h, c) tensors, bit for bit the LSTM's own no-grad step on that row
+        (tests/fastrnn/test_rollout_run.py); on the fused step one native call on the bound
+        weights, with none of the module call's dispatch."""
+        h, c = state
+        if not (h.shape == self._state_shapes[0] and c.shape == self._state_shapes[1]
+                and h.dtype == c.dtype == self._dtype and h.device == c.device == self._device):
+            self._step_error(0, h, c, False)
+        if self._needs_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{_NAME} computes no gradient: step it under torch.no_grad()")
+        self._check_weights()
+        if self.inputs.shape[0] <= self.steps or reset and (self.resets is None or self.resets.shape[0] <= self.steps):
+            raise ValueError(f"{_NAME}: next_state reads row {self.steps} of inputs (and of resets, with reset): "
+                             f"they must have {self.steps + 1} rows")
+        if self._bound is not None:
+            return self._bound.next_state(self.steps, h, c, reset)
+        return self._lstm_step(self.inputs[self.steps], h, c, self._weights, self.resets[self.steps] if reset else None)
+
+    def run(self, state: tuple[Tensor, Tensor], env_step: Callable, obs_size: int, num_signals: int,
+            reset: bool = False, rewards_out: Tensor | None = None) -> tuple[tuple[Tensor, Tensor], bool]:
+        """Every step of the plan, each followed by the environment, as a meta-RL rollout takes
+        them: step t as step(t, state, reset_t), then env_step(t, actions[t]) -> (obs (B, O),
+        signals, done), signals a tuple of num_signals (B,) tensors (at most two: the reward, an
+        RPE) and done a (B,) bool tensor or None (no row ended its episode). Row t + 1 of the
+        inputs is then write_next_input(inputs[t + 1], obs, actions[t], signals, num_actions,
+        done) (fastrnn.rl.write_next_input: zeros after the observation where done), row t + 1
+        of the resets is done (all False for None), which step t + 1 applies, and row t of
+        rewards_out ((T, B), if given) is signals[0]. reset_0 is reset.
+
+        Needs a CPU plan made with resets, inputs and resets of T + 1 rows, and I = O +
+        num_actions + num_signals. Returns (the state after step T - 1, whether resets[T] holds
+        a True). On the fused step the loop is one native call that calls env_step back, without
+        the Python of T step() and write_next_input() calls; elsewhere it makes those calls.
+        Either way the bits are those of that loop (tests/fastrnn/test_rollout_run.py)."""
+        self._check_run(state, obs_size, num_signals, rewards_out)
+        if self._action_rows is None:  # the rows handed to env_step: a task may keep one (it is never rewritten)
+            self._action_rows = list(self.actions.unbind(0))
+        checked = _checked_env(env_step, self.inputs[0], self.num_actions, num_signals)
+        if self._bound is None:
+            return self._run_steps(state, checked, reset, rewards_out)
+        if self.saved is not None:
+            self._chain.enter(0, *state)
+            self._chain.broken = True  # until the loop returns: one that raised leaves no backward
+        state, last_reset = self._bound.run(*state, reset, obs_size, num_signals, checked, self._action_rows,
+                                            rewards_out)
+        if self.saved is not None:
+            self._chain.ran(self.steps, state)
+        self._check_weights()  # env_step may have written them: the steps ran on the plan's
+        return state, last_reset
+
+    def _check_run(self, state, obs_size, num_signals, rewards_out) -> None:
+        h, c = state
+        if not (h.shape == self._state_shapes[0] and c.shape == self._state_shapes[1]
+                and h.dtype == c.dtype == self._dtype and h.device == c.device == self._device):
+            self._step_error(0, h, c, False)
+        if self._needs_grad and torch.is_grad_enabled():
+            raise RuntimeError(f"{_NAME} computes no gradient: run it under torch.no_grad()")
+        self._check_weights()
+        if self.resets is None or self._device.type != "cpu":
+            raise ValueError(f"{_NAME}: run needs a plan on the CPU made with resets")
+        if not (type(num_signals) is int and 0 <= num_signals <= 2 and type(obs_size) is int and obs_size >= 0
+                and obs_size + self.num_actions + num_signals == self.inputs.shape[2]):
+            raise ValueError(f"{_NAME}: run's obs_size + num_actions + num_signals must be the input size "
+                             f"{self.inputs.shape[2]} (num_signals 0 to 2), got {obs_size!r} + {self.num_actions} "
+                             f"+ {num_signals!r}")
+        if self.inputs.shape[0] <= self.steps or self.resets.shape[0] <= self.steps:
+            raise ValueError(f"{_NAME}: run writes row {self.steps} of inputs and resets, which must have "
+                             f"{self.steps + 1} rows, got {self.inputs.shape[0]} and {self.resets.shape[0]}")
+        if rewards_out is not None and not (
+                num_signals >= 1 and isinstance(rewards_out, Tensor) and rewards_out.shape == (self.steps, self.batch)
+                and rewards_out.dtype == self._dtype and rewards_out.device == self._device
+                and rewards_out.is_contiguous()):
+            got = f"{tuple(rewards_out.shape)} {rewards_out.dtype}" if isinstance(rewards_out, Tensor) else \
+                type(rewards_out).__name__
+            raise ValueError(f"{_NAME}: rewards_out must be a contiguous ({self.steps}, {self.batch}) {self._dtype} "
+                             f"CPU tensor, and num_signals at least 1, got {got} with num_signals {num_signals}")
+
+    def _run_steps(self, state, checked, reset, rewards_out):
+        """run() on the composed step: step() and write_next_input() from Python."""
+        for t in range(self.steps):
+            state = self.step(t, state, reset)
+            action = self._action_rows[t]
+            obs, first, second, done = checked(t, action)
+            signals = tuple(s for s in (first, second) if s is not None)
+            write_next_input(self.inputs[t + 1], obs, action, signals, self.num_actions, done)
+            if rewards_out is not None:
+                rewards_out[t].copy_(first)
+            reset = done is not None and bool(done.any())
+            self.resets[t + 1].copy_(done) if reset else self.resets[t + 1].zero_()
+        return state, reset
 
     @property
     def saves_for_backward(self) -> bool:
@@ -197,6 +295,12 @@ class _Chain:
         self.next_t, self.last = self.next_t + 1, state
         self.versions = self.saved.hidden._version, self.saved.cells._version
 
+    def ran(self, steps: int, state: tuple[Tensor, Tensor]) -> None:
+        """Steps 0 to steps - 1 were taken in one run() from the state enter(0) saw."""
+        self.broken = False
+        self.next_t = steps - 1
+        self.leave(state)
+
     def _written(self) -> bool:
         return (self.saved.hidden._version, self.saved.cells._version) != self.versions
 
@@ -258,3 +362,22 @@ def _check_buffers(input_size, out_size, weight, inputs, head_weight, head_adden
                              f"got {tensor.dtype} on {tensor.device}")
         if label != "head_weight" and not tensor.is_contiguous():  # the head is bound as a contiguous copy
             raise ValueError(f"{_NAME}: {label} must be contiguous")
+
+
+_RUN_RESULT = "rollout_plan.run, env_step's result"
+
+
+def _checked_env(env_step: Callable, input_row: Tensor, num_actions: int, num_signals: int) -> Callable:
+    """env_step with its results checked as write_next_input checks its arguments (for a row
+    like input_row), before the native loop reads them: (t, action) -> (obs, first signal or
+    None, second or None, done)."""
+    def checked(t, action):
+        result = env_step(t, action)
+        if not (isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], tuple)
+                and len(result[1]) == num_signals):
+            raise ValueError(f"{_RUN_RESULT} must be (obs, a tuple of {num_signals} signals, done or None), "
+                             f"got {result!r}")
+        obs, signals, done = result
+        check_row_parts(input_row, obs, action, signals, num_actions, done, _RUN_RESULT)
+        return (obs, *signals, *(None,) * (2 - num_signals), done)
+    return checked

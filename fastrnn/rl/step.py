@@ -75,8 +75,9 @@ def rollout_plan(lstm: nn.LSTM, inputs: Tensor, head_weight: Tensor, head_addend
     weights = layer_weights(lstm)
     bind = cpp.bind_step_heads if _runs_cpp(lstm, inputs, weights, mode="plan") else None
     sizes = (lstm.input_size, lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
-    return RolloutPlan(functools.partial(rollout_step, lstm), sizes, weights, inputs, head_weight, head_addends,
-                       num_actions, resets, actions, head_out, bind, save_for_backward)
+    return RolloutPlan(functools.partial(rollout_step, lstm), functools.partial(_lstm_step, lstm), sizes, weights,
+                       inputs, head_weight, head_addends, num_actions, resets, actions, head_out, bind,
+                       save_for_backward)
 
 
 def layer_weights(lstm: nn.LSTM) -> tuple:

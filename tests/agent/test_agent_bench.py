@@ -169,3 +169,19 @@ def test_every_bench_suite_refuses_an_out_it_could_not_write_before_any_work(sui
         parse(["--out", str(tmp_path / "a_file" / "results")])
     assert exit_info.value.code == 2
     assert f"argument --out: cannot create {tmp_path / 'a_file' / 'results'}: " in capsys.readouterr().err
+
+
+def test_a_phase_timed_inside_another_counts_in_its_own_total_only(monkeypatch):
+    """Nested phases are exclusive: the rollout's native loop (phase "core step") times the
+    task steps it calls back as "env step", and the totals still add up to the time spent."""
+    from agent.infra import timing
+
+    clock = iter([0.0, 1.0, 3.0, 4.0, 10.0, 12.0])  # outer opens; inner opens, closes; again; outer closes
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    timer = timing.PhaseTimer(enabled=True)
+    with timer.phase("core step"):
+        with timer.phase("env step"):
+            pass
+        with timer.phase("env step"):
+            pass
+    assert dict(timer.totals) == {"core step": 12.0 - 2.0 - 6.0, "env step": 2.0 + 6.0}

@@ -10,7 +10,7 @@ import fastrnn
 from agent.commands import verify as verify_module
 from agent.commands.evaluate import evaluate
 from agent.commands.train import train
-from agent.core import cores
+from agent.core import cores, rollout
 from agent.core.config import resolve_config
 from agent.core.trainer import Trainer
 from agent.simulations.registry import task_names
@@ -163,12 +163,41 @@ def test_old_run_resumes_with_a_new_settings_default(tmp_path):
         train(config, tmp_path, progress=False)
 
 
-def test_fast_rollout_takes_one_fused_call_per_env_step(monkeypatch):
-    """The fast core's rollout takes one fused step call per environment step."""
-    # Core step, heads and action sample in one C++ call (an LSTM.rollout_plan step on the cpp backend),
-    # plus the bootstrap step after the unroll, which runs the plain step.
+@pytest.mark.parametrize("task", ["two_step", "bandit_independent", "foraging"])
+def test_the_native_loop_trains_bit_for_bit_as_the_python_loop(monkeypatch, task):
+    """Updates whose unrolls are RolloutPlan.run leave the weights, the buffers, the carried
+    state and the task exactly as the Python step loop does (episode ends included)."""
+    def trained(in_one_call):
+        monkeypatch.setattr(rollout, "_steps_in_one_call", lambda *args: in_one_call)
+        trainer = Trainer(tiny_config(task=task, num_envs=6, unroll=12))
+        for _ in range(8):
+            trainer.update()
+        return trainer
+
+    native, python = trained(True), trained(False)
+    assert python.episodes > 0  # the unrolls crossed episode ends
+    for a, b in zip(native.agent.parameters(), python.agent.parameters()):
+        assert torch.equal(a, b)
+    for name in ("all_inputs", "all_starts", "actions", "rewards"):
+        assert torch.equal(getattr(native.buffer, name), getattr(python.buffer, name)), name
+    assert torch.equal(native.buffer.bootstrap_value, python.buffer.bootstrap_value)
+    for a, b in zip(native.carry.state_dict().values(), python.carry.state_dict().values()):
+        assert torch.equal(a, b)
+    native_task, python_task = native.task.state_dict(), python.task.state_dict()
+    for name, value in native_task.items():
+        assert torch.equal(value, python_task[name]) if isinstance(value, torch.Tensor) else value == python_task[name]
+
+
+def test_fast_rollout_is_one_native_loop_of_fused_steps(monkeypatch):
+    """The fast core's unroll is one native call (RolloutPlan.run: every step's core step, heads
+    and action sample fused, the task called back between them), plus the bootstrap step after
+    it (RolloutPlan.next_state: the LSTM step alone); with the loop in Python (an agent run()
+    cannot serve) it is one fused call per environment step."""
     calls = count_native_calls(monkeypatch)
     trainer = Trainer(tiny_config(core="fast"))
     trainer.collect()
     assert trainer.agent.backend == "cpp"
-    assert calls == {"cell_heads": trainer.config.unroll, "cell": 1}
+    assert calls == {"cell_heads": 0, "run": 1, "cell": 1}
+    monkeypatch.setattr(rollout, "_steps_in_one_call", lambda *args: False)
+    trainer.collect()
+    assert calls == {"cell_heads": trainer.config.unroll, "run": 1, "cell": 2}
