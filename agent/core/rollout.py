@@ -260,9 +260,10 @@ def _run_plan(plan, task, buffer: RolloutBuffer, state, any_start: bool, obs_siz
     starts (the buffer's all_starts, its resets) and the rewards; the task's step is the Python
     it calls back. Returns (the state after the unroll, whether some row starts an episode at
     the step after it)."""
+    task_step = timer.timed("env step", task.step)
+
     def env_step(t: int, action: Tensor):
-        with timer.phase("env step"):
-            result = task.step(action)
+        result = task_step(action)
         if result.executed is not None:  # only tasks with forced steps (has_forced_steps) set it
             raise ValueError(f"task {task.name!r} reported executed actions without has_forced_steps")
         return result.obs, (result.reward,), result.done if result.any_done else None

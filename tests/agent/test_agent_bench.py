@@ -185,3 +185,17 @@ def test_a_phase_timed_inside_another_counts_in_its_own_total_only(monkeypatch):
         with timer.phase("env step"):
             pass
     assert dict(timer.totals) == {"core step": 12.0 - 2.0 - 6.0, "env step": 2.0 + 6.0}
+
+
+def test_a_timed_function_is_the_function_itself_unless_the_timer_is_enabled(monkeypatch):
+    from agent.infra import timing
+
+    def step(x):
+        return x + 1
+
+    assert timing.PhaseTimer(enabled=False).timed("env step", step) is step
+    clock = iter([0.0, 3.0])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    timer = timing.PhaseTimer(enabled=True)
+    assert timer.timed("env step", step)(1) == 2
+    assert dict(timer.totals) == {"env step": 3.0}
