@@ -125,12 +125,7 @@ class RolloutPlan:
         (tests/fastrnn/test_rollout_run.py); on the fused step one native call on the bound
         weights, with none of the module call's dispatch."""
         h, c = state
-        if not (h.shape == self._state_shapes[0] and c.shape == self._state_shapes[1]
-                and h.dtype == c.dtype == self._dtype and h.device == c.device == self._device):
-            self._step_error(0, h, c, False)
-        if self._needs_grad and torch.is_grad_enabled():
-            raise RuntimeError(f"{_NAME} computes no gradient: step it under torch.no_grad()")
-        self._check_weights()
+        self._check_call(h, c, "next_state")
         if self.inputs.shape[0] <= self.steps or reset and (self.resets is None or self.resets.shape[0] <= self.steps):
             raise ValueError(f"{_NAME}: next_state reads row {self.steps} of inputs (and of resets, with reset): "
                              f"they must have {self.steps + 1} rows")
@@ -170,14 +165,18 @@ class RolloutPlan:
         self._check_weights()  # env_step may have written them: the steps ran on the plan's
         return state, last_reset
 
-    def _check_run(self, state, obs_size, num_signals, rewards_out) -> None:
-        h, c = state
+    def _check_call(self, h: Tensor, c: Tensor, method: str) -> None:
+        """What next_state() and run() check first, as step() does: the state's shapes, dtype
+        and device, no autograd, and the weights unchanged since the plan was made."""
         if not (h.shape == self._state_shapes[0] and c.shape == self._state_shapes[1]
                 and h.dtype == c.dtype == self._dtype and h.device == c.device == self._device):
             self._step_error(0, h, c, False)
         if self._needs_grad and torch.is_grad_enabled():
-            raise RuntimeError(f"{_NAME} computes no gradient: run it under torch.no_grad()")
+            raise RuntimeError(f"{_NAME} computes no gradient: call {method} under torch.no_grad()")
         self._check_weights()
+
+    def _check_run(self, state, obs_size, num_signals, rewards_out) -> None:
+        self._check_call(*state, "run")
         if self.resets is None or self._device.type != "cpu":
             raise ValueError(f"{_NAME}: run needs a plan on the CPU made with resets")
         if not (type(num_signals) is int and 0 <= num_signals <= 2 and type(obs_size) is int and obs_size >= 0

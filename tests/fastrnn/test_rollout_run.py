@@ -184,11 +184,17 @@ def test_run_refuses_bad_arguments_by_name_before_any_step(call, message):
     assert env.actions_seen == []
 
 
-def test_run_needs_the_row_after_the_last_step_and_resets():
+def _unplanned_parts():
+    """(an LSTM for one signal, a zero state, a head weight, head addends): for plans made with
+    buffers other than _plan's."""
     torch.manual_seed(0)
     lstm = fastrnn.LSTM(OBS + ACTIONS + 1, HIDDEN)
     state = (torch.zeros(1, BATCH, HIDDEN), torch.zeros(1, BATCH, HIDDEN))
-    weight, addends = torch.randn(HIDDEN, ACTIONS), torch.randn(STEPS, BATCH, ACTIONS)
+    return lstm, state, torch.randn(HIDDEN, ACTIONS), torch.randn(STEPS, BATCH, ACTIONS)
+
+
+def test_run_needs_the_row_after_the_last_step_and_resets():
+    lstm, state, weight, addends = _unplanned_parts()
     with torch.no_grad():
         short = rl.rollout_plan(lstm, torch.zeros(STEPS, BATCH, OBS + ACTIONS + 1), weight, addends, ACTIONS,
                                 torch.zeros(STEPS, BATCH, dtype=torch.bool))
@@ -218,13 +224,19 @@ def test_next_state_is_the_lstms_own_step_on_the_row_after_the_last(backend, dty
 
 
 def test_next_state_refuses_a_plan_without_the_row_after_the_last():
-    torch.manual_seed(0)
-    lstm = fastrnn.LSTM(OBS + ACTIONS + 1, HIDDEN)
-    state = (torch.zeros(1, BATCH, HIDDEN), torch.zeros(1, BATCH, HIDDEN))
-    weight, addends = torch.randn(HIDDEN, ACTIONS), torch.randn(STEPS, BATCH, ACTIONS)
+    lstm, state, weight, addends = _unplanned_parts()
     with torch.no_grad():
         plan = rl.rollout_plan(lstm, torch.zeros(STEPS, BATCH, OBS + ACTIONS + 1), weight, addends, ACTIONS)
         with pytest.raises(ValueError, match="next_state reads row 7 of inputs .* they must have 8 rows"):
             plan.next_state(state)
         with pytest.raises(ValueError, match=r"state\[1\] must be \(1, 5, 16\)"):
             plan.next_state((state[0], state[1][:, :, :3]))
+
+
+@pytest.mark.parametrize("method", ["run", "next_state"])
+def test_run_and_next_state_refuse_autograd_as_step_does(method):
+    with torch.no_grad():
+        plan, state = _plan("cpp", torch.float32, 1, save_for_backward=False)
+    call = {"run": lambda: plan.run(state, ToyEnv(1, torch.float32), OBS, 1), "next_state": lambda: plan.next_state(state)}
+    with pytest.raises(RuntimeError, match=f"rollout_plan computes no gradient: call {method} under torch.no_grad"):
+        call[method]()
