@@ -12,7 +12,8 @@ from fastrnn.cpp_backend import DTYPE_CODES, LAUNCHER, cell_weights
 from fastrnn.recurrence_op import BackwardOutputs, Inputs, OutputGrads
 
 
-def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=None) -> "BoundStepHeads":
+def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=None,
+                    one_step_rows: bool = False) -> "BoundStepHeads":
     """The fused step with its weights packed, its head and its buffers bound once: its step(t,
     h, c, reset) -> (h_next, c_next) reads row t of the inputs, head addends and (with reset)
     resets, and writes row t of head_out and actions; its run() takes every step in one native
@@ -23,10 +24,13 @@ def bind_step_heads(weights, head_w, num_actions, batch, buffers, steps, states=
     resets, inputs read and states h read, each None or saved for backward: RolloutPlan's), each contiguous
     with at least `steps` rows of one step each. _C.StepHeads holds them and does the row
     arithmetic. states: (hidden (steps, B, R), cells (steps, B, H)), contiguous, where step t
-    writes its new state (a plan saving for backward keeps them there), or None."""
+    writes its new state (a plan saving for backward keeps them there), or None.
+    one_step_rows: the buffers are one step's rows without a leading step dimension (step_heads'
+    (B, ...) tensors), so their row stride is 0; else it is their first dimension's, also for a
+    one-step plan, whose run() and next_state() write and read its inputs' and resets' row 1."""
     w_hh = weights[1]
     head_w = head_w.contiguous()
-    rows = [(t, 0 if t is None or steps == 1 else t.stride(0) * t.element_size()) for t in buffers]
+    rows = [(t, 0 if t is None or one_step_rows else t.stride(0) * t.element_size()) for t in buffers]
     bound = _C.StepHeads(DTYPE_CODES[w_hh.dtype], cell_weights(*weights), batch, head_w, head_w.shape[1],
                          num_actions, rows, steps)
     # Every step's new state, rows allocated once (or the caller's): step t returns row t, which
@@ -77,7 +81,7 @@ def step_heads(x, h, c, weights, resets, head_w, head_addend, num_actions):
     head_out = torch.empty_like(head_addend)
     actions = torch.empty(head_addend.shape[0], dtype=torch.int64)
     buffers = (x, head_addend, head_out, actions, resets, None, None, None, None)
-    bound = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1)
+    bound = bind_step_heads(weights, head_w, num_actions, batch, buffers, steps=1, one_step_rows=True)
     h_out, c_out = bound.step(0, h, c, resets is not None)
     return h_out, c_out, head_out, actions
 

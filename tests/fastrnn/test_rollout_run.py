@@ -240,3 +240,26 @@ def test_run_and_next_state_refuse_autograd_as_step_does(method):
     call = {"run": lambda: plan.run(state, ToyEnv(1, torch.float32), OBS, 1), "next_state": lambda: plan.next_state(state)}
     with pytest.raises(RuntimeError, match=f"rollout_plan computes no gradient: call {method} under torch.no_grad"):
         call[method]()
+
+
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+def test_a_one_step_plan_writes_and_reads_the_row_after_its_step(backend):
+    """A one-step plan's run writes inputs[1] and resets[1] (not row 0, which its step read),
+    and its next_state reads them: the fused step's row stride is its buffers' first dimension's
+    even for one step."""
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(OBS + ACTIONS + 1, HIDDEN, backend=backend)
+    inputs, resets = torch.randn(2, BATCH, OBS + ACTIONS + 1), torch.zeros(2, BATCH, dtype=torch.bool)
+    first_row = inputs[0].clone()
+    plan = rl.rollout_plan(lstm, inputs, torch.randn(HIDDEN, ACTIONS + 1), torch.randn(1, BATCH, ACTIONS + 1),
+                           ACTIONS, resets)
+    obs, reward, done = torch.rand(BATCH, OBS), torch.rand(BATCH), torch.arange(BATCH) % 2 == 0
+    state = (torch.randn(1, BATCH, HIDDEN), torch.randn(1, BATCH, HIDDEN))
+    with torch.no_grad():
+        state, last_reset = plan.run(state, lambda t, action: (obs, (reward,), done), OBS, 1)
+        expected = rl.write_next_input(torch.empty_like(first_row), obs, plan.actions[0], (reward,), ACTIONS, done)
+        h, c = plan.next_state(state, reset=True)
+        _, (want_h, want_c) = lstm(expected.unsqueeze(0), state, resets=done.unsqueeze(0))
+    assert torch.equal(inputs[0], first_row) and not resets[0].any()
+    assert torch.equal(inputs[1], expected) and torch.equal(resets[1], done) and last_reset
+    assert torch.equal(h, want_h) and torch.equal(c, want_c)
