@@ -163,10 +163,12 @@ class StepHeads {
         write_input_row<double>(batch_, obs_size, num_actions_, signals, ptr<const double*>(address(out[0])),
                                 actions, ptr<const double*>(address(out[1])), ptr<const double*>(address(out[2])),
                                 done, ptr<double*>(at(inputs, t + 1)));
-      if (r_base) std::memcpy(ptr<void*>(r_base + std::uintptr_t(t) * r_row), ptr<const void*>(address(out[1])), r_row);
+      // memmove: env may return the very row it fills (its own rewards_out row, the resets row).
+      if (r_base)
+        std::memmove(ptr<void*>(r_base + std::uintptr_t(t) * r_row), ptr<const void*>(address(out[1])), r_row);
       reset = false;
       if (done) {
-        std::memcpy(next_resets, done, std::size_t(batch_));
+        std::memmove(next_resets, done, std::size_t(batch_));
         for (long b = 0; b < batch_ && !reset; ++b) reset = done[b] != 0;
       } else {
         std::memset(next_resets, 0, std::size_t(batch_));

@@ -263,3 +263,21 @@ def test_a_one_step_plan_writes_and_reads_the_row_after_its_step(backend):
     assert torch.equal(inputs[0], first_row) and not resets[0].any()
     assert torch.equal(inputs[1], expected) and torch.equal(resets[1], done) and last_reset
     assert torch.equal(h, want_h) and torch.equal(c, want_c)
+
+
+def test_an_environment_may_return_the_rows_run_fills():
+    """env_step may hand back the very rows run() copies its results into (the resets row it
+    ends episodes in, its own rewards_out row): the copies allow the overlap."""
+    with torch.no_grad():
+        plan, state = _plan("cpp", torch.float32, 1, save_for_backward=False)
+        rewards = torch.zeros(STEPS, BATCH)
+
+        def in_place(t, action):
+            rewards[t].fill_(t + 0.5)
+            plan.resets[t + 1].copy_(torch.arange(BATCH) == t % BATCH)
+            return torch.full((BATCH, OBS), float(t)), (rewards[t],), plan.resets[t + 1]
+
+        plan.run(state, in_place, OBS, 1, rewards_out=rewards)
+    assert torch.equal(rewards, torch.arange(STEPS).float().add(0.5).unsqueeze(1).expand(STEPS, BATCH))
+    ended = torch.arange(BATCH).unsqueeze(0) == torch.arange(STEPS).unsqueeze(1) % BATCH
+    assert torch.equal(plan.resets[1:], ended)
