@@ -266,7 +266,10 @@ def _run_plan(plan, task, buffer: RolloutBuffer, state, any_start: bool, obs_siz
         result = task_step(action)
         if result.executed is not None:  # only tasks with forced steps (has_forced_steps) set it
             raise ValueError(f"task {task.name!r} reported executed actions without has_forced_steps")
-        return result.obs, (result.reward,), result.done if result.any_done else None
+        # Dense rows, as next_input hands write_next_input (a task may return strided ones;
+        # contiguous() is free on dense ones).
+        return (result.obs.contiguous(), (result.reward.contiguous(),),
+                result.done.contiguous() if result.any_done else None)
 
     with timer.phase("core step"):  # the native loop, less the phase it calls back
         return plan.run(state, env_step, obs_size, num_signals=1, reset=any_start, rewards_out=buffer.rewards)

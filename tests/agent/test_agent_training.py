@@ -1,5 +1,6 @@
 """Trainer, cores, verify, checkpoint-resume and frozen evaluation."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -186,6 +187,32 @@ def test_the_native_loop_trains_bit_for_bit_as_the_python_loop(monkeypatch, task
     native_task, python_task = native.task.state_dict(), python.task.state_dict()
     for name, value in native_task.items():
         assert torch.equal(value, python_task[name]) if isinstance(value, torch.Tensor) else value == python_task[name]
+
+
+def test_a_task_returning_strided_tensors_trains_as_with_dense_ones(monkeypatch):
+    """The native loop takes a task's strided observations, rewards and episode ends as the
+    Python loop does (it makes them dense first), with the same bits."""
+    def trained(strided):
+        trainer = Trainer(tiny_config(task="two_step", num_envs=6, unroll=12))
+        if strided:
+            step = trainer.task.step
+
+            def strided(x):  # the same values, every element a stride of 2 from the next
+                return torch.stack([x, x], -1)[..., 0]
+
+            def strided_step(actions):
+                result = step(actions)
+                return dataclasses.replace(result, obs=strided(result.obs), reward=strided(result.reward),
+                                           done=strided(result.done))
+            monkeypatch.setattr(trainer.task, "step", strided_step)
+        for _ in range(8):
+            trainer.update()
+        return trainer
+
+    strided, dense = trained(True), trained(False)
+    assert not strided.task.step(torch.zeros(6, dtype=torch.long)).obs.is_contiguous()
+    for a, b in zip(strided.agent.parameters(), dense.agent.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_fast_rollout_is_one_native_loop_of_fused_steps(monkeypatch):
