@@ -9,7 +9,10 @@ median over repeats is reported as environment steps per second. A second pass p
 with phase timers on, gives the profile: where the time goes, as a share of the loop and as
 microseconds per environment step (summed over the batch rows stepped together). Where the
 core takes the fused rollout step (every task without a readout), "core step" holds the heads
-and the action sampling, and "heads + sampling" reads zero. The learning pass is "learn forward"
+and the action sampling, and "heads + sampling" reads zero; where the unroll is one native loop
+(RolloutPlan.run: agent/core/rollout.py), "core step" is that loop less the task steps it calls
+back ("env step"), and it writes the next inputs and rewards itself, which leaves
+"bookkeeping" the episode counts and checks after the unroll. The learning pass is "learn forward"
 (the returns, the heads and the loss) and "learn backward" (the gradients): a sequence replay
 under autograd, or on the fast core the pass from the rollout's saved activations
 (agent/core/learner.py), which has no recurrence in its forward.
