@@ -193,5 +193,18 @@ def run_layers(
             c_n.append(c)
         layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
         if dropout > 0 and training and layer < num_layers - 1:
-            layer_input = F.dropout(layer_input, p=dropout, training=True)
+            layer_input = _dropout(layer_input, dropout, lengths)
     return layer_input, torch.stack(h_n), torch.stack(c_n)
+
+
+def _dropout(layer_output: Tensor, p: float, lengths: Tensor | None) -> Tensor:
+    """The dropout between layers, drawing what nn.LSTM draws: over the (T, B, F) output, or,
+    for packed input (lengths: (B,), descending, as unpacked), over its packed data only, the
+    valid rows in time-major order as a PackedSequence holds them. Same masks for the same seed,
+    and the generator left where torch leaves it."""
+    if lengths is None:
+        return F.dropout(layer_output, p=p, training=True)
+    valid = torch.arange(layer_output.shape[0], device=lengths.device).unsqueeze(1) < lengths  # (T, B)
+    valid = valid.to(layer_output.device).unsqueeze(2)
+    packed = layer_output.masked_select(valid).view(-1, layer_output.shape[2])
+    return layer_output.masked_scatter(valid, F.dropout(packed, p=p, training=True))

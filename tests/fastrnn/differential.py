@@ -110,6 +110,8 @@ class Case:
     narrow_input: str = "default"
     data_seed: int = 0
     onednn: str = "default"              # drawn after data_seed: earlier seeds' other fields stay
+    dropout_train: bool = False          # drawn last: dropout=0.5 in training mode, both sides seeded
+                                         # alike; their generator's next draws are compared too
 
     def __repr__(self) -> str:
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
@@ -194,6 +196,7 @@ def generate_case(seed: int, index: int) -> Case:
         narrow_input=rng.choice(["default", "default", "none", "all"]),
         data_seed=rng.randrange(1 << 30),
         onednn=rng.choice(["default", "default", "default", "everywhere"]),
+        dropout_train=rng.random() < 0.1,
     )
     return make_consistent(case)
 
@@ -214,7 +217,9 @@ def make_consistent(case: Case) -> Case:
     else:
         c = replace(c, input_size=max(c.input_size, 1), pattern="single" if c.pattern == "unrolled" else c.pattern)
     if c.num_layers == 1:
-        c = replace(c, dropout_eval=False)
+        c = replace(c, dropout_eval=False, dropout_train=False)
+    if c.dropout_train:  # training mode; resets have no torch counterpart that draws alike (the oracle steps)
+        c = replace(c, dropout_eval=False, resets=False)
     if c.proj_size >= c.hidden_size:
         c = replace(c, proj_size=0)
     if c.unbatched:
@@ -455,7 +460,8 @@ def build_modules(case: Case) -> tuple[nn.Module, nn.Module]:
                                       dtype=dtype)
         else:
             kwargs = dict(num_layers=case.num_layers, bias=case.bias, batch_first=case.batch_first,
-                          dropout=0.5 if case.dropout_eval else 0.0, bidirectional=case.bidirectional,
+                          dropout=0.5 if case.dropout_eval or case.dropout_train else 0.0,
+                          bidirectional=case.bidirectional,
                           proj_size=case.proj_size, dtype=dtype)
             expected = nn.LSTM(case.input_size, case.hidden_size, **kwargs)
             actual = fastrnn.LSTM(case.input_size, case.hidden_size, backend=case.backend, **kwargs)
@@ -506,8 +512,13 @@ def _run_side(case: Case, module: nn.Module, inputs: Inputs, is_fastrnn: bool) -
     leaves: list[tuple[str, torch.Tensor]] = []
     args = _materialize(case, inputs, leaves)
     context = {"no_grad": torch.no_grad, "inference": torch.inference_mode}.get(case.grad_mode, contextlib.nullcontext)
-    with context():
-        outputs = _call_pattern(case, module, args, is_fastrnn)
+    with torch.random.fork_rng(devices=[], enabled=case.dropout_train):
+        if case.dropout_train:  # the same dropout masks on both sides, if both draw as torch does
+            torch.manual_seed(case.data_seed + 5)
+        with context():
+            outputs = _call_pattern(case, module, args, is_fastrnn)
+        if case.dropout_train:  # and the generator left in the same place
+            outputs.append(("next_draws", torch.rand(4, dtype=torch.float64)))
     outputs = [(name, t.data if isinstance(t, PackedSequence) else t) for name, t in outputs]
     if not case.needs_grad:
         return Result(outputs, [])

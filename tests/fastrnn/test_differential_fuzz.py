@@ -81,6 +81,7 @@ def test_the_fuzzer_reaches_every_route_knob():
     assert any(c.packed and not c.enforce_sorted for c in cases) and any(c.packed and c.enforce_sorted for c in cases)
     assert any(c.module == "cell" and c.input_size == 0 for c in cases)
     assert any(c.batch == 0 for c in cases) and any(c.unbatched for c in cases) and any(c.resets for c in cases)
+    assert any(c.dropout_train and c.packed for c in cases) and any(c.dropout_train and c.needs_grad for c in cases)
 
 
 # ---------------------------------------------------------------- regression tests, one per class

@@ -121,6 +121,31 @@ def test_dropout_between_layers_only_in_training_and_like_torch_in_eval():
     torch.testing.assert_close(y_all_dropped, no_input(torch.zeros(6, 4, 8, dtype=torch.float64))[0], atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("backend", ["cpp", "reference"])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_training_mode_dropout_draws_torchs_masks_for_the_same_seed(backend, packed, bidirectional):
+    """A seeded training step with dropout between layers gives torch's outputs and gradients
+    and leaves the generator where torch leaves it. For packed input torch drops over the
+    packed data only (not the padding), so fastrnn must too."""
+    torch.manual_seed(0)
+    theirs = nn.LSTM(3, 8, num_layers=3, dropout=0.5, bidirectional=bidirectional).double()
+    ours = fastrnn.LSTM(3, 8, num_layers=3, dropout=0.5, bidirectional=bidirectional, backend=backend).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    if packed:  # unsorted lengths: the packed order differs from the batch order
+        x = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([3, 6, 1, 4]), enforce_sorted=False)
+    results = []
+    for module in (theirs, ours):
+        torch.manual_seed(7)
+        y, (h, c) = module(x)
+        y = y.data if packed else y
+        grads = torch.autograd.grad((y * y).sum() + h.sum(), list(module.parameters()))
+        results.append((y, h, c, *grads, torch.rand(3, dtype=torch.float64)))  # the generator's next draws
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
 def test_results_do_not_depend_on_the_thread_count():
     torch.manual_seed(0)
     lstm = fastrnn.LSTM(16, 64)
