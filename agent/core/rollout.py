@@ -177,7 +177,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
         addends = addends.unbind(0)
         actions = []
     buffer.plan = plan
-    in_one_call = plan is not None and _steps_in_one_call(agent, task, buffer, core_input_rows, keep, trial_resets)
+    in_one_call = plan is not None and _steps_in_one_call(agent, buffer, core_input_rows, keep, trial_resets)
     if in_one_call:
         state, any_start = _run_plan(plan, task, buffer, state, any_start, agent.obs_size, timer)
     elif plan is not None:
@@ -243,7 +243,7 @@ def collect_rollout(agent: MetaRLAgent, task, carry: Carry, buffer: RolloutBuffe
     return Carry(inputs[buffer.steps].clone(), resets[buffer.steps].clone(), state)
 
 
-def _steps_in_one_call(agent: MetaRLAgent, task, buffer: RolloutBuffer, core_input_rows, keep: bool,
+def _steps_in_one_call(agent: MetaRLAgent, buffer: RolloutBuffer, core_input_rows, keep: bool,
                        trial_resets: bool) -> bool:
     """Whether the unroll is the plan's run() (one native loop on the fast core): the agent's
     next input is [observation, action, reward] as write_next_input writes it, the core reads the
