@@ -82,7 +82,8 @@ STEP_CHECK_BYTES = 256 << 10
 STEP_PACK_MIN_ROWS = 32
 
 # CPU float32 sequences that torch's oneDNN LSTM ran faster than the cpp kernels, as corners
-# (H, B): a call with hidden size >= H and batch >= B takes oneDNN. Keyed by the instruction
+# (H, B): a call with hidden size >= H and batch >= B takes oneDNN; (H, B, B_max): the same with
+# batch <= B_max too (a band: oneDNN's own speed is not monotonic in B). Keyed by the instruction
 # set fastrnn._C runs (its kernels differ by vector width) and by whether autograd records the
 # call. Measured by `python -m bench cpu` (torch.nn.LSTM against backend="cpp", T=100, input
 # size H, 2 threads, 2-core AMD EPYC); cells under 0.95x of torch, H 48-512 x B 1-256:
@@ -100,16 +101,21 @@ STEP_PACK_MIN_ROWS = 32
 #   0.91x in four grids that day: parity, where oneDNN is torch by definition).
 #   Rechecked by `bench cpu` on AMD EPYCs with avx2 and with avx512 (2026-12-07): the corners stand
 #   (docs/performance-log.md, the sixth and seventh sections of that day).
-ONEDNN_FASTER: dict[tuple[str, bool], tuple[tuple[int, int], ...]] = {
+#   avx512, forward+backward at H = 128-192 with small batches (2026-12-08, AMD EPYC, three
+#   `bench cpu` runs of 15-40 rounds): cpp 0.89x, 0.93x and 0.90x torch at H=128, B=16 (0.98x
+#   the day before), 0.87x at B=32, but 1.14x-1.22x at B=64, where oneDNN slows down; 0.88x at
+#   H=192, B=16, 1.12x at B=32. Hence the band H >= 128, B = 16-32 (H >= 256 was covered).
+ONEDNN_FASTER: dict[tuple[str, bool], tuple[tuple[int, ...], ...]] = {
     ("avx512", False): ((128, 16), (256, 1)),
-    ("avx512", True): ((128, 256), (256, 16)),
+    ("avx512", True): ((128, 256), (256, 16), (128, 16, 32)),
     ("avx2", False): ((256, 16), (512, 1)),
     ("avx2", True): ((512, 16),),
 }
 
 
-def _in_corners(corners: tuple[tuple[int, int], ...], hidden_size: int, batch: int) -> bool:
-    return any(hidden_size >= h and batch >= b for h, b in corners)
+def _in_corners(corners: tuple[tuple[int, ...], ...], hidden_size: int, batch: int) -> bool:
+    return any(hidden_size >= h and batch >= b and batch <= (rest[0] if rest else batch)
+               for h, b, *rest in corners)
 
 
 @constant_under_compile  # a native call and an import Dynamo cannot trace: a constant of the graph

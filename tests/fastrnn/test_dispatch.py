@@ -230,3 +230,11 @@ def test_a_packed_call_that_runs_torchs_forward_is_not_unpacked_first(onednn_eve
     ours.backend = "cpp"
     ours(packed)
     assert ours.last_backend == "cpp" and calls
+
+
+@pytest.mark.parametrize("hidden, batch, expected", [
+    (128, 8, False), (128, 16, True), (128, 32, True), (128, 64, False), (512, 33, False), (64, 16, False)])
+def test_a_band_corner_covers_only_its_batches(hidden, batch, expected):
+    """A corner (H, B, B_max) covers hidden sizes from H and batches from B to B_max only."""
+    assert dispatch._in_corners(((128, 16, 32),), hidden, batch) is expected
+    assert dispatch._in_corners(((128, 16),), hidden, batch) is (hidden >= 128 and batch >= 16)
