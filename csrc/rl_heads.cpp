@@ -87,22 +87,10 @@ class StepHeads {
     if (t < 0 || t > steps_) throw std::out_of_range("rollout_plan: t must be from 0 to " + std::to_string(steps_));
     if (reset && rows_[4].tensor.is_none())
       throw std::invalid_argument("rollout_plan: reset=True needs the plan to have been made with resets");
-    if (t == steps_)
-      for (const Row* row : {&rows_[0], &rows_[4]})
-        if (!row->tensor.is_none() &&
-            row->tensor.attr("numel")().cast<long>() * row->tensor.attr("element_size")().cast<long>() <
-                (steps_ + 1) * row->bytes)
-          throw std::invalid_argument("rollout_plan: the step after the last needs inputs and resets of steps + 1 rows");
+    if (t == steps_) require_row_after_last();
     check_not_moved();
-    CellArgs a = cell_;
-    a.batch = batch_;
-    a.x = ptr<const void*>(at(rows_[0], t));
-    a.h = ptr<const void*>(address(h));
-    a.c = ptr<const void*>(address(c));
-    a.resets = reset ? ptr<const unsigned char*>(at(rows_[4], t)) : nullptr;
-    a.h_out = ptr<void*>(address(h_out));
-    a.c_out = ptr<void*>(address(c_out));
-    a.gates_out = nullptr;
+    CellArgs a = args_at(t, address(h), address(c), reset, address(h_out), address(c_out));
+    a.gates_out = nullptr;  // nothing saved: no backward runs through this step
     run_cell(dtype_, a, threads);
   }
 
@@ -128,11 +116,7 @@ class StepHeads {
     const CellArgs& cell = cell_;
     if (obs_size + num_actions_ + signals != cell.input_size)
       throw std::invalid_argument("rollout_plan: obs_size + num_actions + signals must be the input size");
-    // Row steps of the inputs and the resets is written: both must hold steps + 1 rows.
-    for (const Row* row : {&inputs, &resets})
-      if (row->tensor.attr("numel")().cast<long>() * long(row->tensor.attr("element_size")().cast<long>()) <
-          (steps_ + 1) * row->bytes)
-        throw std::invalid_argument("rollout_plan: run needs inputs and resets of steps + 1 rows");
+    require_row_after_last();  // run writes row `steps` of the inputs and the resets
     const std::uintptr_t h_base = address(hidden), c_base = address(cells), r_base = address(rewards_out);
     const std::size_t r_row = std::size_t(batch_) * element_bytes_;
     const std::uintptr_t h_row = std::uintptr_t(batch_ * cell.out_size) * element_bytes_;
@@ -152,20 +136,20 @@ class StepHeads {
       const py::tuple out = env(t, action_rows[std::size_t(t)]);
       if (out.size() != 4) throw std::invalid_argument("rollout_plan: env must return (obs, first, second, done)");
       check();
+      const std::uintptr_t obs = address(out[0]), first = address(out[1]), second = address(out[2]);
       const auto* done = ptr<const unsigned char*>(address(out[3]));
       auto* next_resets = ptr<unsigned char*>(at(resets, t + 1));
       const auto* actions = ptr<const long long*>(at(rows_[3], t));
       if (dtype_ == kFloat32)
-        write_input_row<float>(batch_, obs_size, num_actions_, signals, ptr<const float*>(address(out[0])), actions,
-                               ptr<const float*>(address(out[1])), ptr<const float*>(address(out[2])), done,
+        write_input_row<float>(batch_, obs_size, num_actions_, signals, ptr<const float*>(obs), actions,
+                               ptr<const float*>(first), ptr<const float*>(second), done,
                                ptr<float*>(at(inputs, t + 1)));
       else
-        write_input_row<double>(batch_, obs_size, num_actions_, signals, ptr<const double*>(address(out[0])),
-                                actions, ptr<const double*>(address(out[1])), ptr<const double*>(address(out[2])),
-                                done, ptr<double*>(at(inputs, t + 1)));
+        write_input_row<double>(batch_, obs_size, num_actions_, signals, ptr<const double*>(obs), actions,
+                                ptr<const double*>(first), ptr<const double*>(second), done,
+                                ptr<double*>(at(inputs, t + 1)));
       // memmove: env may return the very row it fills (its own rewards_out row, the resets row).
-      if (r_base)
-        std::memmove(ptr<void*>(r_base + std::uintptr_t(t) * r_row), ptr<const void*>(address(out[1])), r_row);
+      if (r_base) std::memmove(ptr<void*>(r_base + std::uintptr_t(t) * r_row), ptr<const void*>(first), r_row);
       reset = false;
       if (done) {
         std::memmove(next_resets, done, std::size_t(batch_));
@@ -184,6 +168,30 @@ class StepHeads {
     return row.base ? row.base + std::uintptr_t(t) * std::uintptr_t(row.bytes) : 0;
   }
 
+  // Row `steps` of the inputs (and of the resets, where bound) is read or written by the step
+  // after the last: both must hold steps + 1 rows.
+  void require_row_after_last() const {
+    for (const Row* row : {&rows_[0], &rows_[4]})
+      if (!row->tensor.is_none() &&
+          row->tensor.attr("numel")().cast<long>() * row->tensor.attr("element_size")().cast<long>() <
+              (steps_ + 1) * row->bytes)
+        throw std::invalid_argument("rollout_plan: the step after the last needs inputs and resets of steps + 1 rows");
+  }
+
+  // The cell's arguments for step t (input and resets rows t) on the state at h and c.
+  CellArgs args_at(long t, std::uintptr_t h, std::uintptr_t c, bool reset, std::uintptr_t h_out,
+                   std::uintptr_t c_out) const {
+    CellArgs a = cell_;
+    a.batch = batch_;
+    a.x = ptr<const void*>(at(rows_[0], t));
+    a.h = ptr<const void*>(h);
+    a.c = ptr<const void*>(c);
+    a.resets = reset ? ptr<const unsigned char*>(at(rows_[4], t)) : nullptr;
+    a.h_out = ptr<void*>(h_out);
+    a.c_out = ptr<void*>(c_out);
+    return a;
+  }
+
   void check_not_moved() const {
     for (const auto& row : rows_)
       if (address(row.tensor) != row.base)
@@ -194,14 +202,7 @@ class StepHeads {
   // needs of it (where bound), the readout and the choice.
   void step_at(long t, std::uintptr_t h, std::uintptr_t c, bool reset, std::uintptr_t h_out, std::uintptr_t c_out,
                int threads) const {
-    CellArgs a = cell_;
-    a.batch = batch_;
-    a.x = ptr<const void*>(at(rows_[0], t));
-    a.h = ptr<const void*>(h);
-    a.c = ptr<const void*>(c);
-    a.resets = reset ? ptr<const unsigned char*>(at(rows_[4], t)) : nullptr;
-    a.h_out = ptr<void*>(h_out);
-    a.c_out = ptr<void*>(c_out);
+    CellArgs a = args_at(t, h, c, reset, h_out, c_out);
     a.gates_out = ptr<void*>(at(rows_[5], t));
     run_cell(dtype_, a, threads);
     if (auto* applied = ptr<unsigned char*>(at(rows_[6], t))) {

@@ -64,11 +64,11 @@ class BoundStepHeads:
         self._bound.cell(t, h, c, reset, h_out, c_out, torch.get_num_threads())
         return h_out, c_out
 
-    def run(self, h, c, reset, obs_size, num_signals, env, action_rows, signal_rows):
+    def run(self, h, c, reset, obs_size, num_signals, env, action_rows, rewards_out):
         """Every step, each followed by env (RolloutPlan.run), in one native call: (the state
         after the last step, whether the reset row after it holds a True)."""
         h, c = h.contiguous(), c.contiguous()
-        reset = self._bound.run(h, c, reset, *self._states, obs_size, num_signals, env, action_rows, signal_rows,
+        reset = self._bound.run(h, c, reset, *self._states, obs_size, num_signals, env, action_rows, rewards_out,
                                 torch.get_num_threads())
         return tuple(rows_of[-1:] for rows_of in self._states), reset
 
