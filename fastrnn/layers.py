@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastrnn.backends import Backend
+from fastrnn.packing import valid_steps
 from fastrnn.torch_compat import eager_apply
 from fastrnn.workspace import workspace, workspace_applies
 
@@ -204,7 +205,5 @@ def _dropout(layer_output: Tensor, p: float, lengths: Tensor | None) -> Tensor:
     and the generator left where torch leaves it."""
     if lengths is None:
         return F.dropout(layer_output, p=p, training=True)
-    valid = torch.arange(layer_output.shape[0], device=lengths.device).unsqueeze(1) < lengths  # (T, B)
-    valid = valid.to(layer_output.device).unsqueeze(2)
-    packed = layer_output.masked_select(valid).view(-1, layer_output.shape[2])
-    return layer_output.masked_scatter(valid, F.dropout(packed, p=p, training=True))
+    valid = valid_steps(lengths, layer_output.shape[0], layer_output.device)
+    return layer_output.index_put((valid,), F.dropout(layer_output[valid], p=p, training=True))

@@ -27,3 +27,9 @@ def unpack_to_padded(data: Tensor, batch_sizes: Tensor) -> tuple[Tensor, Tensor]
 def pack_padded_output(padded: Tensor, batch_sizes: Tensor) -> Tensor:
     """(T, B, F) padded output -> (sum of lengths, F) packed data, the inverse of the above."""
     return padded[_valid_mask(batch_sizes, padded.device)]
+
+
+def valid_steps(lengths: Tensor, steps: int, device: torch.device) -> Tensor:
+    """(T, B) bool: step t of row b lies within its length (lengths as unpack_to_padded returns
+    them). Indexing a padded (T, B, F) tensor with it gives the rows of its packed data, in order."""
+    return torch.arange(steps, device=device).unsqueeze(1) < lengths.to(device)
